@@ -1,0 +1,87 @@
+"""Files the program writes are written atomically: a temp file beside the target, then a
+rename, so an interrupted run never leaves a half-written model, figure or report."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yield a temporary path in the target's folder; rename it onto ``path`` on success.
+
+    The temp name keeps the target's suffix so writers that look at it (matplotlib's
+    ``savefig``, ``np.savez``) pick the right format. On error the temp file is removed and
+    the target is untouched.
+    """
+    target = Path(path)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        os.replace(tmp, target)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
+    """Write ``text`` to ``path`` atomically (UTF-8)."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text, encoding="utf-8")
+    return Path(path)
+
+
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_bytes(data)
+    return Path(path)
+
+
+def jsonable(value: Any) -> Any:
+    """Turn NumPy scalars/arrays, dataclasses and non-finite floats into JSON values.
+
+    Non-finite floats become the strings ``"nan"``, ``"inf"``, ``"-inf"`` — never silently
+    dropped, and still valid JSON.
+
+    >>> jsonable({"a": float("nan"), "b": (1, 2.5)})
+    {'a': 'nan', 'b': [1, 2.5]}
+    """
+    import dataclasses
+
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        if hasattr(value, "to_dict"):
+            return jsonable(value.to_dict())
+        return jsonable(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):
+        return jsonable(value.tolist())
+    if isinstance(value, bool) or value is None or isinstance(value, (int, str)):
+        return value
+    if isinstance(value, float):
+        if math.isfinite(value):
+            return value
+        return "nan" if math.isnan(value) else ("inf" if value > 0 else "-inf")
+    if hasattr(value, "__float__"):
+        return jsonable(float(value))
+    return str(value)
+
+
+def dumps(value: Any, indent: int | None = 2) -> str:
+    """JSON text of ``value`` after :func:`jsonable` (strict: no bare NaN)."""
+    return json.dumps(jsonable(value), indent=indent, allow_nan=False, ensure_ascii=False)

@@ -1,0 +1,32 @@
+"""Gradient-flow diagnostics: per-layer statistics, monitor, neuron states, verdicts, doctor."""
+
+from __future__ import annotations
+
+from importlib import import_module
+from typing import Any
+
+from .stats import LayerStats
+
+# Public name → submodule that defines it; imported on first use so that importing
+# gradsight.diagnostics stays cheap.
+_LAZY = {
+    "Monitor": "monitor",
+    "history_to_json": "monitor",
+    "history_to_csv": "monitor",
+    "history_records": "monitor",
+    "classify_neurons": "neurons",
+    "NeuronState": "neurons",
+    "diagnose": "verdict",
+    "Finding": "verdict",
+    "Findings": "verdict",
+    "doctor": "doctor",
+    "DoctorResult": "doctor",
+}
+
+__all__ = ["LayerStats", *_LAZY]
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,74 @@
+"""Errors a user can cause.
+
+Every error that bad input can trigger is a :class:`GradsightError`; its message is one line
+that names the offending value and says what is allowed. The CLI prints that line on stderr
+and exits with code 2 (never a traceback).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+
+class GradsightError(ValueError):
+    """Base class of every error caused by user input."""
+
+
+class UnknownNameError(GradsightError, KeyError):
+    """A name (activation, loss, initialiser, optimizer, dataset, ...) that is not known."""
+
+    def __init__(self, kind: str, name: object, known: Iterable[str]) -> None:
+        self.kind, self.name, self.known = kind, name, sorted(known)
+        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(self.known)}")
+
+    def __str__(self) -> str:  # KeyError would otherwise quote the message
+        return str(self.args[0])
+
+
+class ExpressionError(GradsightError):
+    """Expression text that is malformed, unsafe or too large to parse."""
+
+
+class InvalidValueError(GradsightError):
+    """A number or option outside its allowed range (non-finite, negative, wrong length...)."""
+
+
+class ShapeError(GradsightError):
+    """Arrays whose shapes do not fit together."""
+
+
+class DataError(GradsightError):
+    """Data that cannot be used: empty, non-numeric, non-finite, labels out of range."""
+
+
+class TrainingError(GradsightError):
+    """Training that cannot go on (non-finite loss or gradients)."""
+
+
+def require_finite(name: str, value: float) -> float:
+    """Return ``float(value)`` or raise :class:`InvalidValueError` naming ``name``.
+
+    >>> require_finite("lr", 0.1)
+    0.1
+    """
+    import math
+
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise InvalidValueError(f"{name} must be a finite number, got {value!r}") from None
+    if not math.isfinite(number):
+        raise InvalidValueError(f"{name} must be a finite number, got {value!r}")
+    return number
+
+
+def require_positive(name: str, value: float) -> float:
+    """Return ``float(value)`` if it is finite and > 0, else raise :class:`InvalidValueError`.
+
+    >>> require_positive("lr", 2)
+    2.0
+    """
+    number = require_finite(name, value)
+    if number <= 0:
+        raise InvalidValueError(f"{name} must be > 0, got {value!r}")
+    return number
