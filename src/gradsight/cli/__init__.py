@@ -4,7 +4,7 @@ renders the result. Command modules import heavy libraries inside the command fu
 
 Command modules (one per area, each with a ``register(app)`` function):
 calculus_cmds (activations, derive, diffcheck), descent_cmds (descend), train_cmds (train,
-explain), diag_cmds (doctor, vanish), tour_cmd (tour).
+explain), doctor_cmd, vanish_cmd, tour_cmd.
 """
 
 from __future__ import annotations
@@ -22,7 +22,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-_COMMAND_MODULES = ("calculus_cmds", "descent_cmds", "train_cmds", "diag_cmds", "tour_cmd")
+_COMMAND_MODULES = (
+    "calculus_cmds", "descent_cmds", "train_cmds", "doctor_cmd", "vanish_cmd", "tour_cmd",
+)
 
 for _module in _COMMAND_MODULES:
     import_module(f".{_module}", __name__).register(app)
