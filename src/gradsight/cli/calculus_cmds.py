@@ -1,9 +1,166 @@
-"""CLI commands (see gradsight.cli)."""
+"""CLI commands ``activations``, ``derive`` and ``diffcheck`` (see gradsight.cli).
+
+Heavy modules (NumPy, SymPy, matplotlib, rich) are imported inside the commands so that
+``gradsight --help`` stays fast.
+"""
 
 from __future__ import annotations
 
+import math
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
 import typer
+
+from ._common import command, print_json
+
+PLOT_HELP = "Also save a figure (.png, .svg or .pdf)."
+JSON_HELP = "Print one JSON document on stdout."
+
+
+def _console() -> Any:
+    from rich.console import Console
+
+    return Console()
+
+
+def _number(value: float) -> str:
+    if not math.isfinite(value):
+        return "∞" if value > 0 else ("−∞" if value < 0 else "nan")
+    return f"{value:.6g}"
+
+
+def _activations(plot: Path | None, json_output: bool) -> None:
+    from .. import activations
+    from ..calculus import activation_table
+
+    records = activation_table()
+    if plot is not None:
+        from ..plots import save_figure
+        from ..plots.calculus import plot_activations
+
+        save_figure(plot_activations(), plot)
+    if json_output:
+        print_json(records)
+        return
+    from rich.table import Table
+
+    table = Table(title="Activations a = f(z) and their derivatives")
+    for column in ("name", "f(z)", "f′(z)", "output range", "max f′", "saturating",
+                   "f′ from a"):
+        table.add_column(column)
+    for record in records:
+        act = activations.get(record["name"])
+        low, high = act.output_range
+        peak = record["max_derivative"]
+        where = f"z = {_number(peak['at'])}" if math.isfinite(peak["at"]) else "z → ∞"
+        table.add_row(
+            act.name, act.formula, act.derivative_formula, f"({_number(low)}, {_number(high)})",
+            f"{_number(peak['value'])} at {where}", "yes" if act.saturating else "no",
+            record["derivative_from_output"] or "—",
+        )
+    _console().print(table)
+    if plot is not None:
+        typer.echo(f"figure saved to {plot}")
+
+
+def _derive(expression: str, wrt: str | None, steps: bool, json_output: bool) -> None:
+    from ..calculus import derive
+
+    result = derive(expression, wrt)
+    record = result.to_dict()
+    if json_output:
+        print_json(record)
+        return
+    from rich.table import Table
+
+    summary = Table(show_header=False, box=None)
+    summary.add_row("expression", record["expression"])
+    summary.add_row(f"d/d{result.wrt}", record["derivative"])
+    summary.add_row("simplified", record["simplified"])
+    if record["derivative_from_output"] is not None:
+        summary.add_row("from output a", record["derivative_from_output"])
+    console = _console()
+    console.print(summary)
+    if not steps:
+        return
+    for route, route_steps in result.routes().items():
+        table = Table(title=route or "Steps (children first)")
+        for column in ("#", "rule", "result", "detail"):
+            table.add_column(column)
+        for number, step in enumerate(route_steps, 1):
+            table.add_row(str(number), step.rule, step.result, step.detail)
+        console.print(table)
+
+
+def _diffcheck(expression: str, at: float, plot: Path | None, json_output: bool) -> None:
+    from ..calculus import step_study
+    from ..errors import require_finite
+
+    study = step_study(expression, require_finite("--at", at))
+    if plot is not None:
+        from ..plots import save_figure
+        from ..plots.calculus import plot_step_study
+
+        save_figure(plot_step_study(study), plot)
+    if json_output:
+        print_json(study.to_dict())
+        return
+    from rich.table import Table
+
+    table = Table(title=f"f′({_number(study.x)}) of {study.function}: exact "
+                        f"{study.exact!r} ({study.exact_source})")
+    for column in ("method", "h", "estimate", "abs error", "rel error"):
+        table.add_column(column, justify="right" if column != "method" else "left")
+    for row in study.rows:
+        best = study.best(row.method).h == row.h
+        style = "bold green" if best else ("yellow" if row.h == 1e-13 else None)
+        relative = "—" if row.rel_error is None else f"{row.rel_error:.2e}"
+        table.add_row(row.method, f"{row.h:.0e}", f"{row.estimate:.16g}",
+                      f"{row.abs_error:.2e}", relative, style=style)
+    console = _console()
+    console.print(table)
+    console.print("green: smallest error per method; yellow: seed 002's h = 1e-13")
+    for method, h in study.recommended.items():
+        error = study.recommended_error[method]
+        if h is None or error is None:
+            console.print(f"recommended {method}: not applicable")
+        else:
+            console.print(f"recommended {method} h = {h:.2e} (abs error {error:.2e})")
+    for note in study.notes:
+        console.print(f"note: {note}")
+    if plot is not None:
+        typer.echo(f"figure saved to {plot}")
+
+
+ExpressionArg = Annotated[str, typer.Argument(
+    metavar="EXPR_OR_NAME",
+    help="An expression such as 'x**2 - 4*x + 6' or an activation name such as sigmoid.",
+)]
+PlotOpt = Annotated[Optional[Path], typer.Option("--plot", help=PLOT_HELP)]  # noqa: UP045
+JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
+WrtOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    "--wrt", help="Variable to differentiate by (for an activation: its input name, z).")]
+StepsOpt = Annotated[bool, typer.Option("--steps", help="Show the rule used at each step.")]
+AtOpt = Annotated[float, typer.Option("--at", help="The point x where f′(x) is estimated.")]
 
 
 def register(app: typer.Typer) -> None:
     """Add this module's commands to ``app``."""
+
+    @command(app, "activations")
+    def activations_command(plot: PlotOpt = None, json_output: JsonOpt = False) -> None:
+        """Every activation: formula, derivative, output range, maximum derivative."""
+        _activations(plot, json_output)
+
+    @command(app, "derive")
+    def derive_command(expression: ExpressionArg, wrt: WrtOpt = None, steps: StepsOpt = False,
+                       json_output: JsonOpt = False) -> None:
+        """Symbolic derivative with its steps; sigmoid shows both routes to σ(1−σ)."""
+        _derive(expression, wrt, steps, json_output)
+
+    @command(app, "diffcheck")
+    def diffcheck_command(expression: ExpressionArg, at: AtOpt, plot: PlotOpt = None,
+                          json_output: JsonOpt = False) -> None:
+        """Finite differences against the exact derivative for h = 1e-1 … 1e-15."""
+        _diffcheck(expression, at, plot, json_output)

@@ -1,9 +1,113 @@
-"""CLI commands (see gradsight.cli)."""
+"""CLI command ``gradsight doctor``: train a set-up and candidate fixes, show which helps.
+
+The options describe the set-up exactly as ``gradsight train`` does; the work is done by
+:func:`gradsight.diagnostics.doctor` and this module only parses and renders.
+"""
 
 from __future__ import annotations
 
+from typing import Annotated, Any
+
 import typer
+
+from ._common import command, print_json, show_progress
+
+_DATA_HELP = ("moons, xor, circles, spirals, gauss, digits, or a PATH.csv (header row; the "
+              "target is the last column unless --target)")
+_LOSS_HELP = ("cross_entropy, bce_with_logits, quadratic or auto (cross_entropy for classes, "
+              "quadratic for a numeric target)")
+
+
+def _hidden(text: str) -> list[int]:
+    from ..errors import InvalidValueError
+
+    cleaned = text.strip().lower()
+    if cleaned in ("", "0", "none"):
+        return []
+    sizes = []
+    for part in cleaned.replace("-", ",").split(","):
+        if not part.strip().isdigit() or int(part) < 1:
+            raise InvalidValueError(f"--hidden must be positive integers like '16,16', got "
+                                    f"{part.strip()!r} in {text!r}")
+        sizes.append(int(part))
+    return sizes
+
+
+def run_doctor(options: dict[str, Any]) -> Any:
+    """Everything ``gradsight doctor`` computes, minus the printing: a DoctorResult."""
+    from ..diagnostics.doctor import DoctorSetup, doctor
+    from ..errors import InvalidValueError
+
+    o = options
+    for option in ("epochs", "batch_size", "limit"):
+        if o[option] < 1:
+            raise InvalidValueError(f"--{option.replace('_', '-')} must be an integer ≥ 1, "
+                                    f"got {o[option]}")
+    setup = DoctorSetup(
+        data=o["data"], target=o["target"], hidden=_hidden(o["hidden"]),
+        activation=o["activation"], init=o["init"], bias_init=o["bias_init"], loss=o["loss"],
+        optimizer=o["optimizer"], lr=o["lr"], epochs=o["epochs"], batch_size=o["batch_size"],
+        seed=o["seed"], test_size=o["test_size"])
+    candidates = list(o["try_changes"] or []) or None
+    if not show_progress(o["quiet"]):
+        return doctor(setup, candidates, runner=o.get("runner"), limit=o["limit"])
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    with console.status("training…") as status:
+        return doctor(setup, candidates, runner=o.get("runner"), limit=o["limit"],
+                      progress=lambda change: status.update(f"training: {change}"))
+
+
+def render(result: Any) -> None:
+    """The before/after table and the best change, on stdout."""
+    import sys
+
+    from rich.console import Console
+
+    console = Console(width=None if sys.stdout.isatty() else 120)
+    console.print(result.table())
+    if result.best == "no change":
+        console.print("[bold]No candidate beat the original set-up on the held-out loss.[/]")
+    else:
+        gain = result.baseline.loss - next(c.loss for c in result.candidates
+                                           if c.change == result.best)
+        console.print(f"[bold green]Best fix:[/] {result.best} (held-out {result.eval_loss} "
+                      f"cost {result.baseline.loss:.4g} → "
+                      f"{result.baseline.loss - gain:.4g})")
+    for finding in result.baseline.outcome.findings:
+        console.print(f"[{finding.severity}] {finding.title}", markup=False)
 
 
 def register(app: typer.Typer) -> None:
-    """Add this module's commands to ``app``."""
+    """Add ``doctor`` to ``app``."""
+
+    @command(app, "doctor")
+    def doctor_command(
+        data: str = typer.Option("moons", "--data", help=_DATA_HELP),
+        target: str | None = typer.Option(None, "--target", help="target column of a CSV"),
+        hidden: str = typer.Option("16,16", "--hidden", help="hidden layer widths, e.g. 16,16"),
+        activation: str = typer.Option("relu", "--activation", help="hidden activation"),
+        init: str = typer.Option("he_normal", "--init", help="weight initialiser"),
+        bias_init: str = typer.Option("zeros", "--bias-init", help="zeros or normal"),
+        loss: str = typer.Option("auto", "--loss", help=_LOSS_HELP),
+        optimizer: str = typer.Option("adam", "--optimizer",
+                                      help="sgd, momentum, nesterov, adagrad, rmsprop, adam"),
+        lr: float = typer.Option(0.01, "--lr", help="learning rate η"),
+        epochs: int = typer.Option(50, "--epochs", help="epochs of every run (equal budget)"),
+        batch_size: int = typer.Option(32, "--batch-size"),
+        seed: int = typer.Option(0, "--seed", help="seed of weights, split and shuffling"),
+        test_size: float = typer.Option(0.2, "--test-size", help="held-out fraction"),
+        try_changes: Annotated[list[str] | None, typer.Option(
+            "--try", help="a change to try instead of the proposed ones, e.g. "
+                          "'activation=relu,init=he_normal' or 'lr=x0.1' (repeatable)")] = None,
+        limit: int = typer.Option(8, "--limit", help="at most this many proposed candidates"),
+        json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+        quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
+    ) -> None:
+        """Train the set-up and candidate fixes on an equal budget; rank what really helps."""
+        result = run_doctor(dict(locals()))
+        if json_out:
+            print_json(result.to_dict())
+        else:
+            render(result)

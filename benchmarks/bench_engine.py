@@ -1,0 +1,208 @@
+"""Engine speed: time per training step of gradsight ``fit`` vs an equivalent PyTorch loop.
+
+MLP 784-256-256-10, sigmoid hidden layers, softmax cross-entropy, plain SGD, float32, batch
+sizes 16, 128 and 1024, both libraries on the same number of threads (default 2). Printed
+per batch size, from one run:
+
+* gradsight — ``gradsight.fit`` itself (epochs over random data, ``progress=False``,
+  ``shuffle=False``), time per step = total time of the call / number of steps;
+* torch — ``nn.Sequential`` + ``CrossEntropyLoss`` + ``torch.optim.SGD`` with
+  ``zero_grad()/backward()/step()`` over the same batches;
+* floor — the step's matrix products alone in NumPy (3 forward, 5 backward: the first
+  layer's ∂C/∂X is not needed), with preallocated outputs: what no NumPy engine can beat.
+
+Each figure is the median of ``--repeats`` timed runs after one warm-up run. Targets:
+gradsight/torch ≤ 0.8 at batch 128 and ≤ 1.0 at batch 1024; gradsight/floor ≤ 1.3 at 128.
+
+    .venv/bin/python benchmarks/bench_engine.py            # table
+    .venv/bin/python benchmarks/bench_engine.py --json     # one JSON document
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+
+def _arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=7)
+    parser.add_argument("--batch-sizes", default="16,128,1024")
+    parser.add_argument("--json", action="store_true", help="print one JSON document")
+    return parser.parse_args()
+
+
+ARGS = _arguments()
+# BLAS reads its thread count when it is loaded: set it before NumPy is imported.
+for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[variable] = str(ARGS.threads)
+
+import statistics  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+
+import numpy as np  # noqa: E402
+from threadpoolctl import threadpool_info, threadpool_limits  # noqa: E402
+
+import gradsight  # noqa: E402
+from gradsight import nn, optim  # noqa: E402
+
+SIZES = (784, 256, 256, 10)
+Runner = tuple[Callable[[], None], int]  # (one timed run, optimizer steps it makes)
+LR = 0.01
+
+
+def _plan(batch: int) -> tuple[int, int]:
+    """(samples, epochs) so that a timed run takes a few hundred steps or ~0.1 s."""
+    samples = max(4 * batch, 4096)
+    epochs = max(2, min(8, 16 * batch // samples))
+    return samples, epochs
+
+
+def _timed(run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def gradsight_runner(X: np.ndarray, y: np.ndarray, batch: int, epochs: int) -> Runner:
+    """A run of ``gradsight.fit`` and its number of optimizer steps."""
+    model = nn.mlp("-".join(map(str, SIZES)), activation="sigmoid", dtype="float32", seed=0)
+    optimizer = optim.SGD(lr=LR)
+
+    def run() -> None:
+        gradsight.fit(model, X, y, loss="cross_entropy", optimizer=optimizer, epochs=epochs,
+                      batch_size=batch, shuffle=False, progress=False)
+
+    return run, epochs * (X.shape[0] // batch)
+
+
+def torch_runner(X: np.ndarray, y: np.ndarray, batch: int, epochs: int) -> Runner:
+    """The same training in PyTorch: nn.Sequential, CrossEntropyLoss, optim.SGD."""
+    import torch
+
+    torch.manual_seed(0)
+    layers: list = []
+    for index, (n_in, n_out) in enumerate(zip(SIZES, SIZES[1:], strict=False)):
+        layers.append(torch.nn.Linear(n_in, n_out))
+        if index < len(SIZES) - 2:
+            layers.append(torch.nn.Sigmoid())
+    model = torch.nn.Sequential(*layers)
+    optimizer = torch.optim.SGD(model.parameters(), lr=LR)
+    criterion = torch.nn.CrossEntropyLoss()
+    X_t, y_t = torch.from_numpy(X), torch.from_numpy(y.astype(np.int64))
+
+    def run() -> None:
+        for _ in range(epochs):
+            for start in range(0, X_t.shape[0], batch):
+                optimizer.zero_grad()
+                loss = criterion(model(X_t[start:start + batch]), y_t[start:start + batch])
+                loss.backward()
+                optimizer.step()
+
+    return run, epochs * (X.shape[0] // batch)
+
+
+def floor_runner(batch: int) -> Runner:
+    """The 8 matrix products of one step (3 forward, 5 backward), outputs preallocated."""
+    rng = np.random.default_rng(0)
+
+    def array(*shape: int) -> np.ndarray:
+        return rng.standard_normal(shape).astype(np.float32)
+
+    W = [array(a, b) for a, b in zip(SIZES, SIZES[1:], strict=False)]
+    a = [array(batch, n) for n in SIZES]  # a[0] = X, a[1], a[2] hidden, a[3] logits
+    d = [array(batch, n) for n in SIZES]  # δ of each layer's output
+    gW = [np.empty_like(w) for w in W]
+    steps = max(4, 16384 // batch)
+
+    def run() -> None:
+        for _ in range(steps):
+            for i in range(3):
+                np.matmul(a[i], W[i], out=a[i + 1])
+            for i in (2, 1, 0):
+                np.matmul(a[i].T, d[i + 1], out=gW[i])
+                if i > 0:
+                    np.matmul(d[i + 1], W[i].T, out=d[i])
+
+    return run, steps
+
+
+def measure(batch: int, repeats: int) -> dict[str, float]:
+    """Seconds per step of each runner: median of ``repeats`` runs taken in turns (so that
+    load from other processes hits all three alike), after one warm-up run each."""
+    samples, epochs = _plan(batch)
+    rng = np.random.default_rng(batch)
+    X = rng.standard_normal((samples, SIZES[0])).astype(np.float32)
+    y = rng.integers(0, SIZES[-1], samples)
+    runners = {
+        "gradsight": gradsight_runner(X, y, batch, epochs),
+        "torch": torch_runner(X, y, batch, epochs),
+        "floor": floor_runner(batch),
+    }
+    times: dict[str, list[float]] = {name: [] for name in runners}
+    for run, _ in runners.values():
+        run()  # warm-up: buffers, page faults, BLAS threads
+    for _ in range(repeats):
+        for name, (run, steps) in runners.items():
+            times[name].append(_timed(run) / steps)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
+def main() -> None:
+    import torch
+
+    torch.set_num_threads(ARGS.threads)
+    rows = []
+    with threadpool_limits(limits=ARGS.threads, user_api="blas"):
+        for batch in (int(b) for b in ARGS.batch_sizes.split(",")):
+            seconds = measure(batch, ARGS.repeats)
+            ours, theirs, floor = seconds["gradsight"], seconds["torch"], seconds["floor"]
+            rows.append({
+                "batch_size": batch, "gradsight_ms": ours * 1e3, "torch_ms": theirs * 1e3,
+                "ratio": ours / theirs, "floor_ms": floor * 1e3, "over_floor": ours / floor,
+            })
+            if not ARGS.json:
+                print(f"batch {batch}: done", file=sys.stderr)
+    report(rows, torch.__version__)
+
+
+def report(rows: list[dict], torch_version: str) -> None:
+    by_batch = {row["batch_size"]: row for row in rows}
+    targets = {
+        "ratio@128 <= 0.8": by_batch.get(128, {}).get("ratio"),
+        "ratio@1024 <= 1.0": by_batch.get(1024, {}).get("ratio"),
+        "over_floor@128 <= 1.3": by_batch.get(128, {}).get("over_floor"),
+    }
+    limits = {"ratio@128 <= 0.8": 0.8, "ratio@1024 <= 1.0": 1.0, "over_floor@128 <= 1.3": 1.3}
+    met = {k: (None if v is None else v <= limits[k]) for k, v in targets.items()}
+    blas = [
+        f"{i.get('internal_api')} {i.get('version')} ({i.get('num_threads')} threads)"
+        for i in threadpool_info() if i.get("user_api") == "blas"
+    ]
+    if ARGS.json:
+        from gradsight._io import dumps
+
+        print(dumps({
+            "model": "784-256-256-10 sigmoid, cross_entropy, SGD, float32",
+            "threads": ARGS.threads, "repeats": ARGS.repeats, "numpy": np.__version__,
+            "torch": torch_version, "blas": blas, "rows": rows, "targets": targets, "met": met,
+        }))
+        return
+    print(f"MLP 784-256-256-10 sigmoid, softmax cross-entropy, SGD, float32, {ARGS.threads} "
+          f"threads; numpy {np.__version__} ({', '.join(blas)}), torch {torch_version}")
+    print(f"{'batch':>6} {'gradsight ms':>13} {'torch ms':>9} {'ratio':>6} "
+          f"{'matmul floor ms':>16} {'gradsight/floor':>16}")
+    for r in rows:
+        print(f"{r['batch_size']:>6} {r['gradsight_ms']:>13.3f} {r['torch_ms']:>9.3f} "
+              f"{r['ratio']:>6.2f} {r['floor_ms']:>16.3f} {r['over_floor']:>16.2f}")
+    for name, value in targets.items():
+        state = "n/a" if value is None else ("met" if met[name] else "MISSED")
+        shown = "" if value is None else f"{value:.2f}"
+        print(f"target {name}: {shown} {state}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,325 @@
+"""Layers: each keeps its forward rule and its backward rule side by side.
+
+Notation of the seeds and of Nielsen's book, for a batch of N samples (one per row):
+
+    Dense       forward   z = a_prev·W + b                  (N × n_in)·(n_in × n_out)
+                backward  ∂C/∂W = a_prevᵀ·δ,  ∂C/∂b = Σ_rows δ,  ∂C/∂a_prev = δ·Wᵀ
+    Activation  forward   a = f(z)
+                backward  δ = ∂C/∂z = ∂C/∂a ⊙ f′(z)
+
+where δ = ∂C/∂z is the error of the layer. For sigmoid and tanh f′ is read off the cached
+output a — σ′ = a(1−a), tanh′ = 1 − a² — exactly the shortcut seed 000 explains: the forward
+pass already computed σ(z), so the backward pass needs no exponential.
+
+Speed. ``forward(X, reuse=True)`` and ``backward(dY, reuse=True)`` write into buffers the
+layer owns (one set per batch shape) and let an activation work in place on the output of
+the Dense layer before it; the returned arrays are then overwritten by the next call with
+the same shape. The training loop uses this; the default ``reuse=False`` returns fresh
+arrays. Both paths compute the same numbers. ``grad_W``/``grad_b`` are always written in
+place (like PyTorch's ``.grad``): copy them to keep the values of one step.
+
+float32 sigmoid is computed in place as 1/(1 + e^(−z)) (an overflow of e^(−z) for z < −88
+gives σ = 0, the correctly rounded value); it agrees with the float64 value to a few ulp.
+float64 uses the overflow-free formula of :func:`gradsight.activations.sigmoid`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, DTypeLike, NDArray
+
+from .. import activations as _activations
+from ..errors import InvalidValueError, ShapeError, TrainingError
+from . import init as _init
+
+__all__ = ["Layer", "Dense", "Activation", "as_dtype"]
+
+Array = NDArray[np.floating]
+_MAX_BUFFER_SHAPES = 16
+
+
+def as_dtype(dtype: DTypeLike) -> np.dtype:
+    """``np.float32`` or ``np.float64`` from a name or dtype; anything else is an error."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise InvalidValueError(f"dtype must be 'float32' or 'float64', got {dtype!r}")
+    return resolved
+
+
+class Layer:
+    """Base class: ``forward(X) -> output``, ``backward(∂C/∂output) -> ∂C/∂input``."""
+
+    name: str = "layer"
+
+    def __init__(self) -> None:
+        self._buffers: dict[tuple[str, tuple[int, ...]], np.ndarray] = {}
+        self._named = False  # True once a name was given explicitly
+
+    def forward(self, X: Array, reuse: bool = False) -> Array:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, dY: Array, reuse: bool = False) -> Array | None:  # pragma: no cover
+        raise NotImplementedError
+
+    def parameters(self) -> list[Array]:
+        """The trainable arrays (updated in place by an optimizer)."""
+        return []
+
+    def gradients(self) -> list[Array]:
+        """∂C/∂(each parameter), same order as :meth:`parameters`."""
+        return []
+
+    def spec(self) -> dict[str, Any]:  # pragma: no cover - abstract
+        """A JSON-able description from which the layer can be rebuilt."""
+        raise NotImplementedError
+
+    def clear_buffers(self) -> None:
+        """Drop the cached work arrays (they are re-created on demand)."""
+        self._buffers.clear()
+
+    def _buffer(
+        self, tag: str, shape: tuple[int, ...], dtype: np.dtype, fill: float | None = None
+    ) -> np.ndarray:
+        key = (tag, shape)
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.dtype != dtype:
+            if len(self._buffers) >= _MAX_BUFFER_SHAPES:
+                self._buffers.clear()
+            buffer = self._buffers[key] = np.empty(shape, dtype=dtype)
+            if fill is not None:
+                buffer.fill(fill)
+        return buffer
+
+    def _out(self, tag: str, shape: tuple[int, ...], dtype: np.dtype, reuse: bool) -> np.ndarray:
+        return self._buffer(tag, shape, dtype) if reuse else np.empty(shape, dtype=dtype)
+
+
+def _positive_int(name: str, value: object) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise InvalidValueError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Dense(Layer):
+    """Fully connected layer z = a_prev·W + b, with W of shape (n_in, n_out).
+
+    ``init`` and ``bias_init`` name initialisers of :mod:`gradsight.nn.init`; ``seed`` is an
+    int, a ``numpy.random.Generator`` or None (fresh entropy).
+
+    >>> layer = Dense(2, 1, seed=0)
+    >>> layer.W.shape, layer.b.shape, layer.forward(np.ones((3, 2))).shape
+    ((2, 1), (1,), (3, 1))
+    """
+
+    def __init__(
+        self,
+        n_in: int,
+        n_out: int,
+        init: str = "xavier_uniform",
+        bias_init: str = "zeros",
+        seed: int | np.random.Generator | None = None,
+        dtype: DTypeLike = "float64",
+    ) -> None:
+        super().__init__()
+        self.n_in, self.n_out = _positive_int("n_in", n_in), _positive_int("n_out", n_out)
+        self.dtype = as_dtype(dtype)
+        weight_init, bias_fn = _init.get(init), _init.get_bias(bias_init)
+        self.init, self.bias_init = init, bias_init
+        rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        self.W: Array = weight_init(self.n_in, self.n_out, rng, self.dtype)
+        self.b: Array = bias_fn(self.n_out, rng, self.dtype)
+        self.grad_W: Array = np.zeros_like(self.W)
+        self.grad_b: Array = np.zeros_like(self.b)
+        self.inputs: Array | None = None
+        self.input_grad = True  # whether backward computes ∂C/∂a_prev
+        self.name = "dense"
+
+    @classmethod
+    def from_weights(
+        cls, W: ArrayLike, b: ArrayLike, init: str = "xavier_uniform", bias_init: str = "zeros"
+    ) -> Dense:
+        """A Dense layer holding copies of ``W`` (n_in × n_out) and ``b`` (n_out,)."""
+        W_array, b_array = np.array(W), np.array(b)
+        dtype = as_dtype(W_array.dtype if W_array.dtype.kind == "f" else np.float64)
+        if W_array.ndim != 2 or b_array.shape != (W_array.shape[1],):
+            raise ShapeError(
+                f"W must be 2-D (n_in, n_out) and b of shape (n_out,), got W {W_array.shape} "
+                f"and b {b_array.shape}"
+            )
+        layer = cls.__new__(cls)
+        Layer.__init__(layer)
+        layer.n_in, layer.n_out = W_array.shape
+        layer.dtype, layer.init, layer.bias_init = dtype, init, bias_init
+        layer.W, layer.b = W_array.astype(dtype), b_array.astype(dtype)
+        layer.grad_W, layer.grad_b = np.zeros_like(layer.W), np.zeros_like(layer.b)
+        layer.inputs, layer.input_grad, layer.name = None, True, "dense"
+        return layer
+
+    def forward(self, X: Array, reuse: bool = False) -> Array:
+        """z = X·W + b; caches X (needed for ∂C/∂W)."""
+        self.inputs = X
+        Z = self._out("z", (X.shape[0], self.n_out), self.W.dtype, reuse)
+        np.matmul(X, self.W, out=Z)
+        Z += self.b
+        return Z
+
+    def backward(
+        self, dZ: Array, reuse: bool = False, input_grad: bool | None = None
+    ) -> Array | None:
+        """From δ = ∂C/∂z: fill ∂C/∂W = Xᵀδ and ∂C/∂b = Σ_rows δ; return δ·Wᵀ.
+
+        Returns None when ``input_grad`` (default: the attribute of the same name) is False:
+        the first layer's inputs are data and need no gradient.
+        """
+        X = self.inputs
+        if X is None:
+            raise TrainingError(f"{self.name}: backward called before forward")
+        if dZ.shape != (X.shape[0], self.n_out):
+            raise ShapeError(
+                f"{self.name}: gradient of shape {dZ.shape} does not match output "
+                f"({X.shape[0]}, {self.n_out})"
+            )
+        if self.grad_W.shape != self.W.shape or self.grad_W.dtype != self.W.dtype:
+            self.grad_W, self.grad_b = np.zeros_like(self.W), np.zeros_like(self.b)
+        np.matmul(X.T, dZ, out=self.grad_W)  # transposed view: BLAS reads it without a copy
+        # 1ᵀ·δ sums the batch through BLAS, faster than np.sum(δ, axis=0)
+        np.matmul(self._buffer("ones", (X.shape[0],), dZ.dtype, fill=1.0), dZ, out=self.grad_b)
+        if not (self.input_grad if input_grad is None else input_grad):
+            return None
+        dX = self._out("dx", (X.shape[0], self.n_in), self.W.dtype, reuse)
+        np.matmul(dZ, self.W.T, out=dX)
+        return dX
+
+    def parameters(self) -> list[Array]:
+        return [self.W, self.b]
+
+    def gradients(self) -> list[Array]:
+        return [self.grad_W, self.grad_b]
+
+    def spec(self) -> dict[str, Any]:
+        return {
+            "type": "dense", "n_in": self.n_in, "n_out": self.n_out,
+            "init": self.init, "bias_init": self.bias_init,
+        }
+
+    def __repr__(self) -> str:
+        return f"Dense({self.n_in}, {self.n_out}, name={self.name!r}, dtype={self.dtype.name})"
+
+
+# ---- in-place kernels for the common activations -------------------------------------------
+# forward(z, out): out = f(z) (out may be z);  backward(a, dA, out, scratch): out = dA ⊙ f′
+# read off the output a (out may be dA). Other activations use gradsight.activations directly.
+Kernel = tuple[Callable[[Array, Array], None], Callable[[Array, Array, Array, Array], None]]
+
+
+def _sigmoid_forward(z: Array, out: Array) -> None:
+    if z.dtype == np.float32:
+        with np.errstate(over="ignore"):  # e^(−z) = inf gives σ = 1/(1+inf) = 0, exact
+            np.negative(z, out=out)
+            np.exp(out, out=out)
+        out += 1.0
+        np.reciprocal(out, out=out)
+    else:
+        out[...] = _activations.sigmoid(z)
+
+
+def _sigmoid_backward(a: Array, dA: Array, out: Array, scratch: Array) -> None:
+    np.subtract(1.0, a, out=scratch)  # δ = ∂C/∂a ⊙ a(1−a)
+    scratch *= a
+    np.multiply(dA, scratch, out=out)
+
+
+def _tanh_forward(z: Array, out: Array) -> None:
+    np.tanh(z, out=out)
+
+
+def _tanh_backward(a: Array, dA: Array, out: Array, scratch: Array) -> None:
+    np.multiply(a, a, out=scratch)  # δ = ∂C/∂a ⊙ (1 − a²)
+    np.subtract(1.0, scratch, out=scratch)
+    np.multiply(dA, scratch, out=out)
+
+
+def _relu_forward(z: Array, out: Array) -> None:
+    np.maximum(z, 0.0, out=out)
+
+
+def _relu_backward(a: Array, dA: Array, out: Array, scratch: Array) -> None:
+    np.greater(a, 0.0, out=scratch)  # relu′ = [z > 0] = [a > 0]  (0 at the kink, as PyTorch)
+    np.multiply(dA, scratch, out=out)
+
+
+_KERNELS: dict[str, Kernel] = {
+    "sigmoid": (_sigmoid_forward, _sigmoid_backward),
+    "tanh": (_tanh_forward, _tanh_backward),
+    "relu": (_relu_forward, _relu_backward),
+}
+
+
+class Activation(Layer):
+    """Elementwise a = f(z) for an activation of :mod:`gradsight.activations`.
+
+    ``Activation("sigmoid")``; ``.activation`` is the :class:`ActivationFunction`,
+    ``.output`` the cached a, ``.inputs`` the cached z (None when f′ is read off a).
+
+    >>> layer = Activation("sigmoid")
+    >>> a = layer.forward(np.zeros((1, 2)))
+    >>> a.tolist(), layer.backward(np.ones((1, 2))).tolist()
+    ([[0.5, 0.5]], [[0.25, 0.25]])
+    """
+
+    def __init__(self, name: str | _activations.ActivationFunction) -> None:
+        super().__init__()
+        self.activation = _activations.get(name)
+        self.name = self.activation.base_name
+        self.inputs: Array | None = None
+        self.output: Array | None = None
+        self.in_place = False  # set by Sequential when z is a buffer nobody else needs
+        self._kernel = _KERNELS.get(self.activation.name)
+        self._from_output = self.activation.has_output_derivative
+
+    def forward(self, z: Array, reuse: bool = False) -> Array:
+        """a = f(z); caches a (and z when f′ cannot be read off a)."""
+        if self._kernel is not None:
+            out = z if (reuse and self.in_place) else self._out("a", z.shape, z.dtype, reuse)
+            self._kernel[0](z, out)
+            self.inputs = None
+        else:
+            out = np.asarray(self.activation(z), dtype=z.dtype)
+            self.inputs = None if self._from_output else z
+        self.output = out
+        return out
+
+    def backward(self, dA: Array, reuse: bool = False) -> Array:
+        """δ = ∂C/∂z = ∂C/∂a ⊙ f′, with f′ from the cached output where possible.
+
+        With ``reuse=True`` the result is written over ``dA``.
+        """
+        a = self.output
+        if a is None:
+            raise TrainingError(f"{self.name}: backward called before forward")
+        if dA.shape != a.shape:
+            raise ShapeError(f"{self.name}: gradient of shape {dA.shape} != output {a.shape}")
+        if self._kernel is not None:
+            out = dA if reuse else np.empty_like(a)
+            self._kernel[1](a, dA, out, self._out("scratch", a.shape, a.dtype, reuse))
+            return out
+        if self._from_output:
+            local = self.activation.derivative_from_output(a)
+        else:
+            local = self.activation.derivative(self.inputs)
+        if reuse:
+            dA *= local
+            return dA
+        return np.asarray(dA * local, dtype=a.dtype)
+
+    def spec(self) -> dict[str, Any]:
+        return {"type": "activation", "activation": self.activation.name}
+
+    def __repr__(self) -> str:
+        return f"Activation({self.activation.name!r}, name={self.name!r})"

@@ -1,0 +1,402 @@
+"""Optimizers: the rule that turns gradients into a step, shared by ``descent`` and ``train``.
+
+Every optimizer updates a list of NumPy arrays *in place* from their gradients, the seeds'
+rule ``w_new = w_old − η ∂C/∂w`` and its refinements. The update rules and defaults are those
+of ``torch.optim`` (single-tensor code path), so a float64 run reproduces a PyTorch run to
+rounding. State (momentum buffers, running averages, step counts) is kept per *position* in
+the ``params`` list; :meth:`Optimizer.reset` forgets it.
+
+Updates are written with ``out=`` into scratch buffers kept per parameter, so a step on a
+float32 network allocates nothing and float32 stays float32.
+
+>>> import numpy as np
+>>> x = np.array([8.0])
+>>> opt = SGD(lr=0.1)
+>>> opt.step([x], [2 * x - 4])      # dy/dx of y = x² − 4x + 6
+>>> float(x[0])
+6.8
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from .errors import InvalidValueError, ShapeError, UnknownNameError, require_finite
+
+__all__ = ["SGD", "AdaGrad", "Adam", "Optimizer", "RMSProp", "get", "names"]
+
+
+def _positive(name: str, value: float) -> float:
+    number = require_finite(name, value)
+    if number <= 0:
+        raise InvalidValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return number
+
+
+def _non_negative(name: str, value: float) -> float:
+    number = require_finite(name, value)
+    if number < 0:
+        raise InvalidValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def _unit_interval(name: str, value: float) -> float:
+    number = require_finite(name, value)
+    if not 0.0 <= number < 1.0:
+        raise InvalidValueError(f"{name} must be in [0, 1), got {value!r}")
+    return number
+
+
+class Optimizer:
+    """Base class: validates ``params``/``grads`` and keeps per-position state.
+
+    Subclasses implement ``_update(param, grad, state)`` for one array, where ``state`` is a
+    dict that persists between steps for that position (empty on the first step).
+    """
+
+    name = "optimizer"
+
+    def __init__(self, lr: float) -> None:
+        self.lr = lr
+        self._states: list[dict[str, Any]] = []
+
+    @property
+    def lr(self) -> float:
+        """Learning rate η (> 0); may be changed between steps (a schedule)."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = _positive("lr", value)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor arguments as a JSON-able dict (``get(name, **h)`` rebuilds it)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
+
+    def reset(self) -> None:
+        """Forget all state: momentum buffers, running averages, step counts."""
+        self._states = []
+
+    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
+        """Update every array of ``params`` in place from the matching array of ``grads``."""
+        if len(params) != len(grads):
+            raise ShapeError(f"got {len(params)} parameter arrays but {len(grads)} gradients")
+        if any(self._states) and len(self._states) != len(params):
+            raise ShapeError(
+                f"optimizer holds state for {len(self._states)} parameter arrays, got "
+                f"{len(params)}; call reset() before using it on other parameters"
+            )
+        if len(self._states) != len(params):
+            self._states = [{} for _ in params]
+        for index, (param, grad) in enumerate(zip(params, grads, strict=True)):
+            self._check(index, param, grad)     # all checked first: no half-applied step
+        for param, grad, state in zip(params, grads, self._states, strict=True):
+            self._update(param, grad, state)
+
+    def _check(self, index: int, param: np.ndarray, grad: np.ndarray) -> None:
+        if not isinstance(param, np.ndarray) or param.dtype not in (np.float32, np.float64):
+            kind = getattr(param, "dtype", type(param).__name__)
+            raise InvalidValueError(
+                f"params[{index}] must be a float32 or float64 NumPy array, got {kind}"
+            )
+        if np.shape(grad) != param.shape:
+            raise ShapeError(
+                f"grads[{index}] has shape {np.shape(grad)}, params[{index}] has {param.shape}"
+            )
+        state = self._states[index]
+        if state and state["shape"] != param.shape:
+            raise ShapeError(
+                f"params[{index}] changed shape from {state['shape']} to {param.shape}; "
+                "call reset() before using the optimizer on other parameters"
+            )
+
+    @staticmethod
+    def _new_state(state: dict[str, Any], param: np.ndarray) -> None:
+        state["shape"] = param.shape
+        state["step"] = 0
+        state["scratch"] = np.empty_like(param)
+
+    @staticmethod
+    def _decayed(param: np.ndarray, grad: np.ndarray, weight_decay: float,
+                 state: dict[str, Any]) -> np.ndarray:
+        """``g + λ·w`` (L2 weight decay added to the gradient), without touching ``grad``."""
+        if weight_decay == 0:
+            return grad
+        buffer = state.setdefault("decayed", np.empty_like(param))
+        np.multiply(param, weight_decay, out=buffer)
+        np.add(buffer, grad, out=buffer)
+        return buffer
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
+        raise NotImplementedError
+
+
+class SGD(Optimizer):
+    """Stochastic gradient descent, with optional momentum, dampening, Nesterov, weight decay.
+
+    With ``g = ∂C/∂w + λw``:  plain ``w ← w − η g``; with momentum μ the buffer
+    ``b ← μ b + (1 − dampening) g`` (``b = g`` on the first step) and ``w ← w − η b``, or with
+    Nesterov ``w ← w − η (g + μ b)`` — as ``torch.optim.SGD``.
+    """
+
+    def __init__(self, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
+                 weight_decay: float = 0.0, nesterov: bool = False) -> None:
+        super().__init__(lr)
+        self.momentum = _non_negative("momentum", momentum)
+        self.dampening = require_finite("dampening", dampening)
+        self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.nesterov = bool(nesterov)
+        if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
+            raise InvalidValueError(
+                f"nesterov needs momentum > 0 and dampening 0, got momentum={momentum!r}, "
+                f"dampening={dampening!r}"
+            )
+
+    @property
+    def name(self) -> str:  # type: ignore[override]
+        if self.nesterov:
+            return "nesterov"
+        return "momentum" if self.momentum > 0 else "sgd"
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lr": self.lr, "momentum": self.momentum, "dampening": self.dampening,
+                "weight_decay": self.weight_decay, "nesterov": self.nesterov}
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
+        if not state:
+            self._new_state(state, param)
+        scratch = state["scratch"]
+        g = self._decayed(param, grad, self.weight_decay, state)
+        if self.momentum != 0:
+            buf = state.get("momentum_buffer")
+            if buf is None:
+                state["momentum_buffer"] = buf = np.array(g, dtype=param.dtype, copy=True)
+            else:
+                buf *= self.momentum
+                if self.dampening == 0:
+                    buf += g
+                else:
+                    np.multiply(g, 1 - self.dampening, out=scratch)
+                    buf += scratch
+            if self.nesterov:
+                np.multiply(buf, self.momentum, out=scratch)
+                scratch += g
+                g = scratch
+            else:
+                g = buf
+        np.multiply(g, self.lr, out=scratch)
+        param -= scratch
+
+
+class AdaGrad(Optimizer):
+    """AdaGrad: each weight's rate shrinks with its accumulated squared gradients.
+
+    ``s ← s + g²``, ``w ← w − η_t g / (√s + ε)`` with ``η_t = η / (1 + (t − 1)·lr_decay)`` —
+    as ``torch.optim.Adagrad`` (``s`` starts at ``initial_accumulator_value``).
+    """
+
+    name = "adagrad"
+
+    def __init__(self, lr: float = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
+                 initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> None:
+        super().__init__(lr)
+        self.lr_decay = _non_negative("lr_decay", lr_decay)
+        self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.initial_accumulator_value = _non_negative(
+            "initial_accumulator_value", initial_accumulator_value)
+        self.eps = _non_negative("eps", eps)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lr": self.lr, "lr_decay": self.lr_decay, "weight_decay": self.weight_decay,
+                "initial_accumulator_value": self.initial_accumulator_value, "eps": self.eps}
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
+        if not state:
+            self._new_state(state, param)
+            state["sum"] = np.full_like(param, self.initial_accumulator_value)
+            state["std"] = np.empty_like(param)
+        state["step"] += 1
+        scratch, std, total = state["scratch"], state["std"], state["sum"]
+        g = self._decayed(param, grad, self.weight_decay, state)
+        clr = self.lr / (1 + (state["step"] - 1) * self.lr_decay)
+        np.multiply(g, g, out=scratch)
+        total += scratch
+        np.sqrt(total, out=std)
+        std += self.eps
+        np.multiply(g, clr, out=scratch)                # torch's addcdiv order: (η_t·g)/std
+        scratch /= std
+        param -= scratch
+
+
+class RMSProp(Optimizer):
+    """RMSProp: divide the gradient by a running root-mean-square of recent gradients.
+
+    ``v ← α v + (1 − α) g²``; centered: ``ḡ ← α ḡ + (1 − α) g`` and ``v − ḡ²`` in place of
+    ``v``; ``d = √v + ε``; then ``w ← w − η g/d``, or with momentum μ ``b ← μ b + g/d``,
+    ``w ← w − η b`` — as ``torch.optim.RMSprop``.
+    """
+
+    name = "rmsprop"
+
+    def __init__(self, lr: float = 0.01, alpha: float = 0.99, eps: float = 1e-8,
+                 weight_decay: float = 0.0, momentum: float = 0.0,
+                 centered: bool = False) -> None:
+        super().__init__(lr)
+        self.alpha = _unit_interval("alpha", alpha)
+        self.eps = _non_negative("eps", eps)
+        self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.momentum = _non_negative("momentum", momentum)
+        self.centered = bool(centered)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lr": self.lr, "alpha": self.alpha, "eps": self.eps,
+                "weight_decay": self.weight_decay, "momentum": self.momentum,
+                "centered": self.centered}
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
+        if not state:
+            self._new_state(state, param)
+            state["square_avg"] = np.zeros_like(param)
+            state["avg"] = np.empty_like(param)
+            if self.centered:
+                state["grad_avg"] = np.zeros_like(param)
+            if self.momentum > 0:
+                state["momentum_buffer"] = np.zeros_like(param)
+        state["step"] += 1
+        scratch, avg, square_avg = state["scratch"], state["avg"], state["square_avg"]
+        g = self._decayed(param, grad, self.weight_decay, state)
+        square_avg *= self.alpha
+        np.multiply(g, 1 - self.alpha, out=scratch)     # torch's addcmul order: ((1 − α)·g)·g
+        scratch *= g
+        square_avg += scratch
+        if self.centered:
+            grad_avg = state["grad_avg"]
+            np.subtract(g, grad_avg, out=scratch)      # lerp: ḡ + (1 − α)(g − ḡ)
+            scratch *= 1 - self.alpha
+            grad_avg += scratch
+            np.multiply(grad_avg, grad_avg, out=avg)
+            np.subtract(square_avg, avg, out=avg)
+            np.sqrt(avg, out=avg)
+        else:
+            np.sqrt(square_avg, out=avg)
+        avg += self.eps
+        if self.momentum > 0:
+            buf = state["momentum_buffer"]
+            buf *= self.momentum
+            np.divide(g, avg, out=scratch)
+            buf += scratch
+            np.multiply(buf, self.lr, out=scratch)
+        else:
+            np.multiply(g, self.lr, out=scratch)        # torch's addcdiv order: (η·g)/d
+            scratch /= avg
+        param -= scratch
+
+
+class Adam(Optimizer):
+    """Adam: momentum on the gradient and RMS scaling, with bias correction.
+
+    ``m ← β₁ m + (1 − β₁) g``, ``v ← β₂ v + (1 − β₂) g²`` (amsgrad: ``v̂ = max(v̂, v)``),
+    ``w ← w − (η / (1 − β₁ᵗ)) · m / (√v / √(1 − β₂ᵗ) + ε)``. Weight decay is added to the
+    gradient (L2, as ``torch.optim.Adam``; not decoupled AdamW).
+    """
+
+    name = "adam"
+
+    def __init__(self, lr: float = 0.001, betas: Sequence[float] = (0.9, 0.999),
+                 eps: float = 1e-8, weight_decay: float = 0.0, amsgrad: bool = False) -> None:
+        super().__init__(lr)
+        if isinstance(betas, (str, bytes)) or len(betas) != 2:
+            raise InvalidValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
+        self.betas = (_unit_interval("betas[0]", betas[0]), _unit_interval("betas[1]", betas[1]))
+        self.eps = _non_negative("eps", eps)
+        self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.amsgrad = bool(amsgrad)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
+                "weight_decay": self.weight_decay, "amsgrad": self.amsgrad}
+
+    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
+        if not state:
+            self._new_state(state, param)
+            state["exp_avg"] = np.zeros_like(param)
+            state["exp_avg_sq"] = np.zeros_like(param)
+            state["denom"] = np.empty_like(param)
+            if self.amsgrad:
+                state["max_exp_avg_sq"] = np.zeros_like(param)
+        state["step"] += 1
+        t, (beta1, beta2) = state["step"], self.betas
+        scratch, denom = state["scratch"], state["denom"]
+        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
+        g = self._decayed(param, grad, self.weight_decay, state)
+        np.subtract(g, exp_avg, out=scratch)           # lerp: m + (1 − β₁)(g − m)
+        scratch *= 1 - beta1
+        exp_avg += scratch
+        exp_avg_sq *= beta2
+        np.multiply(g, 1 - beta2, out=scratch)          # torch's addcmul order: ((1 − β₂)·g)·g
+        scratch *= g
+        exp_avg_sq += scratch
+        second = exp_avg_sq
+        if self.amsgrad:
+            second = state["max_exp_avg_sq"]
+            np.maximum(second, exp_avg_sq, out=second)
+        np.sqrt(second, out=denom)
+        denom /= math.sqrt(1 - beta2**t)
+        denom += self.eps
+        np.multiply(exp_avg, self.lr / (1 - beta1**t), out=scratch)   # addcdiv order
+        scratch /= denom
+        param -= scratch
+
+
+_REGISTRY: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {
+    "sgd": (SGD, {}),
+    "momentum": (SGD, {"momentum": 0.9}),
+    "nesterov": (SGD, {"momentum": 0.9, "nesterov": True}),
+    "adagrad": (AdaGrad, {}),
+    "rmsprop": (RMSProp, {}),
+    "adam": (Adam, {}),
+}
+
+
+def names() -> list[str]:
+    """Names accepted by :func:`get`."""
+    return list(_REGISTRY)
+
+
+def get(name: str | Optimizer, **hyper: Any) -> Optimizer:
+    """Build an optimizer by name: sgd, momentum (μ = 0.9), nesterov (μ = 0.9), adagrad,
+    rmsprop, adam; keyword arguments override the defaults. An instance is returned as is.
+
+    >>> get("momentum", lr=0.1)
+    SGD(lr=0.1, momentum=0.9, dampening=0.0, weight_decay=0.0, nesterov=False)
+    """
+    if isinstance(name, Optimizer):
+        if hyper:
+            raise InvalidValueError("hyperparameters cannot be given with an optimizer object")
+        return name
+    key = str(name).strip().lower()
+    if key not in _REGISTRY:
+        raise UnknownNameError("optimizer", name, _REGISTRY)
+    cls, defaults = _REGISTRY[key]
+    allowed = _allowed(cls)
+    unknown = sorted(set(hyper) - allowed)
+    if unknown:
+        raise InvalidValueError(
+            f"unknown hyperparameter {unknown[0]!r} for optimizer {key!r}; allowed: "
+            f"{', '.join(sorted(allowed))}"
+        )
+    return cls(**{**defaults, **hyper})
+
+
+def _allowed(cls: type[Optimizer]) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(cls.__init__).parameters) - {"self"}

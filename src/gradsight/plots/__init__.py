@@ -1,0 +1,47 @@
+"""Figures (matplotlib). Pure functions: data in, ``Figure`` out; saving is separate.
+
+Functions live in submodules by area — ``calculus`` (activations, step study), ``descent``
+(paths, contours, comparisons, animation), ``training`` (loss curves, decision boundaries) and
+``diagnostics`` (gradient norms, heatmaps, saturation, neuron maps) — and are re-exported here on
+first use, so ``from gradsight.plots import plot_activation`` works without importing the others.
+"""
+
+from __future__ import annotations
+
+import os
+from importlib import import_module
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
+
+_SUBMODULES = ("calculus", "descent", "training", "diagnostics")
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
+    """Save ``fig`` to ``path`` atomically (format from the suffix: .png, .svg, .pdf)."""
+    from .._io import atomic_path
+    from ..errors import InvalidValueError
+
+    suffix = Path(path).suffix.lower().lstrip(".")
+    if suffix not in {"png", "svg", "pdf", "jpg", "jpeg"}:
+        raise InvalidValueError(
+            f"cannot save a figure as {str(path)!r}: use a .png, .svg, .pdf or .jpg path"
+        )
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=suffix)
+    return Path(path)
+
+
+def __getattr__(name: str) -> Any:
+    for sub in _SUBMODULES:
+        try:
+            module = import_module(f".{sub}", __name__)
+        except ModuleNotFoundError as error:  # a submodule not written yet
+            if error.name == f"{__name__}.{sub}":
+                continue
+            raise
+        if name in getattr(module, "__all__", ()):
+            return getattr(module, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,471 @@
+"""The training loop: batches, forward, cost, backward, update — and hooks to watch it.
+
+One optimizer step on a batch (X_b, y_b) is the seeds' recipe:
+
+    ŷ = model.forward(X_b)                  forward propagation
+    C, ∂C/∂ŷ = loss(ŷ, y_b)                 the cost and its gradient
+    model.backward(∂C/∂ŷ)                   backpropagation fills ∂C/∂W, ∂C/∂b
+    optimizer.step(params, grads)           w_new = w_old − η ∂C/∂w  (SGD)
+
+Callbacks see every step: ``on_after_backward(ctx)`` when the gradients are final and the
+update has not happened yet, ``on_batch_end(ctx)`` after the update; ``ctx`` holds the model
+(with its layer caches and gradients), the batch, its output and cost.
+
+Per-epoch ``loss`` and ``accuracy`` are averages over the epoch's batches, each computed on
+the model *before* that batch's update (Keras' convention: no extra pass over the data);
+``val_loss``/``val_accuracy`` are computed on the model at the end of the epoch. Accuracy is
+defined as in :mod:`gradsight.nn.losses` (None for regression targets).
+
+NaN guard: if the cost or a gradient is not finite, the step is not applied and training
+stops; if an update makes a weight non-finite, it is undone. ``History.stopped`` then says
+what, where (epoch, step, layer) and that the model keeps the last finite weights; the
+message starts with "non-finite". Ctrl-C stops cleanly too (``stopped == "interrupted"``).
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from . import optim as _optim
+from .errors import DataError, InvalidValueError, ShapeError
+from .nn.losses import Loss
+from .nn.losses import loss as _get_loss
+from .nn.model import Sequential
+
+__all__ = ["Callback", "History", "TrainContext", "fit"]
+
+
+class History:
+    """What a training run did: per-epoch metrics, every batch's cost, why it stopped."""
+
+    def __init__(self, loss: str = "") -> None:
+        # one dict per epoch: {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
+        self.epochs: list[dict[str, Any]] = []
+        self.batch_losses: list[float] = []
+        self.stopped: str | None = None
+        self.steps = 0  # optimizer steps applied
+        self.loss_name = loss
+
+    def _column(self, key: str) -> list[Any]:
+        return [entry[key] for entry in self.epochs]
+
+    @property
+    def loss(self) -> list[float]:
+        """Training cost per epoch."""
+        return self._column("loss")
+
+    @property
+    def val_loss(self) -> list[float | None]:
+        return self._column("val_loss")
+
+    @property
+    def accuracy(self) -> list[float | None]:
+        return self._column("accuracy")
+
+    @property
+    def val_accuracy(self) -> list[float | None]:
+        return self._column("val_accuracy")
+
+    @property
+    def final(self) -> dict[str, Any] | None:
+        """The last epoch's entry (None before the first epoch ends)."""
+        return self.epochs[-1] if self.epochs else None
+
+    def __len__(self) -> int:
+        return len(self.epochs)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "epochs": [dict(entry) for entry in self.epochs], "stopped": self.stopped,
+            "steps": self.steps, "loss": self.loss_name, "batch_losses": list(self.batch_losses),
+        }
+
+    def _repr_html_(self) -> str:
+        keys = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+
+        def cell(value: Any) -> str:
+            if value is None:
+                return "–"
+            return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+        rows = "".join(
+            "<tr>" + "".join(f"<td>{cell(e[k])}</td>" for k in keys) + "</tr>" for e in self.epochs
+        )
+        stopped = f"<p>stopped: {html.escape(self.stopped)}</p>" if self.stopped else ""
+        head = "".join(f"<th>{k}</th>" for k in keys)
+        return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{stopped}"
+
+    def __repr__(self) -> str:
+        last = self.final
+        summary = f", final loss {last['loss']:.4g}" if last else ""
+        return (
+            f"History({len(self.epochs)} epochs, {self.steps} steps{summary}, "
+            f"stopped={self.stopped!r})"
+        )
+
+
+@dataclass
+class TrainContext:
+    """What a callback sees. The arrays are the engine's own buffers: valid during the call
+    (copy them to keep them). ``y_batch`` is the target as the loss uses it (float (N, K), or
+    int labels for cross_entropy)."""
+
+    model: Sequential
+    optimizer: Any
+    loss: Loss
+    history: History
+    epochs: int = 0  # planned number of epochs
+    batches_per_epoch: int = 0
+    epoch: int = 0
+    step: int = 0  # global optimizer step, 0-based
+    batch_index: int = 0
+    X_batch: np.ndarray | None = None
+    y_batch: np.ndarray | None = None
+    output: np.ndarray | None = None
+    batch_loss: float = math.nan
+    stop_training: bool = False  # set True to stop after this batch
+    stop_reason: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)  # free space for callbacks
+
+
+class Callback:
+    """Base class of training hooks; every method is a no-op by default."""
+
+    def on_train_begin(self, ctx: TrainContext) -> None:
+        """Before the first batch."""
+
+    def on_after_backward(self, ctx: TrainContext) -> None:
+        """Gradients are final; the optimizer has not stepped yet."""
+
+    def on_batch_end(self, ctx: TrainContext) -> None:
+        """After the optimizer step of the batch."""
+
+    def on_epoch_end(self, ctx: TrainContext) -> None:
+        """After an epoch (history already holds its entry, with validation metrics)."""
+
+    def on_train_end(self, ctx: TrainContext) -> None:
+        """After the last step (also after a stop or Ctrl-C)."""
+
+
+# ---- input checks ------------------------------------------------------------------------
+def _check_data(
+    model: Sequential, loss: Loss, X: ArrayLike, y: ArrayLike, what: str
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(X in the model's dtype, the target as the loss uses it, class labels or None)."""
+    X_array = model.check_input(X, f"{what} X")
+    if X_array.shape[0] == 0:
+        raise DataError(f"{what} X is empty: no samples to train on")
+    if not np.isfinite(X_array).all():
+        row, col = (int(i) for i in np.argwhere(~np.isfinite(X_array))[0])
+        raise DataError(f"{what} X[{row}, {col}] is {X_array[row, col]}: data must be finite")
+    y_array = np.asarray(y)
+    if y_array.ndim == 0 or y_array.shape[0] != X_array.shape[0]:
+        raise ShapeError(
+            f"{what} X has {X_array.shape[0]} samples but y has shape {y_array.shape}: "
+            "one target per row of X"
+        )
+    target = loss.prepare_target(y_array, (X_array.shape[0], model.n_outputs), model.dtype)
+    return X_array, target, loss.labels(target)
+
+
+def _count(name: str, value: object, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+def _finite(array: np.ndarray) -> bool:
+    # a·a is finite iff every entry is (it can overflow for |a| > 1e19 in float32: then ask
+    # the exact, slower question)
+    flat = array.reshape(-1)
+    return math.isfinite(np.dot(flat, flat)) or bool(np.isfinite(array).all())
+
+
+# ---- the loop ----------------------------------------------------------------------------
+class _Run:
+    """State of one ``fit`` call; methods are the parts of the loop."""
+
+    def __init__(self, model: Sequential, loss: Loss, optimizer: Any, data: tuple,
+                 batch_size: int, shuffle: bool, seed: int | None, callbacks: Sequence[Callback],
+                 epochs: int) -> None:
+        self.model, self.loss, self.optimizer = model, loss, optimizer
+        self.X, self.target, self.labels = data
+        self.n = self.X.shape[0]
+        self.batch_size, self.shuffle = min(batch_size, self.n), shuffle
+        self.rng = np.random.default_rng(seed)
+        self.callbacks = list(callbacks)
+        self.params, self.grads = model.parameters(), model.gradients()
+        self.backup = [np.empty_like(p) for p in self.params]
+        self.history = History(loss.name)
+        self.ctx = TrainContext(
+            model, optimizer, loss, self.history, epochs, -(-self.n // self.batch_size)
+        )
+        self._buffers: dict[tuple[str, int], np.ndarray] = {}
+
+    def _batch_buffer(self, source: np.ndarray, size: int, tag: str) -> np.ndarray:
+        key = (tag, size)
+        if key not in self._buffers:
+            self._buffers[key] = np.empty((size, *source.shape[1:]), dtype=source.dtype)
+        return self._buffers[key]
+
+    def batches(self) -> Any:
+        """Yield (batch index, X_b, y_b, labels_b) over one epoch."""
+        order = self.rng.permutation(self.n) if self.shuffle else None
+        for index, start in enumerate(range(0, self.n, self.batch_size)):
+            stop = min(start + self.batch_size, self.n)
+            if order is None:
+                rows: Any = slice(start, stop)
+                X_b, y_b = self.X[rows], self.target[rows]
+            else:
+                rows = order[start:stop]
+                size = stop - start
+                X_b = np.take(self.X, rows, axis=0, out=self._batch_buffer(self.X, size, "X"))
+                y_b = np.take(
+                    self.target, rows, axis=0, out=self._batch_buffer(self.target, size, "y")
+                )
+            yield index, X_b, y_b, (None if self.labels is None else self.labels[rows])
+
+    def step(self, X_b: np.ndarray, y_b: np.ndarray) -> tuple[str, str] | None:
+        """One optimizer step; returns (what, why) if non-finite (nothing applied) or None."""
+        ctx, model = self.ctx, self.model
+        output = X_b
+        for layer in model.layers:
+            output = layer.forward(output, True)
+        grad = self._batch_buffer(output, output.shape[0], "dY")
+        value, grad = self.loss._value_and_gradient(output, y_b, grad)
+        ctx.X_batch, ctx.y_batch, ctx.output, ctx.batch_loss = X_b, y_b, output, value
+        model.backward(grad, reuse=True, input_grad=False)
+        for callback in self.callbacks:
+            callback.on_after_backward(ctx)
+        problem = self._nonfinite(value)
+        if problem is not None:
+            return problem
+        for saved, param in zip(self.backup, self.params, strict=True):
+            np.copyto(saved, param)
+        self.optimizer.step(self.params, self.grads)
+        for layer in model.dense_layers:
+            if not (_finite(layer.W) and _finite(layer.b)):
+                self.restore()
+                return f"weights of {layer.name} after the update", "the update was undone"
+        self.history.batch_losses.append(value)
+        self.history.steps += 1
+        for callback in self.callbacks:
+            callback.on_batch_end(ctx)
+        return None
+
+    def restore(self) -> None:
+        for saved, param in zip(self.backup, self.params, strict=True):
+            np.copyto(param, saved)
+
+    def _nonfinite(self, value: float) -> tuple[str, str] | None:
+        if not math.isfinite(value):
+            return f"loss ({value})", self._first_nonfinite_output()
+        for layer in reversed(self.model.dense_layers):  # the layer nearest the cost first
+            for what, grad in (("∂C/∂W", layer.grad_W), ("∂C/∂b", layer.grad_b)):
+                if not _finite(grad):
+                    return f"gradient {what} of layer {layer.name}", "the step was not applied"
+        return None
+
+    def _first_nonfinite_output(self) -> str:
+        output = self.ctx.X_batch
+        for layer in self.model.layers:  # recompute without buffers to see every output
+            output = layer.forward(output, False)
+            if not np.isfinite(output).all():
+                return f"the output of layer {layer.name} is not finite"
+        return f"the {self.loss.name} cost overflowed (outputs up to {np.abs(output).max():.3g})"
+
+    def epoch(self, epoch: int, progress: Any) -> bool:
+        """Run one epoch; False when training must stop."""
+        ctx, total, correct = self.ctx, 0.0, 0
+        ctx.epoch = epoch
+        for index, X_b, y_b, labels_b in self.batches():
+            ctx.batch_index = index
+            problem = self.step(X_b, y_b)
+            if problem is not None:
+                self.history.stopped = (
+                    f"non-finite {problem[0]} at epoch {epoch}, step {ctx.step} (batch {index}): "
+                    f"{problem[1]}. Training stopped; the model keeps the last finite weights "
+                    "(from before this step)."
+                )
+                return False
+            total += ctx.batch_loss * X_b.shape[0]
+            if labels_b is not None:
+                correct += int(np.count_nonzero(self.loss.predicted_labels(ctx.output) == labels_b))
+            ctx.step += 1
+            if progress is not None:
+                progress.advance()
+            if ctx.stop_training:
+                self.history.stopped = ctx.stop_reason or "stopped by a callback"
+                return False
+        accuracy = None if self.labels is None else correct / self.n
+        self.history.epochs.append({
+            "epoch": epoch, "loss": total / self.n, "accuracy": accuracy,
+            "val_loss": None, "val_accuracy": None,
+        })
+        return True
+
+
+def evaluate(
+    model: Sequential, X: ArrayLike, y: ArrayLike, loss: str | Loss = "quadratic",
+    batch_size: int = 4096,
+) -> tuple[float, float | None]:
+    """(cost, accuracy) of ``model`` on (X, y); accuracy None for regression targets."""
+    cost = _get_loss(loss)
+    X_array, target, labels = _check_data(model, cost, X, y, "evaluation")
+    return _evaluate(model, cost, X_array, target, labels, batch_size)
+
+
+def _evaluate(model: Sequential, loss: Loss, X: np.ndarray, target: np.ndarray,
+              labels: np.ndarray | None, batch_size: int = 4096) -> tuple[float, float | None]:
+    total, correct, n = 0.0, 0, X.shape[0]
+    for start in range(0, n, batch_size):
+        output = X[start:start + batch_size]
+        for layer in model.layers:
+            output = layer.forward(output, True)
+        total += loss._value(output, target[start:start + batch_size]) * output.shape[0]
+        if labels is not None:
+            predicted = loss.predicted_labels(output)
+            correct += int(np.count_nonzero(predicted == labels[start:start + batch_size]))
+    return total / n, (None if labels is None else correct / n)
+
+
+class _ProgressBar:
+    """A rich progress bar on stderr (a no-op when disabled or stderr is not a terminal)."""
+
+    def __init__(self, enabled: bool, total: int) -> None:
+        self.bar: Any = None
+        if enabled and sys.stderr.isatty():
+            from rich.console import Console
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.bar = Progress(
+                TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                TimeElapsedColumn(), TimeRemainingColumn(), console=Console(stderr=True),
+            )
+            self.task = self.bar.add_task("training", total=total)
+
+    def __enter__(self) -> _ProgressBar | None:
+        if self.bar is None:
+            return None
+        self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def advance(self) -> None:
+        self.bar.advance(self.task)
+
+    def describe(self, text: str) -> None:
+        self.bar.update(self.task, description=text)
+
+
+def _make_optimizer(optimizer: Any) -> Any:
+    if optimizer is None:
+        return _optim.SGD()
+    if isinstance(optimizer, str):
+        return _optim.get(optimizer)
+    if not callable(getattr(optimizer, "step", None)):
+        raise InvalidValueError(
+            f"optimizer must be a gradsight.optim object (e.g. optim.SGD(lr=0.1)) or a name, "
+            f"got {optimizer!r}"
+        )
+    return optimizer
+
+
+def _train(run: _Run, validation: tuple | None, bar: _ProgressBar | None) -> None:
+    ctx, history = run.ctx, run.history
+    for callback in run.callbacks:
+        callback.on_train_begin(ctx)
+    try:
+        for epoch in range(ctx.epochs):
+            if not run.epoch(epoch, bar):
+                break
+            entry = history.epochs[-1]
+            if validation is not None:
+                entry["val_loss"], entry["val_accuracy"] = _evaluate(
+                    run.model, run.loss, *validation
+                )
+            if bar is not None:
+                accuracy = "" if entry["accuracy"] is None else f" accuracy {entry['accuracy']:.3f}"
+                bar.describe(f"epoch {epoch + 1}/{ctx.epochs} loss {entry['loss']:.4g}{accuracy}")
+            for callback in run.callbacks:
+                callback.on_epoch_end(ctx)
+            if ctx.stop_training:
+                history.stopped = ctx.stop_reason or "stopped by a callback"
+                break
+    except KeyboardInterrupt:
+        if not all(_finite(p) for p in run.params):  # interrupted inside an overflowing step
+            run.restore()
+        history.stopped = "interrupted"
+    for callback in run.callbacks:
+        callback.on_train_end(ctx)
+
+
+def fit(
+    model: Sequential,
+    X: ArrayLike,
+    y: ArrayLike,
+    loss: str | Loss = "quadratic",
+    optimizer: Any = None,
+    epochs: int = 10,
+    batch_size: int = 32,
+    shuffle: bool = True,
+    seed: int | None = 0,
+    validation: tuple[ArrayLike, ArrayLike] | None = None,
+    callbacks: Sequence[Callback] = (),
+    progress: bool = True,
+) -> History:
+    """Train ``model`` on (X, y) by mini-batch gradient descent; return the :class:`History`.
+
+    ``loss`` is a name (``"quadratic"``, ``"bce_with_logits"``, ``"cross_entropy"``) or a
+    :class:`~gradsight.nn.Loss`; ``optimizer`` a :mod:`gradsight.optim` object (default
+    ``SGD(lr=0.01)``) or name. Each epoch visits every sample once, in an order shuffled by
+    ``seed`` (the only randomness: same seed, same run); the last batch may be smaller.
+    ``validation=(X_val, y_val)`` adds ``val_loss``/``val_accuracy``. The progress bar goes
+    to stderr (only if it is a terminal and ``progress`` is true).
+
+    >>> import numpy as np
+    >>> from gradsight import nn, optim
+    >>> X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+    >>> model = nn.mlp("2-1", output_activation="sigmoid", seed=0)
+    >>> history = fit(model, X, [0, 1, 1, 1], optimizer=optim.SGD(lr=5.0), epochs=300,
+    ...               batch_size=4, progress=False)
+    >>> history.final["accuracy"], history.stopped
+    (1.0, None)
+    """
+    if not isinstance(model, Sequential):
+        raise InvalidValueError(
+            f"model must be a gradsight.nn.Sequential, got {type(model).__name__}"
+        )
+    cost = _get_loss(loss)
+    optimizer = _make_optimizer(optimizer)
+    epochs, batch_size = _count("epochs", epochs, 0), _count("batch_size", batch_size, 1)
+    data = _check_data(model, cost, X, y, "training")
+    checked_validation = None
+    if validation is not None:
+        if not isinstance(validation, (tuple, list)) or len(validation) != 2:
+            raise InvalidValueError("validation must be a pair (X_val, y_val)")
+        checked_validation = _check_data(model, cost, validation[0], validation[1], "validation")
+    run = _Run(model, cost, optimizer, data, batch_size, shuffle, seed, callbacks, epochs)
+    # non-finite values are detected and reported explicitly (the NaN guard), not warned
+    total = epochs * run.ctx.batches_per_epoch
+    with np.errstate(all="ignore"), _ProgressBar(progress, total) as bar:
+        _train(run, checked_validation, bar)
+    return run.history

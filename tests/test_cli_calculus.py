@@ -1,0 +1,121 @@
+"""The ``activations``, ``derive`` and ``diffcheck`` commands through typer's test runner."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+import sympy
+from typer.testing import CliRunner
+
+from gradsight import activations
+from gradsight.cli import app
+from gradsight.expr import parse_expression, sigmoid, symbol
+
+try:
+    runner = CliRunner(mix_stderr=False)
+except TypeError:  # click ≥ 8.2 always keeps stderr apart
+    runner = CliRunner()
+
+
+def run(*args: str):
+    return runner.invoke(app, list(args), catch_exceptions=False)
+
+
+def test_activations_table_and_json(tmp_path):
+    result = run("activations")
+    assert result.exit_code == 0
+    for name in activations.names():
+        assert name in result.stdout
+    result = run("activations", "--json")
+    records = json.loads(result.stdout)
+    assert [r["name"] for r in records] == activations.names()
+    by_name = {r["name"]: r for r in records}
+    assert by_name["sigmoid"]["max_derivative"] == {"value": 0.25, "at": 0.0}
+    assert by_name["tanh"]["derivative_from_output"] == "1 - a**2"
+    assert by_name["relu"]["output_range"] == [0.0, "inf"]
+    assert by_name["silu"]["derivative_from_output"] is None
+    for record in records:  # every formula is text the parser reads back
+        parse_expression(record["formula"])
+        parse_expression(record["derivative"])
+    plot = tmp_path / "activations.png"
+    assert run("activations", "--plot", str(plot)).exit_code == 0
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_derive_sigmoid_json_shape():
+    result = run("derive", "sigmoid", "--json")
+    assert result.exit_code == 0
+    record = json.loads(result.stdout)
+    assert set(record) >= {"expression", "wrt", "derivative", "simplified",
+                           "derivative_from_output", "steps"}
+    assert record["wrt"] == "z"
+    assert record["derivative"] == "exp(-z)/(1 + exp(-z))**2"
+    assert record["derivative_from_output"] == "a*(1 - a)"
+    z = symbol("z")
+    assert parse_expression(record["simplified"]) == sigmoid(z) * (1 - sigmoid(z))
+    assert all(set(step) >= {"rule", "result"} for step in record["steps"])
+    routes = {step["route"] for step in record["steps"]}
+    assert {r.split(" (")[0] for r in routes} == {"Approach 1", "Approach 2"}
+
+
+def test_derive_expression_with_steps():
+    result = run("derive", "x**2 - 4*x + 6", "--steps")
+    assert result.exit_code == 0
+    assert "2*x - 4" in result.stdout and "power rule" in result.stdout
+    record = json.loads(run("derive", "w*x + b", "--wrt", "w", "--json").stdout)
+    assert record["derivative"] == "x" and record["derivative_from_output"] is None
+    x = symbol("x")
+    assert parse_expression(record["derivative"]) == sympy.diff(
+        parse_expression("w*x + b"), symbol("w")) == x
+
+
+def test_diffcheck_json_shape_and_seed_row(tmp_path):
+    plot = tmp_path / "study.svg"
+    result = run("diffcheck", "sigmoid(x)", "--at", "0", "--json", "--plot", str(plot))
+    assert result.exit_code == 0
+    record = json.loads(result.stdout)
+    assert set(record) >= {"at", "exact", "rows", "recommended"}
+    assert record["at"] == 0.0 and record["exact"] == 0.25
+    assert set(record["recommended"]) == {"forward", "backward", "central", "complex"}
+    seed = [r for r in record["rows"] if r["method"] == "forward" and r["h"] == 1e-13]
+    assert seed and seed[0]["abs_error"] > 1e-5
+    assert set(record["rows"][0]) == {"method", "h", "estimate", "abs_error", "rel_error"}
+    assert plot.read_text().lstrip().startswith("<?xml")
+    table = run("diffcheck", "relu", "--at", "-1.5")
+    assert table.exit_code == 0 and "not applicable" in table.stdout
+
+
+@pytest.mark.parametrize(
+    "args, needle",
+    [
+        (["derive", "swish"], "unknown activation 'swish'"),
+        (["derive", "__import__('os').system('touch SENTINEL')"], "not allowed"),
+        (["derive", "9**9**9**9"], "exponent"),
+        (["derive", "x**2", "--wrt", "y"], "'y' is not in"),
+        (["diffcheck", "x**2", "--at", "nan"], "--at must be a finite number"),
+        (["diffcheck", "x**2", "--at", "inf"], "--at must be a finite number"),
+        (["diffcheck", "x*y", "--at", "1"], "one variable"),
+        (["diffcheck", "sigmoid", "--at", "0", "--plot", "out.txt"], ".png"),
+        (["diffcheck", "swish", "--at", "0"], "unknown activation"),
+    ],
+)
+def test_bad_input_gives_one_line_and_exit_2(args, needle, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(*args)
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and needle in lines[0]
+    assert "Traceback" not in result.stderr + result.stdout
+    assert list(tmp_path.iterdir()) == []  # no sentinel, no half-written file
+
+
+def test_importing_the_cli_does_not_import_heavy_libraries():
+    code = ("import sys, gradsight.cli; "
+            "print(sorted(m for m in ('numpy', 'sympy', 'matplotlib', 'torch') "
+            "if m in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "[]"

@@ -1,0 +1,148 @@
+"""``gradsight descend``: seed-style table, JSON shapes, plots, exit codes."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from gradsight.cli import app
+
+EXPECTED_KEYS = {"expression", "variables", "optimizer", "lr", "iterations", "verdict",
+                 "x_final", "f_final"}
+
+
+def run(*args: str):
+    result = CliRunner().invoke(app, ["descend", *args])
+    return result
+
+
+def test_seed_table_in_the_seeds_style():
+    result = run("x^2 - 4*x + 6", "--x0", "8", "--lr", "0.1")
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    assert "x_new = x_old − ν·dy/dx" in out
+    assert "6.8 = 8 − 0.1·(12)" in out          # seed: x_new = 8 − 0.1(2·8 − 4) = 6.8
+    assert "5.84 = 6.8 − 0.1·(9.6)" in out
+    assert "5.072 = 5.84 − 0.1·(7.68)" in out
+    assert "iterations not shown" in out          # 62 updates: the middle is elided
+    assert "converged" in out and "final x = 2.00000" in out
+    assert "variables: x" in out
+
+
+def test_json_shape_and_numbers():
+    result = run("x^2 - 4*x + 6", "--x0", "8", "--lr", "0.1", "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert EXPECTED_KEYS <= set(doc)
+    assert doc["variables"] == ["x"] and doc["optimizer"] == "sgd" and doc["lr"] == 0.1
+    assert doc["verdict"] == "converged"
+    steps = doc["iterations"]
+    assert [s["step"] for s in steps] == list(range(len(steps)))
+    assert all(set(s) == {"step", "x", "f", "grad"} for s in steps)
+    for s in steps:
+        assert s["x"][0] == pytest.approx(2 + 6 * 0.8 ** s["step"], abs=1e-12)
+        assert s["grad"][0] == pytest.approx(2 * s["x"][0] - 4, abs=1e-12)
+    assert doc["x_final"] == steps[-1]["x"] and doc["f_final"] == steps[-1]["f"]
+
+
+def test_two_variables_order_and_optimizer():
+    result = run("(1 - x)^2 + 100*(y - x^2)^2", "--x0=-1.5,2", "--lr", "0.001",
+                 "--optimizer", "momentum", "--max-iter", "20000", "--tol", "1e-10", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["variables"] == ["x", "y"] and doc["optimizer"] == "momentum"
+    assert doc["iterations"][0]["x"] == [-1.5, 2.0]
+    assert doc["iterations"][0]["grad"] == [pytest.approx(-155.0), pytest.approx(-50.0)]
+    assert doc["verdict"] == "converged"
+    assert doc["x_final"] == [pytest.approx(1.0, abs=1e-6), pytest.approx(1.0, abs=1e-6)]
+
+
+def test_two_variable_table_prints_the_variable_order():
+    result = run("y^2 + x", "--x0=1,2", "--max-iter", "3")
+    assert result.exit_code == 0
+    assert "variables: x, y (the order of --x0)" in result.stdout
+    assert "(0.9, 1.6) = (1, 2) − 0.1·(1, 4)" in result.stdout
+
+
+def test_momentum_option_and_non_sgd_table():
+    result = run("x^2", "--x0", "4", "--lr", "0.05", "--momentum", "0.5", "--max-iter", "2",
+                 "--json")
+    doc = json.loads(result.stdout)
+    assert doc["optimizer"] == "momentum" and doc["hyperparameters"]["momentum"] == 0.5
+    x1 = 4 - 0.05 * 8
+    assert doc["iterations"][2]["x"][0] == pytest.approx(x1 - 0.05 * (0.5 * 8 + 2 * x1))
+    table = run("x^2", "--x0", "4", "--optimizer", "adam", "--max-iter", "2").stdout
+    assert "adam update" in table
+
+
+def test_verdicts_reach_the_output():
+    assert "diverged" in run("x^2", "--x0", "8", "--lr", "1.1").stdout
+    assert "oscillating" in run("x^2", "--x0", "8", "--lr", "1").stdout
+    assert "stalled" in run("sigmoid(x)", "--x0=-30").stdout
+
+
+def test_compare_lr_json_and_table():
+    result = run("x^2", "--x0", "8", "--compare-lr", "0.01,0.1,0.9,1.1", "--json")
+    assert result.exit_code == 0
+    doc = json.loads(result.stdout)
+    assert set(doc) == {"runs"} and len(doc["runs"]) == 4
+    assert all(EXPECTED_KEYS <= set(r) for r in doc["runs"])
+    assert [r["lr"] for r in doc["runs"]] == [0.01, 0.1, 0.9, 1.1]
+    assert [r["verdict"] for r in doc["runs"]][-1] == "diverged"
+    table = run("x^2", "--x0", "8", "--compare-lr", "0.01,0.1,0.9,1.1").stdout
+    assert "learning rates compared" in table and "diverged at iteration 65" in table
+
+
+def test_plot_and_animation_files(tmp_path):
+    png, gif = tmp_path / "path.png", tmp_path / "path.gif"
+    result = run("x^2 - 4*x + 6", "--x0", "8", "--plot", str(png), "--animate", str(gif),
+                 "--max-iter", "6", "--json")
+    assert result.exit_code == 0, result.output
+    assert png.stat().st_size > 1000 and gif.stat().st_size > 1000
+    json.loads(result.stdout)                   # the notes went to stderr, stdout is JSON
+    compare_png = tmp_path / "compare.png"
+    assert run("x^2", "--x0", "8", "--compare-lr", "0.1,1.1", "--plot",
+               str(compare_png)).exit_code == 0
+    assert compare_png.exists()
+
+
+@pytest.mark.parametrize("args", [
+    ["x^2", "--x0", "nan"],
+    ["x^2", "--x0", "inf"],
+    ["x^2", "--x0", "1,2"],
+    ["x^2", "--x0", "abc"],
+    ["x^2"],
+    ["x^2", "--x0", "1", "--lr", "0"],
+    ["x^2", "--x0", "1", "--lr", "-0.5"],
+    ["x^2", "--x0", "1", "--lr", "nan"],
+    ["x^2", "--x0", "1", "--lr", "fast"],
+    ["log(x)", "--x0=-1"],
+    ["x + y + z", "--x0", "1,2,3"],
+    ["x +* 2", "--x0", "1"],
+    ["__import__('os').system('true')", "--x0", "1"],
+    ["x^2", "--x0", "1", "--optimizer", "lbfgs"],
+    ["x^2", "--x0", "1", "--optimizer", "adam", "--momentum", "0.9"],
+    ["x^2", "--x0", "1", "--max-iter", "-1"],
+    ["x^2", "--x0", "1", "--max-iter", "ten"],
+    ["x^2", "--x0", "1", "--tol", "0"],
+    ["x^2", "--x0", "1", "--compare-lr", "0.1,,2"],
+    ["x^2", "--x0", "1", "--compare-lr", "0.1,-1"],
+    ["x^2", "--x0", "1", "--animate", "out.png"],
+])
+def test_bad_input_is_one_line_and_exit_2(args, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = run(*args)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ")
+    assert "Traceback" not in result.output and result.stdout == ""
+    assert not list(tmp_path.iterdir())
+
+
+def test_bad_plot_path_writes_nothing(tmp_path):
+    target = tmp_path / "figure.gif"
+    result = run("x^2", "--x0", "1", "--plot", str(target), "--json")
+    assert result.exit_code == 2 and result.stdout == ""
+    assert not list(tmp_path.iterdir())

@@ -1,0 +1,146 @@
+"""gradcheck: central differences against backpropagation, and the cs231n bands in words."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from gradsight import nn
+from gradsight._io import dumps
+from gradsight.errors import InvalidValueError, ShapeError
+from gradsight.gradcheck import band, gradcheck
+
+
+def data(n: int = 6, d: int = 3, k: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return rng.normal(size=(n, d)), rng.integers(0, k, size=n)
+
+
+def test_bands_in_words_at_their_limits() -> None:
+    assert band(0.0) == band(1e-7) == "fine"
+    assert band(1.1e-7) == band(1e-4) == "suspicious unless there are kinks (relu)"
+    assert band(1.1e-4) == band(1e-2) == "likely wrong"
+    assert band(0.5) == band(float("nan")) == "wrong"
+
+
+@pytest.mark.parametrize("activation", ["sigmoid", "tanh", "softplus", "gelu", "elu"])
+def test_correct_smooth_networks_are_fine(activation: str) -> None:
+    X, y = data()
+    model = nn.mlp("3-5-4-2", activation=activation, seed=0)
+    result = gradcheck(model, X, y, "cross_entropy")
+    assert result.band == "fine" and result.passed and not result.has_kinks
+    assert [p.name for p in result.parameters] == [
+        "dense0.W", "dense0.b", "dense1.W", "dense1.b", "dense2.W", "dense2.b"]
+    assert all(p.checked == p.total for p in result.parameters)
+
+
+def test_single_neuron_numeric_derivative_is_the_central_difference() -> None:
+    # independent oracle: C(w) of the seeds' neuron written out by hand
+    x, y, h = np.array([0.5, -1.5]), 1.0, 1e-5
+    model = nn.mlp("2-1", output_activation="sigmoid", seed=3)
+    w, b = model.dense_layers[0].W[:, 0].copy(), float(model.dense_layers[0].b[0])
+
+    def cost(w0: float) -> float:
+        y_hat = 1 / (1 + math.exp(-(w0 * x[0] + w[1] * x[1] + b)))
+        return 0.5 * (y_hat - y) ** 2
+
+    numeric = (cost(w[0] + h) - cost(w[0] - h)) / (2 * h)
+    result = gradcheck(model, x[None, :], [y], "quadratic", h=h)
+    check = result.parameters[0]
+    # the worst entry of W is one of its two entries; its numeric value must be our formula
+    if check.worst_index == (0, 0):
+        assert check.numeric == pytest.approx(numeric, rel=1e-12)
+    z = w @ x + b
+    sigma = 1 / (1 + math.exp(-z))
+    assert numeric == pytest.approx((sigma - y) * sigma * (1 - sigma) * x[0], rel=1e-8)
+    assert result.passed
+
+
+class WrongBias(nn.Dense):
+    """A Dense layer whose bias gradient is off by a factor 2 (a typical bug)."""
+
+    def backward(self, dZ, reuse=False, input_grad=None):  # type: ignore[no-untyped-def]
+        dX = super().backward(dZ, reuse, input_grad)
+        self.grad_b *= 2
+        return dX
+
+
+class SlightlyWrongTanh(nn.Activation):
+    """tanh′ computed as 1 − a² + 1e-3: a small but real error."""
+
+    def backward(self, dA, reuse=False):  # type: ignore[no-untyped-def]
+        return dA * (1 - self.output**2 + 1e-3)
+
+
+def test_a_wrong_gradient_is_reported_wrong_and_named() -> None:
+    X, y = data()
+    model = nn.Sequential([nn.Dense(3, 4, seed=0), nn.Activation("tanh"), WrongBias(4, 2, seed=1)])
+    result = gradcheck(model, X, y, "cross_entropy")
+    by_name = {p.name: p for p in result.parameters}
+    assert by_name["dense1.b"].band == "wrong"
+    assert by_name["dense1.b"].analytic == pytest.approx(2 * by_name["dense1.b"].numeric, rel=1e-6)
+    assert by_name["dense1.W"].band == "fine"
+    assert not result.passed and "dense1.b" in result.verdict
+
+
+def test_a_small_error_is_not_fine() -> None:
+    X, y = data()
+    layers = [nn.Dense(3, 4, seed=0), SlightlyWrongTanh("tanh"), nn.Dense(4, 2, seed=1)]
+    model = nn.Sequential(layers)
+    result = gradcheck(model, X, y, "cross_entropy")
+    assert result.band in ("suspicious unless there are kinks (relu)", "likely wrong")
+    assert not result.passed
+    assert {p.name: p.band for p in result.parameters}["dense1.W"] == "fine"
+
+
+def test_relu_kinks_are_skipped_not_reported_wrong() -> None:
+    # zero biases and all-zero inputs put every hidden unit exactly on its kink z = 0
+    X = np.vstack([np.zeros((2, 3)), np.random.default_rng(0).normal(size=(4, 3))])
+    y = np.array([0, 1, 1, 0, 1, 0])
+    model = nn.mlp("3-5-2", activation="relu", seed=0)
+    result = gradcheck(model, X, y, "cross_entropy")
+    assert result.has_kinks and result.passed
+    assert sum(p.kinks for p in result.parameters) > 0
+    assert any("kink" in note for note in result.notes)
+
+
+def test_dead_units_with_zero_gradients_are_fine() -> None:
+    X, y = data()
+    model = nn.mlp("3-4-2", activation="relu", seed=0)
+    model.dense_layers[0].b[:] = -100.0  # every hidden unit dead: ∂C/∂W₀ = 0 exactly
+    result = gradcheck(model, X, y, "cross_entropy")
+    assert result.parameters[0].analytic == 0.0 and result.parameters[0].band == "fine"
+
+
+def test_large_parameters_are_sampled_and_the_model_is_untouched() -> None:
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(4, 40)), rng.integers(0, 3, size=4)
+    model = nn.mlp("40-30-3", activation="tanh", dtype="float32", seed=0)
+    before = model.get_weights()
+    result = gradcheck(model, X, y, "cross_entropy", max_entries=25)
+    first = result.parameters[0]
+    assert first.checked == 25 and first.total == 1200
+    assert result.passed
+    assert any("float64 copy" in note for note in result.notes)
+    assert any("sampled" in note for note in result.notes)
+    assert model.dtype == np.float32
+    for now, then in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(now, then)
+
+
+def test_reports_and_errors() -> None:
+    X, y = data()
+    model = nn.mlp("3-2", seed=0)
+    result = gradcheck(model, X, y, "cross_entropy")
+    document = json.loads(dumps(result.to_dict()))
+    assert document["band"] == "fine" and document["parameters"][0]["name"] == "dense0.W"
+    assert "<table>" in result._repr_html_() and "dense0.b" in str(result)
+    with pytest.raises(InvalidValueError, match="h"):
+        gradcheck(model, X, y, "cross_entropy", h=0)
+    with pytest.raises(InvalidValueError, match="max_entries"):
+        gradcheck(model, X, y, "cross_entropy", max_entries=0)
+    with pytest.raises(ShapeError):
+        gradcheck(model, X[:, :2], y, "cross_entropy")

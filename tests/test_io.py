@@ -1,0 +1,60 @@
+"""Atomic writes and JSON output."""
+
+import json
+import os
+import stat
+
+import pytest
+
+from gradsight._io import atomic_path, atomic_write_text, dumps, jsonable
+from gradsight.errors import InvalidValueError, require_finite, require_positive
+
+
+def test_atomic_write_replaces_whole_file(tmp_path):
+    target = tmp_path / "sub" / "out.txt"
+    atomic_write_text(target, "first")
+    atomic_write_text(target, "second")
+    assert target.read_text() == "second"
+    assert [p.name for p in target.parent.iterdir()] == ["out.txt"]
+
+
+def test_atomic_path_leaves_target_untouched_on_error(tmp_path):
+    target = tmp_path / "model.npz"
+    target.write_text("old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_text("half-writ")
+            raise RuntimeError("interrupted")
+    assert target.read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.npz"]
+
+
+def test_atomic_write_follows_umask(tmp_path):
+    old = os.umask(0o022)
+    try:
+        path = atomic_write_text(tmp_path / "r.html", "x")
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o644
+
+
+def test_dumps_never_emits_bare_nan():
+    text = dumps({"loss": float("nan"), "grad": [float("inf"), -float("inf"), 1.5]})
+    assert json.loads(text) == {"loss": "nan", "grad": ["inf", "-inf", 1.5]}
+
+
+def test_jsonable_numpy_values():
+    np = pytest.importorskip("numpy")
+    assert jsonable({"a": np.float32(0.5), "b": np.arange(3)}) == {"a": 0.5, "b": [0, 1, 2]}
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), "abc", None])
+def test_require_finite_names_the_value(bad):
+    with pytest.raises(InvalidValueError, match="lr must be a finite number"):
+        require_finite("lr", bad)
+
+
+@pytest.mark.parametrize("bad", [0, -0.1])
+def test_require_positive(bad):
+    with pytest.raises(InvalidValueError, match=r"lr must be > 0"):
+        require_positive("lr", bad)

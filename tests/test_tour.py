@@ -1,0 +1,230 @@
+"""The tour: one quick run (through the CLI, as users run it) checked against independent
+oracles — analytic values (σ′(0) = 1/4, x_k = 2 + 6·0.8^k), the seeds' printed iterates, NumPy
+recomputations of the round-off error and of the neuron's chain rule — and every command the
+page shows really runs."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import math
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+from typer.testing import CliRunner
+
+from gradsight.cli import app
+from gradsight.tour import SECTION_IDS, run_tour
+
+# The seeds' printed iterates of x_new = x_old − 0.1·(2x_old − 4) from x = 8 (2 decimals).
+SEED_ITERATES = [6.8, 5.84, 5.07, 4.45, 3.96, 3.57, 3.25, 3.00, 2.80, 2.64, 2.51, 2.41, 2.32]
+
+
+@pytest.fixture(scope="module")
+def tour(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """``gradsight tour --quick --out DIR --json`` once; its JSON, folder and page text."""
+    out = tmp_path_factory.mktemp("tour") / "page"
+    result = CliRunner().invoke(app, ["tour", "--quick", "--out", str(out), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    sections = {s["id"]: json.loads((out / s["json"]).read_text("utf-8"))
+                for s in doc["sections"]}
+    return {"doc": doc, "out": out, "html": (out / "index.html").read_text("utf-8"),
+            "sections": sections}
+
+
+def numbers(tour: dict, section: str) -> dict:
+    return tour["sections"][section]["numbers"]
+
+
+def data(tour: dict, section: str) -> dict:
+    return tour["sections"][section]["data"]
+
+
+# ---- the page ---------------------------------------------------------------------------
+def test_cli_json_lists_every_section_with_its_files(tour: dict) -> None:
+    doc = tour["doc"]
+    assert doc["quick"] is True
+    assert [s["id"] for s in doc["sections"]] == SECTION_IDS
+    assert Path(doc["index"]) == tour["out"] / "index.html"
+    for section in doc["sections"]:
+        assert section["headline"] and section["commands"] and section["figures"]
+        for figure in section["figures"]:
+            assert (tour["out"] / figure).is_file()
+        assert (tour["out"] / section["json"]).is_file()
+
+
+def test_page_has_every_section_and_says_quick_mode(tour: dict) -> None:
+    text = tour["html"]
+    for section_id in SECTION_IDS:
+        assert f'<section id="{section_id}">' in text
+    assert "Quick mode" in text
+    assert text.count("<section ") == len(SECTION_IDS)
+
+
+def test_page_is_self_contained(tour: dict) -> None:
+    text = tour["html"]
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", text)
+    assert "<link rel=\"stylesheet\"" not in text and "@import" not in text
+    assert re.search(r"<script\s+src", text) is None
+
+
+def test_every_image_is_an_embedded_png_equal_to_its_file(tour: dict) -> None:
+    images = re.findall(r'<img src="([^"]+)"[^>]*data-file="([^"]+)"', tour["html"])
+    assert len(images) == len(re.findall(r"<img\b", tour["html"])) >= len(SECTION_IDS)
+    for src, file in images:
+        prefix = "data:image/png;base64,"
+        assert src.startswith(prefix), src[:40]
+        raw = base64.b64decode(src[len(prefix):], validate=True)
+        with Image.open(io.BytesIO(raw)) as image:
+            image.verify()
+        with Image.open(io.BytesIO(raw)) as image:
+            assert image.format == "PNG" and image.size[0] > 100 and image.size[1] > 100
+        assert raw == (tour["out"] / file).read_bytes()
+
+
+# ---- numbers against oracles ---------------------------------------------------------------
+def test_sigmoid_numbers(tour: dict) -> None:
+    n = numbers(tour, "sigmoid")
+    assert n["sigma_prime_0"] == pytest.approx(0.25, abs=1e-15)
+    z = 10.0
+    s = 1 / (1 + math.exp(-z))
+    assert n["sigma_prime_10"] == pytest.approx(s * (1 - s), rel=1e-12)
+    assert n["max_derivative"]["sigmoid"] == pytest.approx(0.25)
+    assert n["max_derivative"]["tanh"] == pytest.approx(1.0)
+    assert n["max_derivative"]["relu"] == pytest.approx(1.0)
+    # σ′ read off the output a(1−a) equals σ′(z) to round-off on the whole grid
+    assert 0 <= n["from_output_max_abs_diff"] < 1e-15
+    for row in data(tour, "sigmoid")["values"]:
+        s = 1 / (1 + math.exp(-row["z"]))
+        assert row["sigma"] == pytest.approx(s, rel=1e-12)
+        assert row["sigma_prime"] == pytest.approx(s * (1 - s), rel=1e-9, abs=1e-300)
+        assert row["from_output"] == pytest.approx(s * (1 - s), rel=1e-6, abs=1e-18)
+
+
+def test_sigmoid_derivations_end_in_sigma_times_one_minus_sigma(tour: dict) -> None:
+    routes = data(tour, "sigmoid")["derivations"]
+    assert len(routes) == 2
+    for route in routes:
+        assert route["steps"]
+        final = route["steps"][-1]["result"].replace(" ", "")
+        assert final in {"sigmoid(z)*(1-sigmoid(z))", "(1-sigmoid(z))*sigmoid(z)"}
+
+
+def test_forward_difference_with_the_seeds_step_is_off_by_round_off(tour: dict) -> None:
+    n = numbers(tour, "numeric")
+    # independent recomputation of the seed's estimate at x = 0
+    h = 1e-13
+    estimate = (1 / (1 + math.exp(-h)) - 0.5) / h
+    assert n["seed_h"] == h
+    assert n["seed_forward_error"] == pytest.approx(abs(estimate - 0.25), rel=1e-9)
+    assert n["seed_forward_error"] > 1e-5
+    assert n["recommended_forward_h"] == pytest.approx(math.sqrt(np.finfo(float).eps), rel=0.5)
+    assert n["recommended_central_h"] == pytest.approx(np.finfo(float).eps ** (1 / 3), rel=0.5)
+    assert n["central_error_at_recommended_h"] < 1e-9
+    # the seed's whole curve: forward difference over linspace(−10, 10, 1000) with h = 1e-13
+    x = np.linspace(-10, 10, 1000)
+    sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
+    seed_curve = (sig(x + h) - sig(x)) / h
+    worst = float(np.max(np.abs(seed_curve - sig(x) * (1 - sig(x)))))
+    assert n["seed_curve_max_error"] == pytest.approx(worst, rel=1e-6)
+
+
+def test_descent_iterates_are_2_plus_6_times_0_8_to_the_k(tour: dict) -> None:
+    run = data(tour, "descent")["run"]
+    xs = [it["x"][0] for it in run["iterations"]]
+    assert xs[0] == 8.0
+    for k, x in enumerate(xs):
+        assert x == pytest.approx(2 + 6 * 0.8**k, rel=1e-12, abs=1e-12)
+    assert [round(x, 2) for x in xs[1:len(SEED_ITERATES) + 1]] == SEED_ITERATES
+    assert run["verdict"] == "converged"
+    assert numbers(tour, "descent")["x_final"] == pytest.approx(2.0, abs=1e-6)
+
+
+def test_descent_rates_compared(tour: dict) -> None:
+    rows = {r["lr"]: r for r in data(tour, "descent")["comparison"]}
+    assert rows[0.1]["verdict"] == "converged"
+    assert rows[1.1]["verdict"] == "diverged"
+    # too small: converges, but needs many more steps than the right rate
+    assert rows[0.01]["iterations"] > 5 * rows[0.1]["iterations"]
+
+
+def test_neuron_chain_rule_numbers(tour: dict) -> None:
+    walk = data(tour, "neuron")["walkthrough"]
+    x, w, b, y = np.array(walk["x"]), np.array(walk["w"]), walk["b"], walk["y"]
+    z = float(w @ x + b)
+    y_hat = 1 / (1 + math.exp(-z))
+    assert walk["y_hat"] == pytest.approx(y_hat, rel=1e-12)
+    expected = (y_hat - y) * y_hat * (1 - y_hat) * x
+    assert walk["dC_dw"] == pytest.approx(expected.tolist(), rel=1e-12)
+    assert walk["w_new"] == pytest.approx((w - walk["lr"] * expected).tolist(), rel=1e-12)
+    assert walk["check"]["agree"] is True
+    curve = data(tour, "neuron")["training"]["loss"]
+    assert curve[-1] < curve[0]
+
+
+def test_vanishing_gradient_shape_and_nielsen_reference(tour: dict) -> None:
+    vanish = data(tour, "vanishing")
+    reference = vanish["nielsen_reference"]
+    assert reference["4"] == [0.0030, 0.017, 0.070, 0.285]
+    for depth, speeds in vanish["nielsen_ours"].items():
+        assert len(speeds) == int(depth)
+        assert speeds[-1] > speeds[0]     # sigmoid: the last hidden layer learns fastest
+    ratios = numbers(tour, "vanishing")["ratio_last_first"]
+    assert ratios["sigmoid"] > 10 * ratios["relu+he"]
+
+
+def test_neuron_states_and_doctor(tour: dict) -> None:
+    states = data(tour, "neurons")
+    for run, counts in states["counts"].items():
+        assert sum(counts.values()) == states["hidden_units"] > 0, run
+    assert states["counts"]["ReLU, η = 1"]["dead"] > 0
+    assert states["counts"]["sigmoid, η = 40"]["saturated-wrong"] > 0
+    assert states["counts"]["sigmoid, η = 0.1"]["learning"] == states["hidden_units"]
+    doctor = states["doctor"]
+    best = [c for c in doctor["candidates"] if c["change"] == doctor["best"]][0]
+    assert best["loss"] < doctor["baseline"]["loss"]
+
+
+# ---- the commands shown reproduce the steps --------------------------------------------
+def test_every_command_shown_runs(tour: dict, tmp_path: Path,
+                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import shlex
+
+    monkeypatch.chdir(tmp_path)  # commands may write figures (--plot NAME.png) in the cwd
+    runner = CliRunner()
+    for section in tour["doc"]["sections"]:
+        for line in section["commands"]:
+            argv = shlex.split(line)
+            assert argv[0] == "gradsight"
+            result = runner.invoke(app, [*argv[1:], "--json"])
+            assert result.exit_code == 0, f"{line}\n{result.output}"
+            json.loads(result.stdout)
+
+
+def test_run_tour_python_api_subset(tmp_path: Path) -> None:
+    result = run_tour(tmp_path / "t", quick=True, progress=False, sections=["descent"])
+    assert [s.id for s in result.sections] == ["descent"]
+    assert result.index_path.is_file() and 'id="descent"' in result.index_path.read_text()
+    assert "descent" in result._repr_html_()
+
+
+def test_bad_out_is_one_line_exit_2(tmp_path: Path) -> None:
+    existing = tmp_path / "a-file"
+    existing.write_text("x")
+    result = CliRunner().invoke(app, ["tour", "--quick", "--out", str(existing)])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "Traceback" not in result.output
+    assert existing.read_text() == "x"
+
+
+def test_unknown_section_is_a_clear_error(tmp_path: Path) -> None:
+    from gradsight.errors import UnknownNameError
+
+    with pytest.raises(UnknownNameError, match="descent"):
+        run_tour(tmp_path, quick=True, progress=False, sections=["nope"])

@@ -1,0 +1,212 @@
+"""Verdicts: each rule fires on the condition it names, with the numbers behind it."""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+import pytest
+
+from gradsight import data, nn, optim
+from gradsight._io import dumps
+from gradsight.diagnostics import LayerStats
+from gradsight.diagnostics.monitor import LayerHistory, Monitor, layer_stats_of
+from gradsight.diagnostics.verdict import Findings, diagnose
+from gradsight.errors import GradsightError, InvalidValueError
+from gradsight.train import fit
+
+
+@cache
+def _digits() -> tuple[np.ndarray, np.ndarray]:
+    ds = data.digits()
+    return data.standardize(ds.X[:600]).train, ds.y[:600]
+
+
+def _train(spec, activation, init, loss, lr=0.5, epochs=2, output=None, seed=0):
+    X, y = _digits()
+    model = nn.mlp(spec, activation=activation, output_activation=output, init=init, seed=seed)
+    monitor = Monitor()
+    history = fit(model, X, y, loss=loss, optimizer=optim.SGD(lr=lr), epochs=epochs,
+                  batch_size=32, callbacks=[monitor], progress=False)
+    return model, monitor, history
+
+
+def test_deep_sigmoid_with_normal_init_has_vanishing_gradients():
+    model, monitor, history = _train([64, *[16] * 6, 10], "sigmoid", "normal", "quadratic",
+                                     output="sigmoid")
+    findings = diagnose(monitor, model, _digits(), history, loss="quadratic")
+    finding = findings.get("vanishing-gradients")
+    assert finding is not None and finding.severity in ("warning", "critical")
+    # the ratio is the median over the steps of ‖∂C/∂b‖(sigmoid5's dense) / ‖∂C/∂b‖(dense0)
+    by_step: dict[int, dict[str, float]] = {}
+    for r in monitor.history:
+        by_step.setdefault(r.step, {})[r.layer] = r.grad_b_norm
+    ratios = [s["dense5"] / s["dense0"] for s in by_step.values()]
+    assert finding.evidence["ratio_last_first"] == pytest.approx(float(np.median(ratios)))
+    assert finding.evidence["ratio_last_first"] > 10
+    assert finding.layers == [f"dense{i}" for i in range(6)]
+    assert "0.25" in finding.explanation and "ReLU" in finding.fixes[0]
+    assert {"activation": "relu", "init": "he_normal"} in finding.changes
+
+
+def test_healthy_relu_he_net_has_no_vanishing_finding():
+    model, monitor, history = _train("64-32-32-10", "relu", "he_normal", "cross_entropy",
+                                     lr=0.1)
+    findings = diagnose(monitor, model, _digits(), history, loss="cross_entropy")
+    assert "vanishing-gradients" not in findings.codes
+    assert "exploding-gradients" not in findings.codes
+    assert findings.worst in (None, "info")
+
+
+def _history(**fields_by_layer) -> list[LayerStats]:
+    """Three steps of a 3-dense sigmoid net with given per-layer field values."""
+    records = []
+    for step in range(3):
+        for index, name in enumerate(["dense0", "sigmoid0", "dense1", "sigmoid1", "dense2"]):
+            kind = "param" if name.startswith("dense") else "activation"
+            values = {key: (v[step] if isinstance(v, list) else v)
+                      for key, v in fields_by_layer.get(name, {}).items()}
+            if kind == "param":
+                values = {"grad_W_norm": 1.0, "grad_b_norm": 1.0, "weight_norm": 1.0,
+                          "update_ratio": 1e-3, **values}
+            else:
+                values = {"activation": "sigmoid", "act_mean": 0.5, "act_std": 0.1,
+                          "saturated_fraction": 0.0, **values}
+            records.append(LayerStats(name, index, step, 0, kind, **values))
+    return records
+
+
+def test_nonfinite_gradients_are_a_critical_finding():
+    model = nn.mlp("3-4-4-2", activation="sigmoid", seed=0)
+    X = np.random.default_rng(0).normal(size=(5, 3))
+    cost = nn.loss("cross_entropy")
+    model.backward(cost.gradient(model.forward(X), np.array([0, 1, 0, 1, 1])))
+    model.dense_layers[1].grad_W[0, 0] = np.nan
+    model.dense_layers[1].grad_b[1:3] = np.inf
+    findings = diagnose(layer_stats_of(model))
+    assert findings[0].code == "nonfinite" and findings[0].severity == "critical"
+    assert findings[0].evidence["nonfinite_values"] == 3
+    assert findings[0].evidence["per_layer"] == {"dense1": 3}
+    assert "NaN" in str(findings)
+
+
+def test_nonfinite_from_a_real_diverging_run():
+    X, y = _digits()
+    model = nn.mlp("64-16-16-10", activation="relu", init="normal", seed=0)
+    monitor = Monitor()
+    history = fit(model, X * 1e3, y, loss="quadratic", optimizer=optim.SGD(lr=1e6), epochs=2,
+                  batch_size=32, callbacks=[monitor], progress=False)
+    assert history.stopped and history.stopped.startswith("non-finite")
+    findings = diagnose(monitor, train_history=history)
+    assert findings[0].code == "nonfinite"
+    assert findings[0].evidence["nonfinite_values"] == sum(r.nonfinite for r in monitor.history)
+    assert findings[0].evidence["nonfinite_values"] > 0
+
+
+def test_saturated_layers():
+    h = _history(sigmoid0={"saturated_fraction": 0.95}, sigmoid1={"saturated_fraction": 0.6})
+    finding = diagnose(h).get("saturated-layers")
+    assert finding.severity == "critical" and finding.layers == ["sigmoid0", "sigmoid1"]
+    assert finding.evidence["saturated_fraction"] == {"sigmoid0": 0.95, "sigmoid1": 0.6}
+    assert diagnose(_history(sigmoid0={"saturated_fraction": 0.2})).get("saturated-layers") \
+        is None
+
+
+def test_dead_units_from_a_relu_layer_with_negative_biases():
+    X, y = _digits()
+    model = nn.mlp("64-16-16-10", activation="relu", init="he_normal", seed=0)
+    model.dense_layers[0].b[:8] = -1e4  # half of the first layer can never switch on
+    monitor = Monitor()
+    fit(model, X, y, loss="cross_entropy", optimizer=optim.SGD(lr=0.01), epochs=1,
+        batch_size=64, callbacks=[monitor], progress=False)
+    finding = diagnose(monitor, model, (X, y), loss="cross_entropy").get("dead-units")
+    assert finding is not None and finding.severity == "critical" and "relu0" in finding.layers
+    z = X @ model.dense_layers[0].W + model.dense_layers[0].b
+    assert finding.evidence["dead_on_data"]["relu0"] == int(np.sum(np.all(z <= 0, axis=0)))
+    assert finding.evidence["dead_fraction"]["relu0"] == pytest.approx(0.5)
+    assert "leaky" in finding.fixes[0].lower()
+
+
+def test_vanishing_thresholds_and_exploding_direction():
+    small_first = _history(dense0={"grad_b_norm": [0.01, 0.02, 0.01]})
+    finding = diagnose(small_first).get("vanishing-gradients")
+    assert finding.severity == "warning"  # median ratio 1/0.01 = 100, not > 100
+    assert finding.evidence["ratio_last_first"] == pytest.approx(100.0)
+    assert diagnose(small_first, vanishing_critical=50).get("vanishing-gradients").severity \
+        == "critical"
+    big_first = diagnose(_history(dense0={"grad_b_norm": 50.0}))
+    assert "vanishing-gradients" not in big_first.codes
+    assert big_first.get("exploding-gradients").evidence["ratio_last_first"] == 0.02
+
+
+def test_growing_gradients_and_large_updates():
+    growing = _history(dense0={"grad_W_norm": [1.0, 10.0, 2e7]})
+    finding = diagnose(growing).get("exploding-gradients")
+    assert finding.severity == "critical" and finding.evidence["gradient_norm_peak"] > 1e6
+    large = diagnose(_history(dense1={"update_ratio": 0.5})).get("large-updates")
+    assert large.severity == "warning" and large.layers == ["dense1"]
+    assert {"lr_factor": 0.1} in large.changes
+    assert diagnose(_history(dense1={"update_ratio": 3.0})).get("large-updates").severity \
+        == "critical"
+    tiny = diagnose(_history(**{d: {"update_ratio": 1e-7} for d in ("dense0", "dense1",
+                                                                     "dense2")}))
+    assert tiny.get("small-updates").evidence["median"] == pytest.approx(1e-7)
+
+
+def test_stalled_rising_and_healthy_loss_curves():
+    h = _history()
+    stalled = diagnose(h, train_history=[1.0, 0.999, 0.998, 0.998, 0.997, 0.997, 0.997, 0.996])
+    assert stalled.get("stalled-loss") is not None
+    healthy = diagnose(h, train_history=[1.0, 0.6, 0.4, 0.3, 0.2, 0.15, 0.12, 0.1])
+    assert "stalled-loss" not in healthy.codes and "rising-loss" not in healthy.codes
+    converged = [{"loss": v, "accuracy": 0.99} for v in (1.0, 0.9, 0.9, 0.9, 0.9, 0.9)]
+    assert "stalled-loss" not in diagnose(h, train_history=converged).codes
+    rising = diagnose(h, train_history=[1.0, 1.2, 1.5, 2.0, 3.0, 4.0])
+    assert rising.get("rising-loss").evidence["loss_end"] > 2
+
+
+def test_quadratic_cost_with_sigmoid_output():
+    h = _history() + [LayerStats("sigmoid2", 5, s, 0, "activation", "sigmoid",
+                                 saturated_fraction=0.5) for s in range(3)]
+    finding = diagnose(h, loss="quadratic").get("quadratic-sigmoid-output")
+    assert finding.severity == "warning" and finding.layers == ["sigmoid2"]
+    assert finding.changes == [{"loss": "cross_entropy"}]
+    assert "quadratic-sigmoid-output" not in diagnose(h, loss="cross_entropy").codes
+
+
+def test_findings_are_sorted_serialisable_and_render():
+    h = _history(sigmoid0={"saturated_fraction": 0.7}, dense1={"grad_b_norm": math.nan,
+                                                               "nonfinite": 2})
+    findings = diagnose(h)
+    assert isinstance(findings, Findings)
+    order = ["critical", "warning", "info"]
+    assert [order.index(f.severity) for f in findings] == sorted(order.index(f.severity)
+                                                                 for f in findings)
+    document = findings.to_dict()
+    assert document["counts"]["critical"] >= 1 and document["worst"] == "critical"
+    assert '"nonfinite"' in dumps(document)
+    html = findings._repr_html_()
+    assert all(f.title in html for f in findings)
+    assert findings.fixes() and len(findings.fixes()) == len(set(findings.fixes()))
+
+
+def test_bad_input():
+    with pytest.raises(GradsightError, match="empty"):
+        diagnose([])
+    with pytest.raises(GradsightError):
+        diagnose(Monitor())
+    with pytest.raises(InvalidValueError):
+        diagnose(_history(), vanishing_warning=0.5)
+    with pytest.raises(InvalidValueError):
+        diagnose(_history(), saturated_warning=2.0)
+    with pytest.raises(InvalidValueError, match="unknown threshold"):
+        diagnose(_history(), no_such_threshold=1.0)
+    with pytest.raises(InvalidValueError):
+        diagnose(_history(), vanishing_warning=200, vanishing_critical=100)
+
+
+def test_layer_history_of_findings_input_matches():
+    h = _history(dense0={"grad_b_norm": [0.1, 0.2, 0.3]})
+    steps, values = LayerHistory(h).series("grad_b_norm", "dense0")
+    assert steps.tolist() == [0, 1, 2] and values.tolist() == [0.1, 0.2, 0.3]
