@@ -4,7 +4,10 @@ An MLP 784-256-256-10 (sigmoid or ReLU hidden layers) trains on random data, bat
 the CPU with 2 threads, in three ways:
 
 * plain: the user's loop, nothing added;
-* watch: the same loop inside ``gradsight.watch(model, every=1, optimizer=optimizer)``;
+* watch: the same loop inside ``gradsight.watch(model, every=1, optimizer=optimizer)`` —
+  every statistic, including the update ratios ‖ΔW‖/‖W‖ (a copy of W before each step);
+* watch, no optimizer: ``gradsight.watch(model, every=1)`` — the same without update ratios;
+* watch every=10: as "watch", recording one step in ten (what a long run would use);
 * histograms: for reference, what common experiment trackers do when they log
   per-parameter gradient histograms every step — ``torch.histc`` over each parameter's
   gradient and a ``.cpu()`` per parameter.
@@ -83,7 +86,9 @@ def main(argv: list[str] | None = None) -> int:
     optimizer = torch.optim.SGD(model.parameters(), lr=0.01)
     ways: dict[str, Callable[[], float]] = {
         "plain": lambda: run(model, optimizer, batches),
-        "watch": lambda: _watched(model, optimizer, batches),
+        "watch": lambda: _watched(model, optimizer, batches, optimizer),
+        "watch, no optimizer": lambda: _watched(model, optimizer, batches, None),
+        "watch every=10": lambda: _watched(model, optimizer, batches, optimizer, every=10),
         "histograms": lambda: run(model, optimizer, batches, log_histograms),
     }
     for way in ways.values():  # warm-up: allocator, thread pool, first-call costs
@@ -100,17 +105,18 @@ def main(argv: list[str] | None = None) -> int:
         median = statistics.median(samples)
         spread = f"min {min(samples) * 1e3:.2f} – max {max(samples) * 1e3:.2f}"
         overhead = f"{(median / plain - 1) * 100:+.1f}%" if name != "plain" else "—"
-        print(f"  {name:<11} {median * 1e3:7.2f} ms/step  ({spread})  overhead {overhead}")
+        print(f"  {name:<20} {median * 1e3:7.2f} ms/step  ({spread})  overhead {overhead}")
     return 0
 
 
 def _watched(model: nn.Module, optimizer: torch.optim.Optimizer,
-             batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    with gradsight.watch(model, every=1, optimizer=optimizer) as watcher:
+             batches: list[tuple[torch.Tensor, torch.Tensor]], given: object,
+             every: int = 1) -> float:
+    with gradsight.watch(model, every=every, optimizer=given) as watcher:
         seconds = run(model, optimizer, batches)
-    if len(watcher.history) != 5 * len(batches):  # 3 Linear + 2 activations per step
-        raise SystemExit(f"watch recorded {len(watcher.history)} records, expected "
-                         f"{5 * len(batches)}")
+    expected = 5 * len(range(0, len(batches), every))  # 3 Linear + 2 activations per step
+    if len(watcher.history) != expected:
+        raise SystemExit(f"watch recorded {len(watcher.history)} records, expected {expected}")
     return seconds
 
 

@@ -133,13 +133,9 @@ def _refine_peak(derivative, where: float) -> tuple[float, float]:
     return -found.fun, found.x
 
 
-_PEAK_BUG = pytest.mark.xfail(
-    strict=True, reason="activations._SILU_PEAK / _GELU_PEAK: silu′ peaks at z=2.3993572805"
-    " (value 1.0998393201), gelu′ at z=√2 with value 1.1289041452 (reported to the lead)")
-PEAK_CASES = [pytest.param(n, marks=_PEAK_BUG) if n in ("silu", "gelu") else n for n in NAMES]
 
 
-@pytest.mark.parametrize("name", PEAK_CASES)
+@pytest.mark.parametrize("name", NAMES)
 def test_max_derivative_value_and_location(name):
     act = activations.get(name)
     value, where = act.max_derivative

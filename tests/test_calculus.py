@@ -285,3 +285,42 @@ def test_gradient_matches_torch_autograd():
     value = torch.nn.functional.softplus(w * 1.7 + b) + (w - 2) ** 2 * torch.tanh(b)
     value.backward()
     np.testing.assert_allclose(grad(0.3, -0.8), [w.grad.item(), b.grad.item()], rtol=1e-12)
+
+
+def test_plots_draw_the_tested_numbers():
+    from matplotlib.figure import Figure
+
+    from gradsight.plots.calculus import plot_activation, plot_activations, plot_step_study
+
+    fig = plot_activation("sigmoid")
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
+    z, slope = fig.axes[1].lines[0].get_data()
+    np.testing.assert_allclose(slope, activations.get("sigmoid").derivative(z))
+    peak = fig.axes[1].lines[1].get_data()
+    assert (list(peak[0]), list(peak[1])) == ([0.0], [0.25])  # the maximum, marked
+    assert len(plot_activation(["relu", "tanh"]).axes) == 4
+    assert len(plot_activations().axes[1].lines) >= len(activations.names())
+    study = step_study("sigmoid(x)", 0.0)
+    lines = plot_step_study(study).axes[0].lines
+    forward = next(line for line in lines if line.get_label() == "forward")
+    errors = [max(r.abs_error, 1e-17) for r in study.method_rows("forward")]
+    assert list(forward.get_ydata()) == errors
+    with pytest.raises(UnknownNameError):
+        plot_activation("swish")
+    with pytest.raises(InvalidValueError):
+        plot_activation("sigmoid", z_range=(1.0, -1.0))
+
+
+def test_plain_sympy_symbols_work_too():
+    t, u = sympy.Symbol("t"), sympy.Symbol("u")  # no real=True
+    assert derive(t**3 * u, wrt="t").derivative == 3 * t**2 * u
+    assert gradient_function(t**2 * u, ["t", "u"])(1.0, 2.0).tolist() == [4.0, 1.0]
+    assert math.isclose(step_study(sympy.sin(t), 1.0).exact, math.cos(1.0), rel_tol=1e-15)
+
+
+def test_public_names_are_reachable_lazily():
+    import gradsight
+
+    assert gradsight.derive is derive
+    assert gradsight.parse_expression is parse_expression
+    assert gradsight.step_study is step_study and gradsight.numeric_derivative is not None

@@ -138,6 +138,10 @@ def test_reports_and_errors() -> None:
     document = json.loads(dumps(result.to_dict()))
     assert document["band"] == "fine" and document["parameters"][0]["name"] == "dense0.W"
     assert "<table>" in result._repr_html_() and "dense0.b" in str(result)
+    import gradsight
+
+    # gradsight.gradcheck is the module and, called, the function
+    assert gradsight.gradcheck(model, X, y, "cross_entropy").to_dict() == result.to_dict()
     with pytest.raises(InvalidValueError, match="h"):
         gradcheck(model, X, y, "cross_entropy", h=0)
     with pytest.raises(InvalidValueError, match="max_entries"):

@@ -124,6 +124,46 @@ def test_update_ratio_and_weight_norm_before_update():
     assert monitor.losses == [(0, 0.5)]
 
 
+class _Snapshots:
+    """Copies of every W before and after each optimizer step (the independent oracle)."""
+
+    def __init__(self):
+        self.before, self.after = [], []
+
+    def on_train_begin(self, ctx):
+        pass
+
+    def on_after_backward(self, ctx):
+        self.before.append([layer.W.copy() for layer in ctx.model.dense_layers])
+
+    def on_batch_end(self, ctx):
+        self.after.append([layer.W.copy() for layer in ctx.model.dense_layers])
+
+    def on_epoch_end(self, ctx):
+        pass
+
+    def on_train_end(self, ctx):
+        pass
+
+
+@pytest.mark.parametrize("optimizer", [optim.SGD(lr=0.3), optim.SGD(lr=0.3, momentum=0.9),
+                                       optim.Adam(lr=0.01)])
+def test_update_ratio_in_fit_equals_measured_weight_change(optimizer):
+    from gradsight import train
+
+    model, X, y = _tiny("tanh")
+    monitor, snapshots = Monitor(), _Snapshots()
+    train.fit(model, X, y, loss="quadratic", optimizer=optimizer, epochs=3, batch_size=4,
+              callbacks=[monitor, snapshots], progress=False)
+    params = [r for r in monitor.history if r.kind == "param"]
+    assert len(params) == 3 * len(snapshots.before)
+    for r in params:
+        i = [layer.name for layer in model.dense_layers].index(r.layer)
+        old, new = snapshots.before[r.step][i], snapshots.after[r.step][i]
+        expected = np.linalg.norm(new - old) / np.linalg.norm(old)
+        assert r.update_ratio == pytest.approx(expected, rel=1e-9)
+
+
 def test_every_k_records_only_those_steps():
     model, X, y = _tiny("sigmoid")
     monitor = Monitor(every=3)

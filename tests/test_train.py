@@ -78,15 +78,16 @@ def _torch_twin(model: nn.Sequential):
     return torch, torch.nn.Sequential(*modules)
 
 
-def test_fit_reproduces_a_pytorch_training_loop_in_float64() -> None:
+@pytest.mark.parametrize("momentum", [0.0, 0.9])  # 0: the fused SGD step (BLAS axpy)
+def test_fit_reproduces_a_pytorch_training_loop_in_float64(momentum: float) -> None:
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(50, 4)), rng.integers(0, 3, size=50)
     model = nn.mlp("4-6-5-3", activation="tanh", seed=1)
     torch, twin = _torch_twin(model)
     history = fit(model, X, y, loss="cross_entropy",
-                  optimizer=optim.SGD(lr=0.1, momentum=0.9), epochs=3, batch_size=16,
+                  optimizer=optim.SGD(lr=0.1, momentum=momentum), epochs=3, batch_size=16,
                   shuffle=False, progress=False)
-    reference = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=0.9)
+    reference = torch.optim.SGD(twin.parameters(), lr=0.1, momentum=momentum)
     X_t, y_t, losses = torch.tensor(X), torch.tensor(y), []
     for _ in range(3):
         for start in range(0, 50, 16):
@@ -180,7 +181,7 @@ def test_nan_guard_names_the_layer_with_a_non_finite_gradient() -> None:
     history = fit(model, CORNERS, [0, 1, 1, 0], optimizer=optim.SGD(lr=0.1), epochs=2,
                   batch_size=2, progress=False)
     assert history.stopped.startswith(
-        "non-finite gradient ∂C/∂W of layer dense0 at epoch 0, step 0 (batch 0)")
+        "non-finite gradient ∂C/∂W, ∂C/∂b of layer dense0 at epoch 0, step 0 (batch 0)")
     assert history.steps == 0 and history.epochs == []
     for kept, original in zip(model.get_weights(), before, strict=True):
         np.testing.assert_array_equal(kept, original)
@@ -206,6 +207,40 @@ def test_an_update_that_makes_weights_non_finite_is_undone() -> None:
     assert "epoch 0, step 0" in history.stopped
     for kept, original in zip(model.get_weights(), before, strict=True):
         np.testing.assert_array_equal(kept, original)
+
+
+@pytest.mark.parametrize("with_callback", [False, True])
+def test_plain_sgd_update_that_overflows_is_undone(with_callback: bool) -> None:
+    model = nn.mlp("2-3-1", activation="linear", seed=0)
+    before = model.get_weights()
+    history = fit(model, CORNERS, [100.0, -100.0, 100.0, -100.0],
+                  optimizer=optim.SGD(lr=1e307), epochs=2, batch_size=4,
+                  callbacks=[Recorder()] if with_callback else [], progress=False)
+    assert history.stopped.startswith("non-finite weights of dense")
+    assert "the update was undone" in history.stopped and history.steps == 0
+    for kept, original in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(kept, original)
+
+
+@pytest.mark.parametrize("dtype", ["float64", "float32"])
+@pytest.mark.parametrize("sizes", ["3-4-2", "120-90-2"])  # 10,800 weights: several chunks
+def test_plain_sgd_step_equals_the_optimizer_rule(sizes: str, dtype: str) -> None:
+    rng = np.random.default_rng(3)
+    n_in = int(sizes.split("-")[0])
+    X, y = rng.normal(size=(12, n_in)), rng.integers(0, 2, size=12)
+    fused = nn.mlp(sizes, dtype=dtype, seed=0)
+    reference = nn.mlp(sizes, dtype=dtype, seed=0)
+    fit(fused, X, y, "cross_entropy", optim.SGD(lr=0.3), epochs=2, batch_size=12, progress=False)
+    sgd, cost = optim.SGD(lr=0.3), nn.loss("cross_entropy")
+    for _ in range(2):
+        reference.backward(cost.gradient(reference.forward(X), y))
+        sgd.step(reference.parameters(), reference.gradients())
+    tolerance = 1e-14 if dtype == "float64" else 1e-6  # BLAS may fuse the multiply-add
+    for a, b in zip(fused.parameters(), reference.parameters(), strict=True):
+        assert a.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(a, b, rtol=tolerance, atol=tolerance)
+    untrained = nn.mlp(sizes, dtype=dtype, seed=0).parameters()[0]
+    assert fused.parameters()[0].ravel()[-1] != untrained.ravel()[-1]  # the last chunk moved
 
 
 class Interrupt(Callback):
@@ -315,8 +350,10 @@ def test_bad_input_raises_clear_errors() -> None:
         fit(model, bad, y, "cross_entropy", progress=False)
     with pytest.raises(DataError, match="empty"):
         fit(model, np.zeros((0, 3)), [], "cross_entropy", progress=False)
-    with pytest.raises(DataError, match=r"label 2 .*0\.\.1"):
+    with pytest.raises(DataError, match=r"training y: label 2 .*0\.\.1"):
         fit(model, X, [0, 1, 2, 0, 1], "cross_entropy", progress=False)
+    with pytest.raises(DataError, match=r"validation y: label 7"):
+        fit(model, X, y, "cross_entropy", validation=(X, [0, 1, 7, 0, 1]), progress=False)
     with pytest.raises(DataError, match="validation X"):
         fit(model, X, y, "cross_entropy", validation=(bad, y), progress=False)
     with pytest.raises(UnknownNameError, match="quadratic"):

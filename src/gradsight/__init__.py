@@ -53,6 +53,7 @@ _LAZY = {
     "doctor": "diagnostics",
     "watch": "torch_adapter",
     "diagnose_torch": "torch_adapter",
+    "run_tour": "tour",
 }
 
 __all__ = [

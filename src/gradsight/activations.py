@@ -228,6 +228,10 @@ def _make_leaky(slope: float) -> ActivationFunction:
     )
 
 
+def _coefficient(alpha: float) -> str:
+    return "" if alpha == 1.0 else f"{alpha:g}·"
+
+
 def _make_elu(alpha: float) -> ActivationFunction:
     if not (math.isfinite(alpha) and alpha > 0):
         raise InvalidValueError(f"elu alpha must be a finite number > 0, got {alpha!r}")
@@ -236,14 +240,15 @@ def _make_elu(alpha: float) -> ActivationFunction:
     peak = (1.0, INF) if alpha <= 1 else (alpha, 0.0)
     return ActivationFunction(
         name, value, derivative, from_output, (-alpha, INF), peak, False, True,
-        f"z if z > 0 else {alpha:g}(e^z − 1)", f"1 if z > 0 else {alpha:g}·e^z",
+        f"z if z > 0 else {_coefficient(alpha)}(e^z − 1)",
+        f"1 if z > 0 else {_coefficient(alpha)}e^z",
     )
 
 
 # The maxima of silu′ and gelu′ are the roots of their second derivatives; the tests
 # recompute them numerically.
-_SILU_PEAK = (1.0998393194, 2.3994065)
-_GELU_PEAK = (1.1289717, 1.4142135623730951)
+_SILU_PEAK = (1.09983932012887, 2.39935728051547)
+_GELU_PEAK = (1.12890414518515, 1.4142135623730951)
 
 ALL: dict[str, ActivationFunction] = {
     act.name: act
@@ -271,7 +276,7 @@ ALL: dict[str, ActivationFunction] = {
             False, False, "z·σ(z)", "σ(z)(1 + z(1 − σ(z)))",
         ),
         ActivationFunction(
-            "gelu", _gelu, _gelu_derivative, None, (-0.16997120747328094, INF), _GELU_PEAK,
+            "gelu", _gelu, _gelu_derivative, None, (-0.16997120747990366, INF), _GELU_PEAK,
             False, False, "z·Φ(z)", "Φ(z) + z·φ(z)",
         ),
         ActivationFunction(

@@ -30,7 +30,15 @@ import sympy
 
 from . import activations
 from .errors import ExpressionError, InvalidValueError, UnknownNameError, require_finite
-from .expr import free_variables, make_function, parse_expression, sigmoid, symbol, to_text
+from .expr import (
+    find_symbol,
+    free_variables,
+    make_function,
+    parse_expression,
+    sigmoid,
+    symbol,
+    to_text,
+)
 
 __all__ = [
     "METHODS", "Step", "Derivation", "StudyRow", "StepStudy", "derive", "numeric_derivative",
@@ -187,9 +195,11 @@ class Derivation:
 def derive(expr_or_text: str | sympy.Expr, wrt: str | None = None) -> Derivation:
     """Differentiate an expression or an activation name, recording the rule at each step.
 
-    A bare name is an activation (``"sigmoid"``, ``"leaky_relu:0.2"``), written in the
-    variable ``wrt`` (default ``z``). Otherwise ``wrt`` may be omitted when the expression has
-    one variable; a ``wrt`` that is not in the expression is an error.
+    A bare word of three or more letters is an activation name (``"sigmoid"``,
+    ``"leaky_relu:0.2"``; ``"swish"`` is an unknown activation), written in the variable
+    ``wrt`` (default ``z``). Otherwise ``wrt`` may be omitted when the expression has one
+    variable; a ``wrt`` that is not in the expression is an error. The final step and
+    ``simplified`` always equal ``derivative`` (the tests check it against SymPy's diff).
 
     >>> d = derive("x**2 - 4*x + 6")
     >>> to_text(d.derivative), [s.rule for s in d.steps]
@@ -221,12 +231,12 @@ def _choose_variable(expr: sympy.Expr, wrt: str | None) -> sympy.Symbol:
         if len(names) != 1:
             found = ", ".join(names) or "none"
             raise ExpressionError(f"choose the variable to differentiate by (variables: {found})")
-        return symbol(names[0])
+        return find_symbol(expr, names[0])
     if _variable_name(wrt) not in names:
         raise ExpressionError(
             f"variable {wrt!r} is not in {to_text(expr)!r}; variables: {', '.join(names) or 'none'}"
         )
-    return symbol(wrt)
+    return find_symbol(expr, wrt)
 
 
 def _derive_activation(text: str, variable: str) -> Derivation:
@@ -269,7 +279,8 @@ class _Recorder:
         if e.is_Mul:
             return self._product(e)
         if e.is_Pow:
-            return self._power(*e.args, e)
+            base, exponent = e.args
+            return self._power(base, exponent, e)
         if isinstance(e, sympy.Function) and len(e.args) == 1:
             (u,) = e.args
             t = sympy.Dummy("t", real=True)
@@ -360,12 +371,16 @@ def _named_in_product(e: sympy.Expr) -> sympy.Expr:
             factors.remove(factor)  # e^u·σ(−u) = σ(u)
             factors.remove(sympy.exp(-factor.args[0]))
             return sympy.Mul(*factors) * sigmoid(-factor.args[0])
-        pair = factor.base.args if factor.is_Pow and factor.exp == -1 else ()
-        if len(pair) == 2 and all(isinstance(p, sympy.exp) for p in pair):
-            u = pair[0].args[0]
-            if pair[1].args[0] == -u and sympy.exp(u) - sympy.exp(-u) in factors:
+        pair: tuple[sympy.Basic, ...] = ()
+        if factor.is_Pow and factor.exp == -1:
+            pair = factor.base.args
+        if len(pair) != 2 or not all(isinstance(p, sympy.exp) for p in pair):
+            continue
+        for u in (pair[0].args[0], pair[1].args[0]):  # (e^u − e^(−u))/(e^u + e^(−u))
+            numerator = sympy.exp(u) - sympy.exp(-u)
+            if sympy.exp(-u) in pair and numerator in factors:
                 factors.remove(factor)
-                factors.remove(sympy.exp(u) - sympy.exp(-u))
+                factors.remove(numerator)
                 return sympy.Mul(*factors) * sympy.tanh(u)
     return e
 
@@ -406,7 +421,7 @@ def _target(f: Any) -> _Target:
             f"a numeric derivative needs a function of one variable; {to_text(expr)!r} has"
             f" {', '.join(names) or 'none'}"
         )
-    v = symbol(names[0])
+    v = find_symbol(expr, names[0])
     analytic = not expr.has(*_NOT_ANALYTIC)
     return _Target(make_function(expr, names), _normalise(sympy.diff(expr, v)), v, analytic,
                    to_text(expr))
@@ -621,7 +636,8 @@ def gradient_function(expr: str | sympy.Expr,
     """
     expr = parse_expression(expr, variables) if isinstance(expr, str) else expr
     names = list(free_variables(expr) if variables is None else variables)
-    parts = [make_function(_normalise(sympy.diff(expr, symbol(n))), names) for n in names]
+    parts = [make_function(_normalise(sympy.diff(expr, find_symbol(expr, n))), names)
+             for n in names]
 
     def gradient(*values: Any) -> Any:
         return np.stack(np.broadcast_arrays(*[part(*values) for part in parts]))

@@ -46,7 +46,8 @@ from sympy.printing.str import StrPrinter
 from .errors import ExpressionError
 
 __all__ = [
-    "FUNCTIONS", "MAX_LENGTH", "parse_expression", "symbol", "free_variables", "to_text",
+    "FUNCTIONS", "MAX_LENGTH", "parse_expression", "symbol", "find_symbol", "free_variables",
+    "to_text",
     "make_function", "sigmoid",
 ]
 
@@ -146,13 +147,22 @@ def symbol(name: str) -> sympy.Symbol:
     return sympy.Symbol(name, real=True)
 
 
+def find_symbol(expr: sympy.Expr, name: str) -> sympy.Symbol:
+    """The symbol called ``name`` in ``expr`` (whatever its assumptions: an expression built
+    with a plain ``sympy.Symbol("x")`` works too), else :func:`symbol` of ``name``."""
+    for candidate in expr.free_symbols:
+        if getattr(candidate, "name", None) == name:
+            return candidate
+    return symbol(name)
+
+
 def free_variables(expr: sympy.Expr) -> list[str]:
     """Sorted names of the variables in ``expr``.
 
     >>> free_variables(parse_expression("w*x + b"))
     ['b', 'w', 'x']
     """
-    return sorted(s.name for s in expr.free_symbols)  # type: ignore[attr-defined]
+    return sorted(s.name for s in expr.free_symbols)
 
 
 def parse_expression(text: str, variables: Iterable[str] | None = None) -> sympy.Expr:
@@ -507,7 +517,7 @@ def make_function(
             f" the variables {', '.join(names) or '(none)'}"
         )
     modules = [{"sigmoid": _np_sigmoid, "erf": _np_erf}, "numpy"]
-    compiled = sympy.lambdify([symbol(n) for n in names], expr, modules=modules)
+    compiled = sympy.lambdify([find_symbol(expr, n) for n in names], expr, modules=modules)
 
     def function(*values: Any) -> Any:
         if len(values) != len(names):

@@ -35,6 +35,8 @@ tested is the engine's mathematics, not float32 rounding. Two details keep it ho
 from __future__ import annotations
 
 import html
+import sys
+import types
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -237,7 +239,7 @@ def gradcheck(
         raise DataError("gradcheck needs a non-empty X with finite values")
     target = cost.prepare_target(y, (X64.shape[0], work.n_outputs), np.float64)
     output = work.forward(X64)
-    value, dY = cost._value_and_gradient(output, target, np.empty_like(output))
+    value, dY = cost._value_and_gradient(output, target, np.empty(output.shape))
     work.backward(dY)
     floor = 1e8 * np.finfo(np.float64).eps * max(abs(value), 1e-300) / h
     rng = np.random.default_rng(seed)
@@ -264,3 +266,14 @@ def gradcheck(
     if any(c.checked < c.total for c in checks):
         notes.append(f"large parameters checked on {max_entries} sampled entries (seed {seed})")
     return GradcheckResult(checks, h, cost.name, has_kinks, float(value), notes)
+
+
+class _CallableModule(types.ModuleType):
+    """``gradsight.gradcheck`` names both this module and its function: calling the module
+    runs the function, so ``gradsight.gradcheck(model, X, y)`` works either way."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> GradcheckResult:
+        return gradcheck(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule

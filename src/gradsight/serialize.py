@@ -64,11 +64,12 @@ def save(
         "model": model.spec,
         "metadata": jsonable(metadata if metadata is not None else model.metadata),
     }
-    arrays = dict(zip(_weight_names(model), model.parameters(), strict=True))
+    arrays: dict[str, Any] = dict(zip(_weight_names(model), model.parameters(), strict=True))
+    arrays["spec"] = np.array(json.dumps(document))
     try:
         with atomic_path(path) as tmp, open(tmp, "wb") as handle:
             # a file object, so that np.savez does not append ".npz" to the temp name
-            np.savez(handle, spec=np.array(json.dumps(document)), **arrays)
+            np.savez(handle, **arrays)
     except OSError as error:
         raise DataError(f"cannot write the model to {str(path)!r}: {error}") from None
     return Path(path)

@@ -36,6 +36,8 @@ from numpy.typing import ArrayLike
 
 from . import optim as _optim
 from .errors import DataError, InvalidValueError, ShapeError
+from .nn._update import StepApplier, finite
+from .nn.layers import Dense
 from .nn.losses import Loss
 from .nn.losses import loss as _get_loss
 from .nn.model import Sequential
@@ -116,7 +118,8 @@ class History:
 class TrainContext:
     """What a callback sees. The arrays are the engine's own buffers: valid during the call
     (copy them to keep them). ``y_batch`` is the target as the loss uses it (float (N, K), or
-    int labels for cross_entropy)."""
+    int labels for cross_entropy). A callback that changes weights must do so in place
+    (``layer.W[...] = ...``): the loop holds on to the parameter arrays."""
 
     model: Sequential
     optimizer: Any
@@ -163,7 +166,7 @@ def _check_data(
     X_array = model.check_input(X, f"{what} X")
     if X_array.shape[0] == 0:
         raise DataError(f"{what} X is empty: no samples to train on")
-    if not np.isfinite(X_array).all():
+    if not finite(X_array):
         row, col = (int(i) for i in np.argwhere(~np.isfinite(X_array))[0])
         raise DataError(f"{what} X[{row}, {col}] is {X_array[row, col]}: data must be finite")
     y_array = np.asarray(y)
@@ -172,7 +175,10 @@ def _check_data(
             f"{what} X has {X_array.shape[0]} samples but y has shape {y_array.shape}: "
             "one target per row of X"
         )
-    target = loss.prepare_target(y_array, (X_array.shape[0], model.n_outputs), model.dtype)
+    try:
+        target = loss.prepare_target(y_array, (X_array.shape[0], model.n_outputs), model.dtype)
+    except (DataError, ShapeError, InvalidValueError) as error:
+        raise type(error)(f"{what} y: {error}") from None
     return X_array, target, loss.labels(target)
 
 
@@ -180,13 +186,6 @@ def _count(name: str, value: object, minimum: int) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
         raise InvalidValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
     return int(value)
-
-
-def _finite(array: np.ndarray) -> bool:
-    # a·a is finite iff every entry is (it can overflow for |a| > 1e19 in float32: then ask
-    # the exact, slower question)
-    flat = array.reshape(-1)
-    return math.isfinite(np.dot(flat, flat)) or bool(np.isfinite(array).all())
 
 
 # ---- the loop ----------------------------------------------------------------------------
@@ -202,13 +201,18 @@ class _Run:
         self.batch_size, self.shuffle = min(batch_size, self.n), shuffle
         self.rng = np.random.default_rng(seed)
         self.callbacks = list(callbacks)
-        self.params, self.grads = model.parameters(), model.gradients()
-        self.backup = [np.empty_like(p) for p in self.params]
+        self.params = model.parameters()
+        self.applier = StepApplier(optimizer, self.params, model.gradients(), bool(callbacks))
+        self.param_names = [
+            (layer.name, ("W", "b")[j] if isinstance(layer, Dense) else str(j))
+            for layer in model.layers for j, _ in enumerate(layer.parameters())
+        ]
         self.history = History(loss.name)
         self.ctx = TrainContext(
             model, optimizer, loss, self.history, epochs, -(-self.n // self.batch_size)
         )
         self._buffers: dict[tuple[str, int], np.ndarray] = {}
+        self.correct = 0
 
     def _batch_buffer(self, source: np.ndarray, size: int, tag: str) -> np.ndarray:
         key = (tag, size)
@@ -233,49 +237,49 @@ class _Run:
                 )
             yield index, X_b, y_b, (None if self.labels is None else self.labels[rows])
 
-    def step(self, X_b: np.ndarray, y_b: np.ndarray) -> tuple[str, str] | None:
-        """One optimizer step; returns (what, why) if non-finite (nothing applied) or None."""
+    def step(self, X_b: np.ndarray, y_b: np.ndarray,
+             labels_b: np.ndarray | None) -> tuple[str, str] | None:
+        """One optimizer step; returns (what, why) if non-finite (nothing applied) or None.
+
+        Sets ``self.correct`` to the number of samples of the batch classified right."""
         ctx, model = self.ctx, self.model
         output = X_b
         for layer in model.layers:
             output = layer.forward(output, True)
         grad = self._batch_buffer(output, output.shape[0], "dY")
         value, grad = self.loss._value_and_gradient(output, y_b, grad)
+        if labels_b is not None:
+            self.correct = int(np.count_nonzero(self.loss.predicted_labels(output) == labels_b))
         ctx.X_batch, ctx.y_batch, ctx.output, ctx.batch_loss = X_b, y_b, output, value
         model.backward(grad, reuse=True, input_grad=False)
         for callback in self.callbacks:
             callback.on_after_backward(ctx)
-        problem = self._nonfinite(value)
+        problem = self._nonfinite(value, X_b)
         if problem is not None:
             return problem
-        for saved, param in zip(self.backup, self.params, strict=True):
-            np.copyto(saved, param)
-        self.optimizer.step(self.params, self.grads)
-        for layer in model.dense_layers:
-            if not (_finite(layer.W) and _finite(layer.b)):
-                self.restore()
-                return f"weights of {layer.name} after the update", "the update was undone"
+        broken = self.applier.apply()
+        if broken is not None:
+            return f"weights of {self.param_names[broken][0]} after the update", (
+                "the update was undone")
         self.history.batch_losses.append(value)
         self.history.steps += 1
         for callback in self.callbacks:
             callback.on_batch_end(ctx)
         return None
 
-    def restore(self) -> None:
-        for saved, param in zip(self.backup, self.params, strict=True):
-            np.copyto(param, saved)
-
-    def _nonfinite(self, value: float) -> tuple[str, str] | None:
+    def _nonfinite(self, value: float, X_b: np.ndarray) -> tuple[str, str] | None:
         if not math.isfinite(value):
-            return f"loss ({value})", self._first_nonfinite_output()
-        for layer in reversed(self.model.dense_layers):  # the layer nearest the cost first
-            for what, grad in (("∂C/∂W", layer.grad_W), ("∂C/∂b", layer.grad_b)):
-                if not _finite(grad):
-                    return f"gradient {what} of layer {layer.name}", "the step was not applied"
-        return None
+            return f"loss ({value})", self._first_nonfinite_output(X_b)
+        bad = self.applier.nonfinite_gradients()
+        if not bad:
+            return None
+        layer = self.param_names[bad[-1]][0]  # the layer nearest the cost, where it started
+        which = ", ".join(f"∂C/∂{self.param_names[i][1]}" for i in bad
+                          if self.param_names[i][0] == layer)
+        return f"gradient {which} of layer {layer}", "the step was not applied"
 
-    def _first_nonfinite_output(self) -> str:
-        output = self.ctx.X_batch
+    def _first_nonfinite_output(self, X_b: np.ndarray) -> str:
+        output = X_b
         for layer in self.model.layers:  # recompute without buffers to see every output
             output = layer.forward(output, False)
             if not np.isfinite(output).all():
@@ -288,7 +292,7 @@ class _Run:
         ctx.epoch = epoch
         for index, X_b, y_b, labels_b in self.batches():
             ctx.batch_index = index
-            problem = self.step(X_b, y_b)
+            problem = self.step(X_b, y_b, labels_b)
             if problem is not None:
                 self.history.stopped = (
                     f"non-finite {problem[0]} at epoch {epoch}, step {ctx.step} (batch {index}): "
@@ -298,7 +302,7 @@ class _Run:
                 return False
             total += ctx.batch_loss * X_b.shape[0]
             if labels_b is not None:
-                correct += int(np.count_nonzero(self.loss.predicted_labels(ctx.output) == labels_b))
+                correct += self.correct
             ctx.step += 1
             if progress is not None:
                 progress.advance()
@@ -411,8 +415,8 @@ def _train(run: _Run, validation: tuple | None, bar: _ProgressBar | None) -> Non
                 history.stopped = ctx.stop_reason or "stopped by a callback"
                 break
     except KeyboardInterrupt:
-        if not all(_finite(p) for p in run.params):  # interrupted inside an overflowing step
-            run.restore()
+        if not all(finite(p) for p in run.params):  # interrupted inside an overflowing step
+            run.applier.restore()
         history.stopped = "interrupted"
     for callback in run.callbacks:
         callback.on_train_end(ctx)

@@ -24,10 +24,10 @@ def _console() -> Any:
     return Console()
 
 
-def _number(value: float) -> str:
+def _number(value: float, digits: int = 6) -> str:
     if not math.isfinite(value):
         return "∞" if value > 0 else ("−∞" if value < 0 else "nan")
-    return f"{value:.6g}"
+    return f"{value:.{digits}g}"
 
 
 def _activations(plot: Path | None, json_output: bool) -> None:
@@ -46,17 +46,18 @@ def _activations(plot: Path | None, json_output: bool) -> None:
     from rich.table import Table
 
     table = Table(title="Activations a = f(z) and their derivatives")
-    for column in ("name", "f(z)", "f′(z)", "output range", "max f′", "saturating",
-                   "f′ from a"):
-        table.add_column(column)
+    table.add_column("name", no_wrap=True)
+    for column in ("f(z)", "f′(z)", "range of a", "max f′", "saturates", "f′ from a"):
+        table.add_column(column, overflow="fold", no_wrap=column == "saturates")
     for record in records:
         act = activations.get(record["name"])
         low, high = act.output_range
         peak = record["max_derivative"]
-        where = f"z = {_number(peak['at'])}" if math.isfinite(peak["at"]) else "z → ∞"
+        where = f"at z = {_number(peak['at'], 4)}" if math.isfinite(peak["at"]) else "(z → ∞)"
         table.add_row(
-            act.name, act.formula, act.derivative_formula, f"({_number(low)}, {_number(high)})",
-            f"{_number(peak['value'])} at {where}", "yes" if act.saturating else "no",
+            act.name, act.formula, act.derivative_formula,
+            f"({_number(low, 4)}, {_number(high, 4)})", f"{_number(peak['value'], 4)} {where}",
+            "yes" if act.saturating else "no",
             record["derivative_from_output"] or "—",
         )
     _console().print(table)

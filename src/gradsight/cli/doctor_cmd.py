@@ -49,6 +49,11 @@ def run_doctor(options: dict[str, Any]) -> Any:
         optimizer=o["optimizer"], lr=o["lr"], epochs=o["epochs"], batch_size=o["batch_size"],
         seed=o["seed"], test_size=o["test_size"])
     candidates = list(o["try_changes"] or []) or None
+    if o.get("factory"):  # the user's PyTorch model (torch imported only here)
+        from ..torch_adapter.runner import runner_from_spec
+
+        o = {**o, "runner": runner_from_spec(o["factory"], o["data"], target=o["target"],
+                                             test_size=o["test_size"])}
     if not show_progress(o["quiet"]):
         return doctor(setup, candidates, runner=o.get("runner"), limit=o["limit"])
     from rich.console import Console
@@ -102,6 +107,10 @@ def register(app: typer.Typer) -> None:
             "--try", help="a change to try instead of the proposed ones, e.g. "
                           "'activation=relu,init=he_normal' or 'lr=x0.1' (repeatable)")] = None,
         limit: int = typer.Option(8, "--limit", help="at most this many proposed candidates"),
+        factory: str | None = typer.Option(
+            None, "--factory", help="MODULE:FUNCTION of your own code (imported from the "
+            "current directory) building a torch.nn.Module for (activation, init): the runs "
+            "train that model with PyTorch"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
     ) -> None:

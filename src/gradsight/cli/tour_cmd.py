@@ -18,10 +18,10 @@ def register(app: typer.Typer) -> None:
 
     @command(app, "tour")
     def tour(
-        out: Path = typer.Option(Path("tour"), "--out", help="Folder for index.html, "
-                                 "figures/ and json/ (created if needed)."),
+        out: str = typer.Option("tour", "--out", help="Folder for index.html, figures/ and "
+                                "json/ (created if needed)."),
         open_page: bool = typer.Option(False, "--open", help="Open the page in a browser."),
-        quick: bool = typer.Option(False, "--quick", help="Smaller runs (≈4× faster); "
+        quick: bool = typer.Option(False, "--quick", help="Smaller runs (about half the time); "
                                    "the page says so."),
         as_json: bool = typer.Option(False, "--json", help="Print one JSON document "
                                      "(sections, numbers, files) instead of the summary."),

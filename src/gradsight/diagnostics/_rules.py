@@ -120,6 +120,10 @@ def _losses(train_history: Any, history: Any) -> tuple[list[float], float | None
     """Loss per epoch (or per recorded batch) and the last accuracy, from what was given."""
     source = train_history
     if source is not None and hasattr(source, "epochs"):
+        batches = list(getattr(source, "batch_losses", []) or [])
+        if len(source.epochs) < 4 and len(batches) >= 4:  # too few epochs: use the batches
+            last = source.epochs[-1].get("accuracy") if source.epochs else None
+            return [float(v) for v in batches], None if last is None else float(last)
         source = source.epochs
     if isinstance(source, dict):
         source = source.get("epochs", [])

@@ -45,6 +45,8 @@ SATURATION = 0.01
 
 
 # ---- cheap array statistics ----------------------------------------------------------------
+# The callers hold np.errstate(over="ignore", invalid="ignore") once per hook: a float32 dot
+# product of huge values overflows (and is then recomputed in float64), NaN propagates.
 def _norm_and_nonfinite(array: np.ndarray) -> tuple[float, int]:
     """‖array‖ (Frobenius) and the number of NaN/±inf entries, cheaply.
 
@@ -52,8 +54,7 @@ def _norm_and_nonfinite(array: np.ndarray) -> tuple[float, int]:
     and if none is non-finite (float32 squares overflowed) the norm is recomputed in float64.
     """
     flat = array.reshape(-1)
-    with np.errstate(over="ignore", invalid="ignore"):
-        squared = float(np.dot(flat, flat))
+    squared = float(np.dot(flat, flat))
     if math.isfinite(squared):
         return math.sqrt(squared), 0
     bad = int(flat.size - np.count_nonzero(np.isfinite(flat)))
@@ -82,71 +83,84 @@ def saturation_bounds(activation: Any, saturation: float = SATURATION) -> tuple[
     raise InvalidValueError(f"saturation bounds exist for sigmoid and tanh, not {base!r}")
 
 
-def _mean_std(a: np.ndarray, scratch: np.ndarray | None = None) -> tuple[float, float]:
-    """Mean and standard deviation of a, in two cheap passes (no float64 copy of a).
+class _Work:
+    """Work arrays of one activation layer, reused from step to step: a − m and ones."""
 
-    Var(a) = mean((a − m)²) − mean(a − m)² with m the (pairwise-summed) mean: shifting by m
-    first keeps the float32 dot product free of the cancellation of E[a²] − E[a]².
+    def __init__(self, size: int, dtype: np.dtype) -> None:
+        self.shifted = np.empty(size, dtype)
+        self.ones = np.ones(size, dtype)
+
+    def fits(self, a: np.ndarray) -> bool:
+        return self.ones.size == a.size and self.ones.dtype == a.dtype
+
+
+def _mean_std(a: np.ndarray, work: _Work) -> tuple[float, float]:
+    """Mean and standard deviation of a from BLAS dot products (no float64 copy of a).
+
+    m = a·1/n, then Var(a) = mean((a − m)²) − mean(a − m)²: shifting by m first keeps the
+    dot product free of the cancellation of E[a²] − E[a]².
     """
     flat = a.reshape(-1)
     n = max(flat.size, 1)
-    with np.errstate(over="ignore", invalid="ignore"):
-        mean = float(flat.sum()) / n
-        if not math.isfinite(mean):
-            return mean, math.nan
-        if scratch is None or scratch.shape != flat.shape or scratch.dtype != flat.dtype:
-            scratch = np.empty_like(flat)
-        np.subtract(flat, flat.dtype.type(mean), out=scratch)
-        shift = float(scratch.sum()) / n
-        variance = float(np.dot(scratch, scratch)) / n - shift * shift
+    mean = float(np.dot(flat, work.ones)) / n
+    if not math.isfinite(mean) or abs(mean) > 1e30:  # NaN/inf, or a − m could overflow
+        return mean, math.nan
+    np.subtract(flat, flat.dtype.type(mean), out=work.shifted)
+    shift = float(np.dot(work.shifted, work.ones)) / n
+    variance = float(np.dot(work.shifted, work.shifted)) / n - shift * shift
     if not math.isfinite(variance):  # float32 squares overflowed: ask float64
         return mean, float(np.std(flat, dtype=np.float64))
     return mean + shift, math.sqrt(max(variance, 0.0))
 
 
-def _activation_fields(layer: Any, scratch: np.ndarray | None = None) -> dict[str, Any]:
+def _activation_fields(layer: Any, work: _Work | None = None) -> dict[str, Any]:
     """act_mean, act_std, saturated/dead fractions and non-finite count of an activation."""
-    a = layer.output
-    act = layer.activation
-    mean, std = _mean_std(a, scratch)
+    a, act = layer.output, layer.activation
+    if work is None or not work.fits(a):
+        work = _Work(a.size, a.dtype)
+    mean, std = _mean_std(a, work)
     result: dict[str, Any] = {"activation": act.name, "act_mean": mean, "act_std": std,
                               "nonfinite": 0}
-    if not math.isfinite(mean):
+    if not math.isfinite(std):
         result["nonfinite"] = int(a.size - np.count_nonzero(np.isfinite(a)))
-        if result["nonfinite"] == 0:  # the float32 sum overflowed on finite values
-            result["act_mean"] = float(np.mean(a, dtype=np.float64))
-            result["act_std"] = float(np.std(a, dtype=np.float64))
-        else:
+        if result["nonfinite"]:
             return result
+        result["act_mean"] = float(np.mean(a, dtype=np.float64))  # finite but huge values
+        result["act_std"] = float(np.std(a, dtype=np.float64))
     if act.saturating:
-        result["saturated_fraction"] = _saturated_fraction(layer) / max(a.size, 1)
+        result["saturated_fraction"] = _saturated_count(layer) / max(a.size, 1)
     if act.relu_family:
-        # z ≤ 0 ⇔ a ≤ 0 for relu, leaky relu and elu; a unit is dead on the batch when no
+        # z ≤ 0 ⇔ a ≤ 0 for relu, leaky relu and elu: a unit is dead on the batch when no
         # sample switches it on
-        alive = np.count_nonzero(np.any(a > 0, axis=0))
         units = a.shape[-1] if a.ndim else 1
+        alive = np.count_nonzero(np.any(a > 0, axis=0)) if a.ndim else int(a > 0)
         result["dead_fraction"] = (units - alive) / max(units, 1)
     return result
 
 
-def _saturated_fraction(layer: Any) -> int:
-    """Count of values with f′ below 1% of its maximum, from a (sigmoid/tanh) or z."""
+def _saturated_count(layer: Any) -> int:
+    """Number of values with f′ below 1% of its maximum, from a (sigmoid/tanh) or z."""
     act, a = layer.activation, layer.output
-    if act.has_output_derivative:
+    if act.base_name in ("sigmoid", "tanh"):
         lo, hi = saturation_bounds(act)
         return int(np.count_nonzero(a < lo)) + int(np.count_nonzero(a > hi))
-    z = getattr(layer, "inputs", None)  # pragma: no cover - every saturating act has one
-    limit = SATURATION * act.max_derivative[0]
-    return int(np.count_nonzero(act.derivative(z) < limit))
+    limit = SATURATION * act.max_derivative[0]  # pragma: no cover - no other saturating act
+    return int(np.count_nonzero(act.derivative(layer.inputs) < limit))
 
 
-def _param_fields(layer: Any) -> dict[str, Any]:
-    """‖∂C/∂W‖, ‖∂C/∂b‖, ‖W‖ and the count of non-finite gradient entries."""
+def _param_fields(layer: Any, copy: np.ndarray | None = None) -> dict[str, Any]:
+    """‖∂C/∂W‖, ‖∂C/∂b‖, ‖W‖ and the count of non-finite gradient entries.
+
+    With ``copy`` (a buffer of W's shape) W is first copied there and ‖W‖ read off the copy,
+    which is then still in cache.
+    """
     grad_w, bad_w = _norm_and_nonfinite(layer.grad_W)
     grad_b, bad_b = (None, 0)
     if getattr(layer, "grad_b", None) is not None:
         grad_b, bad_b = _norm_and_nonfinite(layer.grad_b)
-    weight, _ = _norm_and_nonfinite(layer.W)
+    if copy is not None:
+        np.copyto(copy, layer.W)
+    weight, _ = _norm_and_nonfinite(layer.W if copy is None else copy)
     return {"grad_W_norm": grad_w, "grad_b_norm": grad_b, "weight_norm": weight,
             "nonfinite": bad_w + bad_b}
 
@@ -159,30 +173,33 @@ def _is_activation(layer: Any) -> bool:
     return hasattr(layer, "activation") and hasattr(layer, "output")
 
 
-def layer_stats_of(model: Any, step: int = 0, epoch: int | None = None,
-                   scratch: dict[int, np.ndarray] | None = None) -> list[LayerStats]:
+def _record(layer: Any, index: int, step: int, epoch: int | None,
+            work: dict[int, _Work] | None = None,
+            copy: np.ndarray | None = None) -> LayerStats | None:
+    name = getattr(layer, "name", f"layer{index}")
+    if _is_param(layer) and layer.grad_W is not None:
+        return LayerStats(name, index, step, epoch, "param", **_param_fields(layer, copy))
+    if _is_activation(layer) and layer.output is not None:
+        arrays = None
+        if work is not None:
+            arrays = work.get(index)
+            if arrays is None or not arrays.fits(layer.output):
+                arrays = work[index] = _Work(layer.output.size, layer.output.dtype)
+        return LayerStats(name, index, step, epoch, "activation",
+                          **_activation_fields(layer, arrays))
+    return None
+
+
+def layer_stats_of(model: Any, step: int = 0, epoch: int | None = None) -> list[LayerStats]:
     """One LayerStats per layer of an engine model, from its cached forward/backward values.
 
     Call it after ``model.forward(X)`` and ``model.backward(dC/dŷ)``; ``update_ratio`` stays
     None (there was no optimizer step). Layers that are neither Dense nor an activation are
-    skipped. ``scratch`` (layer index → work array) lets a caller reuse buffers across steps.
+    skipped.
     """
-    records = []
-    for index, layer in enumerate(model.layers):
-        name = getattr(layer, "name", f"layer{index}")
-        if _is_param(layer) and layer.grad_W is not None:
-            fields = _param_fields(layer)
-            records.append(LayerStats(name, index, step, epoch, "param", **fields))
-        elif _is_activation(layer) and layer.output is not None:
-            buffer = None
-            if scratch is not None:
-                buffer = scratch.get(index)
-                if buffer is None or buffer.size != layer.output.size \
-                        or buffer.dtype != layer.output.dtype:
-                    buffer = scratch[index] = np.empty(layer.output.size, layer.output.dtype)
-            fields = _activation_fields(layer, buffer)
-            records.append(LayerStats(name, index, step, epoch, "activation", **fields))
-    return records
+    with np.errstate(over="ignore", invalid="ignore"):
+        records = [_record(layer, i, step, epoch) for i, layer in enumerate(model.layers)]
+    return [record for record in records if record is not None]
 
 
 # ---- the callback ---------------------------------------------------------------------------
@@ -191,7 +208,9 @@ class Monitor(Callback):
 
     After the backward pass of a recorded step it stores, per Dense layer, ‖∂C/∂W‖, ‖∂C/∂b‖
     (Nielsen's speed of learning) and ‖W‖ and copies W into a preallocated buffer; after the
-    optimizer step it measures update_ratio = ‖W_new − W_old‖/‖W_old‖. Per activation layer it
+    optimizer step it measures update_ratio = ‖W_new − W_old‖/‖W_old‖. (With plain SGD —
+    no momentum, no weight decay — the update is exactly −η ∂C/∂W, so ‖ΔW‖ = η‖∂C/∂W‖ and
+    no copy is made.) Per activation layer it
     stores the mean and spread of a, the saturated fraction (sigmoid/tanh: f′ < 1% of max)
     and the dead fraction (ReLU family: units with z ≤ 0 on every sample of the batch).
     ``losses`` holds (step, batch loss) for the recorded steps.
@@ -207,8 +226,8 @@ class Monitor(Callback):
         self.history: list[LayerStats] = []
         self.losses: list[tuple[int, float]] = []
         self._buffers: dict[int, np.ndarray] = {}
-        self._scratch: dict[int, np.ndarray] = {}
-        self._pending: list[tuple[LayerStats, Any, np.ndarray]] = []
+        self._work: dict[int, _Work] = {}
+        self._pending: list[tuple[LayerStats, Any, np.ndarray | None, float | None]] = []
 
     def on_train_begin(self, ctx: Any) -> None:
         self._buffers = {i: np.empty_like(layer.W) for i, layer in enumerate(ctx.model.layers)
@@ -218,31 +237,33 @@ class Monitor(Callback):
     def on_after_backward(self, ctx: Any) -> None:
         if ctx.step % self.every:
             return
-        records = layer_stats_of(ctx.model, int(ctx.step), _int_or_none(ctx.epoch),
-                                 self._scratch)
+        step, epoch = int(ctx.step), _int_or_none(ctx.epoch)
+        lr = _plain_sgd_lr(getattr(ctx, "optimizer", None))
         self._pending = []
-        layers = ctx.model.layers
-        for record in records:
-            buffer = self._buffers.get(record.index)
-            if buffer is not None and buffer.shape == layers[record.index].W.shape:
-                np.copyto(buffer, layers[record.index].W)
-                self._pending.append((record, layers[record.index], buffer))
-        self.history.extend(records)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for index, layer in enumerate(ctx.model.layers):
+                buffer = self._buffers.get(index) if lr is None else None
+                if buffer is not None and buffer.shape != layer.W.shape:
+                    buffer = None
+                record = _record(layer, index, step, epoch, self._work, buffer)
+                if record is None:
+                    continue
+                self.history.append(record)
+                if record.kind == "param" and (buffer is not None or lr is not None):
+                    self._pending.append((record, layer, buffer, lr))
         loss = getattr(ctx, "batch_loss", None)
         if loss is not None:
-            self.losses.append((int(ctx.step), float(loss)))
+            self.losses.append((step, float(loss)))
 
     def on_batch_end(self, ctx: Any) -> None:
-        for record, layer, buffer in self._pending:
-            np.subtract(layer.W, buffer, out=buffer)  # buffer now holds ΔW
-            change, _ = _norm_and_nonfinite(buffer)
-            weight = record.weight_norm
-            if weight is not None and weight > 0 and math.isfinite(weight):
-                record.update_ratio = change / weight
-            elif change == 0:
-                record.update_ratio = 0.0
-            else:
-                record.update_ratio = math.inf if math.isfinite(change) else math.nan
+        with np.errstate(over="ignore", invalid="ignore"):
+            for record, layer, buffer, lr in self._pending:
+                if buffer is None:  # plain SGD: ΔW = −η ∂C/∂W exactly
+                    change = float(lr or 0.0) * float(record.grad_W_norm or 0.0)
+                else:
+                    np.subtract(layer.W, buffer, out=buffer)  # buffer now holds ΔW
+                    change, _ = _norm_and_nonfinite(buffer)
+                record.update_ratio = _ratio(change, record.weight_norm)
         self._pending = []
 
     def layer_history(self) -> LayerHistory:
@@ -260,6 +281,27 @@ class Monitor(Callback):
         if not self.history:
             return f"<p>{html.escape(repr(self))}</p>"
         return LayerHistory(self.history)._repr_html_()
+
+
+def _plain_sgd_lr(optimizer: Any) -> float | None:
+    """η of a plain SGD optimizer (no momentum, no weight decay), else None.
+
+    Its update is exactly ΔW = −η ∂C/∂W, so ‖ΔW‖ = η‖∂C/∂W‖ needs no copy of W.
+    """
+    from ..optim import SGD
+
+    if type(optimizer) is SGD and optimizer.momentum == 0 and optimizer.weight_decay == 0:
+        return float(optimizer.lr)
+    return None
+
+
+def _ratio(change: float, weight: float | None) -> float:
+    """‖ΔW‖/‖W‖, with 0/0 = 0 and x/0 = inf."""
+    if weight is not None and weight > 0 and math.isfinite(weight):
+        return change / weight
+    if change == 0:
+        return 0.0
+    return math.inf if math.isfinite(change) else math.nan
 
 
 def _int_or_none(value: Any) -> int | None:

@@ -16,11 +16,16 @@ layer owns (one set per batch shape) and let an activation work in place on the 
 the Dense layer before it; the returned arrays are then overwritten by the next call with
 the same shape. The training loop uses this; the default ``reuse=False`` returns fresh
 arrays. Both paths compute the same numbers. ``grad_W``/``grad_b`` are always written in
-place (like PyTorch's ``.grad``): copy them to keep the values of one step.
+place (like PyTorch's ``.grad``): copy them to keep the values of one step. The first Dense
+layer of a model can skip ∂C/∂X (``input_grad=False``): the inputs are data.
 
-float32 sigmoid is computed in place as 1/(1 + e^(−z)) (an overflow of e^(−z) for z < −88
-gives σ = 0, the correctly rounded value); it agrees with the float64 value to a few ulp.
-float64 uses the overflow-free formula of :func:`gradsight.activations.sigmoid`.
+sigmoid, tanh and relu have in-place kernels (below). float32 sigmoid uses the identity
+σ(z) = ½(1 + tanh(z/2)), computed in place: it cannot overflow and is a quarter faster than
+1/(1 + e^(−z)). Its error is absolute, within 1.2e-7 (the float32 spacing near 1) of the
+exact σ: relative error a few ulp for σ ≥ ½, and growing as σ falls below ~1e-4 (σ(−20) ≈
+2e-9 comes out as 0) — immaterial for training, whose updates use a(1−a) ≤ ¼ to the same
+absolute precision. float64 uses the exact, overflow-free formula of
+:func:`gradsight.activations.sigmoid`.
 """
 
 from __future__ import annotations
@@ -220,11 +225,12 @@ Kernel = tuple[Callable[[Array, Array], None], Callable[[Array, Array, Array, Ar
 
 def _sigmoid_forward(z: Array, out: Array) -> None:
     if z.dtype == np.float32:
-        with np.errstate(over="ignore"):  # e^(−z) = inf gives σ = 1/(1+inf) = 0, exact
-            np.negative(z, out=out)
-            np.exp(out, out=out)
+        # σ(z) = ½(1 + tanh(z/2)): four in-place passes, no exponential that could overflow,
+        # and NumPy's tanh is cheaper than exp followed by a division
+        np.multiply(z, 0.5, out=out)
+        np.tanh(out, out=out)
         out += 1.0
-        np.reciprocal(out, out=out)
+        out *= 0.5
     else:
         out[...] = _activations.sigmoid(z)
 
@@ -307,12 +313,13 @@ class Activation(Layer):
             raise ShapeError(f"{self.name}: gradient of shape {dA.shape} != output {a.shape}")
         if self._kernel is not None:
             out = dA if reuse else np.empty_like(a)
-            self._kernel[1](a, dA, out, self._out("scratch", a.shape, a.dtype, reuse))
+            scratch = self._out("scratch", a.shape, a.dtype, reuse)
+            self._kernel[1](a, dA, out, scratch)
             return out
         if self._from_output:
-            local = self.activation.derivative_from_output(a)
+            local: Any = self.activation.derivative_from_output(a)
         else:
-            local = self.activation.derivative(self.inputs)
+            local = self.activation.derivative(self.inputs)  # type: ignore[arg-type]
         if reuse:
             dA *= local
             return dA

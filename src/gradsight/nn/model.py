@@ -45,7 +45,7 @@ class Sequential:
         self.layers: list[Layer] = list(layers)
         if not self.layers or not all(isinstance(layer, Layer) for layer in self.layers):
             raise InvalidValueError("Sequential needs a non-empty list of gradsight.nn layers")
-        dense = self.dense_layers
+        self._dense = dense = [layer for layer in self.layers if isinstance(layer, Dense)]
         if not dense:
             raise InvalidValueError("Sequential needs at least one Dense layer")
         for before, after in zip(dense, dense[1:], strict=False):
@@ -75,13 +75,13 @@ class Sequential:
     # -- structure ----------------------------------------------------------------------
     @property
     def dense_layers(self) -> list[Dense]:
-        """The Dense layers, in forward order."""
-        return [layer for layer in self.layers if isinstance(layer, Dense)]
+        """The Dense layers, in forward order (``layers`` is fixed once the model is built)."""
+        return list(self._dense)
 
     @property
     def dtype(self) -> np.dtype:
         """float64 (default) or float32."""
-        return self.dense_layers[0].dtype
+        return self._dense[0].dtype
 
     @property
     def n_inputs(self) -> int:
@@ -181,7 +181,7 @@ class Sequential:
         ``input_grad=False`` skips ∂C/∂X (the inputs are data, not parameters) and returns
         None — one matrix product fewer. ``reuse=True`` may overwrite ``dY``.
         """
-        grad = np.asarray(dY, dtype=self.dtype)
+        grad: Any = np.asarray(dY, dtype=self.dtype)
         first = self._first_param
         for index in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[index]

@@ -29,8 +29,11 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Pa
         raise InvalidValueError(
             f"cannot save a figure as {str(path)!r}: use a .png, .svg, .pdf or .jpg path"
         )
+    # A figure with a layout engine (constrained layout) is already tight; "tight" bounding
+    # boxes would draw it a second time.
+    bbox = None if fig.get_layout_engine() is not None else "tight"
     with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=suffix)
+        fig.savefig(tmp, dpi=dpi, bbox_inches=bbox, format=suffix)
     return Path(path)
 
 

@@ -16,7 +16,7 @@ from importlib import import_module
 from typing import Any
 
 from ._torch import INSTALL_HINT, is_main_process, require_torch
-from .watch import Watcher, watch
+from .watcher import Watcher, watch
 
 _LAZY = {
     "diagnose_torch": "quick",

@@ -26,7 +26,8 @@ from typing import Any
 #: f′ below this fraction of its maximum counts as saturated (as in LayerStats).
 SATURATION_LEVEL = 0.01
 
-Rule = Callable[[Any], Any]  # output tensor a -> number of saturated values (0-d tensor)
+# (output a, a work tensor shaped like a) -> number of saturated values (0-d tensor)
+Rule = Callable[[Any, Any], Any]
 
 
 @dataclass
@@ -48,21 +49,40 @@ class ActivationLayer:
 
 
 def _outside(low: float, high: float) -> Rule:
-    """Count of a < low or a > high, i.e. of (a − c)² > h² with c, h the centre and half-width.
+    """Count of a < low or a > high, i.e. of (a − c)² > h² (c, h: centre and half-width).
 
-    Written as Σ sign(max((a − c)² − h², 0)), each term 1 or 0: a few arithmetic kernels
-    in place, several times faster than a boolean comparison on the CPU. For sigmoid
-    (c = ½, h² = ¼(1 − t)) the test is c² − h² − a(1 − a) > 0, i.e. σ′ = a(1−a) < t/4.
+    Arithmetic kernels only (a boolean comparison is several times slower on the CPU):
+    threshold(x, t, 0) keeps x where x > t and puts 0 elsewhere, and the sum of its signs
+    counts the x > t. For c = 0 (tanh) x = a² and t = h². Otherwise x = u = 2c·a − a²
+    (for sigmoid u = a(1 − a) = σ′ itself) and t = c² − h²: u > t marks the values that do
+    *not* saturate, and the count is n minus theirs. A NaN counts in neither way (the
+    engine reports no fraction for a layer with NaN values).
     """
     centre, half = 0.5 * (low + high), 0.5 * (high - low)
     offset = centre * centre - half * half
 
-    def saturated(a: Any) -> Any:
-        if centre == 0.0:  # tanh: a² − h² > 0
-            excess = a.square().sub_(half * half)
-        else:  # a(a − 2c) + c² − h² = (a − c)² − h²
-            excess = (a - 2.0 * centre).mul_(a).add_(offset)
-        return excess.clamp_(min=0).sign_().sum()
+    if centre != 0.0 and offset <= 0.0:  # u > t would not imply u > 0: compare instead
+        return _bounds_strict(low, high)
+
+    def saturated(a: Any, work: Any) -> Any:
+        import torch
+        from torch.nn.functional import threshold
+
+        if centre == 0.0:
+            squares = torch.mul(a, a, out=work)
+            return threshold(squares, half * half, 0.0, inplace=True).sign_().sum()
+        if centre == 0.5:
+            u = torch.addcmul(a, a, a, value=-1.0, out=work)  # a − a² = a(1 − a)
+        else:
+            u = torch.mul(a, 2.0 * centre, out=work).addcmul_(a, a, value=-1.0)
+        return a.numel() - threshold(u, offset, 0.0, inplace=True).sign_().sum()
+
+    return saturated
+
+
+def _bounds_strict(low: float, high: float) -> Rule:
+    def saturated(a: Any, work: Any = None) -> Any:
+        return ((a < low) | (a > high)).sum(dtype=a.dtype)
 
     return saturated
 
@@ -75,7 +95,7 @@ def _saturating(name: str) -> Rule:
     return _outside(*saturation_bounds(activations.get(name), SATURATION_LEVEL))
 
 
-def _softsign_saturated(a: Any) -> Any:
+def _softsign_saturated(a: Any, work: Any = None) -> Any:
     gap = 1.0 - a.abs()
     return (gap * gap < SATURATION_LEVEL).sum(dtype=a.dtype)
 
@@ -83,7 +103,7 @@ def _softsign_saturated(a: Any) -> Any:
 def _bounds(low: float, high: float) -> Rule:
     """Count of a on or beyond a bound (hardtanh, hardsigmoid: derivative 0 there)."""
 
-    def saturated(a: Any) -> Any:
+    def saturated(a: Any, work: Any = None) -> Any:
         return ((a <= low) | (a >= high)).sum(dtype=a.dtype)
 
     return saturated

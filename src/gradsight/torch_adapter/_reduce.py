@@ -16,70 +16,73 @@ from ._layers import ActivationLayer
 from ._torch import require_torch
 
 
-class Slot:
-    """Where the host values of added tensors land after :meth:`Transfer.run`."""
-
-    __slots__ = ("summed", "values")
-
-    def __init__(self, size: int, summed: bool) -> None:
-        self.summed = summed
-        self.values: list[float] = [math.nan] * size
-
-    @property
-    def value(self) -> float:
-        return self.values[0]
-
-
 class Transfer:
-    """Tensors to bring to the host together (optionally all-reduced across ranks first).
+    """Tensors to bring to the host together: ``add`` returns where a tensor's values will
+    be in the list that :meth:`run` returns (row-major, in the order added).
 
-    A ``summed`` tensor (a count) is summed over ranks; any other value is averaged.
+    With ``all_reduce`` under torch.distributed the values are summed over ranks first and
+    the ones not added as ``summed`` (counts are) divided by the number of ranks.
     """
 
     def __init__(self) -> None:
-        self._items: dict[Any, list[tuple[Any, Slot, int]]] = {}  # device → (flat, slot, at)
+        self._parts: list[tuple[Any, bool]] = []
+        self._size = 0
 
-    def add(self, tensor: Any, summed: bool = False) -> Slot:
-        """A tensor of any shape; its values in ``slot.values`` (row-major)."""
-        slot = Slot(tensor.numel(), summed)
-        self._items.setdefault(tensor.device, []).append((tensor.reshape(-1), slot, 0))
-        return slot
+    def add(self, tensor: Any, summed: bool = False) -> int:
+        at = self._size
+        flat = tensor.reshape(-1)
+        self._parts.append((flat, summed))
+        self._size += flat.numel()
+        return at
 
-    def add_scalars(self, tensors: list[Any], summed: bool = False) -> Slot:
-        """Several 0-d tensors; stacked into one when they share a device and dtype."""
-        torch = require_torch()
-        slot = Slot(len(tensors), summed)
+    def add_scalars(self, tensors: list[Any], summed: bool = False) -> int:
+        """Several 0-d tensors (stacked into one when they share a device and dtype)."""
+        at = self._size
         if not tensors:
-            return slot
+            return at
         first = tensors[0]
         if all(t.device == first.device and t.dtype == first.dtype for t in tensors):
-            self._items.setdefault(first.device, []).append((torch.stack(tensors), slot, 0))
+            self.add(require_torch().stack(tensors), summed)
         else:
-            for at, tensor in enumerate(tensors):
-                self._items.setdefault(tensor.device, []).append((tensor.reshape(1), slot, at))
-        return slot
+            for tensor in tensors:
+                self.add(tensor, summed)
+        return at
 
-    def run(self, all_reduce: bool = False) -> int:
-        """Fill every slot; returns the number of ranks the values were reduced over."""
+    def run(self, all_reduce: bool = False) -> tuple[list[float], int]:
+        """(the values, the number of ranks they were reduced over)."""
         torch = require_torch()
         world = _world_size() if all_reduce else 1
-        for device, items in self._items.items():
-            wide = torch.float32 if device.type == "mps" else torch.float64
-            joined = torch.cat([flat for flat, _, _ in items]).to(wide)  # promotes dtypes
+        if not self._parts:
+            return [], world
+        by_device: dict[Any, list[int]] = {}
+        for i, (flat, _) in enumerate(self._parts):
+            by_device.setdefault(flat.device, []).append(i)
+        if len(by_device) == 1 and world == 1:  # the usual case: one device, one process
+            joined = torch.cat([flat for flat, _ in self._parts])
+            return (joined.tolist() if joined.device.type == "cpu"
+                    else joined.cpu().tolist()), world
+        values: list[float] = [math.nan] * self._size
+        starts, start = [], 0
+        for flat, _ in self._parts:
+            starts.append(start)
+            start += flat.numel()
+        for indices in by_device.values():
+            joined = torch.cat([self._parts[i][0] for i in indices])  # promotes dtypes
             if world > 1:
                 import torch.distributed as dist
 
-                dist.all_reduce(joined)  # sum over ranks, divided below where averaged
-            values = joined.cpu().tolist()  # the one host transfer of this device
-            start = 0
-            for flat, slot, at in items:
+                dist.all_reduce(joined)
+            host = joined.tolist() if joined.device.type == "cpu" else joined.cpu().tolist()
+            position = 0
+            for i in indices:  # the one host transfer of this device, spread back
+                flat, summed = self._parts[i]
                 size = flat.numel()
-                chunk = values[start:start + size]
-                start += size
-                if not slot.summed and world > 1:
+                chunk = host[position:position + size]
+                if world > 1 and not summed:
                     chunk = [v / world for v in chunk]
-                slot.values[at:at + size] = chunk
-        return world
+                values[starts[i]:starts[i] + size] = chunk
+                position += size
+        return values, world
 
 
 def _world_size() -> int:
@@ -99,25 +102,51 @@ class ActivationCall:
     peak: Any | None  # per-unit max of a over the batch (ReLU family), for dead units
 
 
-def reduce_activation(layer: ActivationLayer, output: Any) -> ActivationCall:
+class Scratch:
+    """One work buffer per device and dtype, reused by every activation layer's reductions.
+
+    Temporaries as large as an activation would otherwise be allocated and freed several
+    times per layer and step — on the CPU each a fresh mapping whose pages fault in. The
+    buffer grows to the largest activation watched (up to ``limit`` elements; larger ones
+    use ordinary temporaries).
+    """
+
+    def __init__(self, limit: int = 1 << 24) -> None:
+        self.limit = limit
+        self._buffers: dict[tuple[Any, Any], Any] = {}
+
+    def like(self, a: Any) -> Any:
+        n = a.numel()
+        if n > self.limit:
+            return require_torch().empty_like(a, memory_format=require_torch().contiguous_format)
+        key = (a.device, a.dtype)
+        buffer = self._buffers.get(key)
+        if buffer is None or buffer.numel() < n:
+            buffer = self._buffers[key] = require_torch().empty(n, device=a.device,
+                                                                dtype=a.dtype)
+        return buffer[:n].view(a.shape)
+
+
+def reduce_activation(layer: ActivationLayer, output: Any, scratch: Scratch) -> ActivationCall:
     """Reduce an activation's output a = f(z) right away, before an in-place op changes it.
 
-    Written with sums and a norm (cheap, vectorised kernels): mean = Σa/n and
-    variance = Σ(a − mean)²/n (two passes, no cancellation); a non-finite value makes
-    a − a NaN, counted as 1.
+    Written with sums and a dot product (cheap, vectorised kernels), each temporary in the
+    one work buffer: mean = Σa/n and variance = Σ(a − mean)²/n (two passes, no
+    cancellation); a non-finite value makes a − a NaN, counted as 1.
     """
     torch = require_torch()
     a = output.detach()
     if a.dtype in (torch.float16, torch.bfloat16):
         a = a.float()  # reduce low-precision outputs in float32
     n = a.numel()
+    work = scratch.like(a)
     total = a.sum()
-    centred = torch.sub(a, total, alpha=1.0 / max(n, 1))
-    # ATen's norm, not a BLAS dot: BLAS threads stall on a busy machine for small vectors
-    spread = torch.linalg.vector_norm(centred).square()
-    parts = [total, spread, torch.sub(a, a).nan_to_num_(nan=1.0).sum()]
+    centred = torch.sub(a, total, alpha=1.0 / max(n, 1), out=work).view(-1)  # a − mean
+    spread = torch.dot(centred, centred)  # Σ(a − mean)²: two passes, no cancellation
+    nonfinite = torch.sub(a, a, out=work).nan_to_num_(nan=1.0).sum()  # NaN iff a not finite
+    parts = [total, spread, nonfinite]
     if layer.saturated is not None:
-        parts.append(layer.saturated(a))
+        parts.append(layer.saturated(a, work))
     peak = _unit_peak(a, layer.unit_dim) if layer.dead_rule else None
     return ActivationCall(n, torch.stack(parts), peak)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from types import ModuleType
+from typing import Any
 
 from ..errors import GradsightError
 
@@ -20,7 +21,7 @@ def require_torch() -> ModuleType:
     return torch
 
 
-def unwrap(model: object) -> object:
+def unwrap(model: Any) -> Any:
     """The user's module inside DistributedDataParallel / DataParallel (``model.module``)."""
     torch = require_torch()
     if not isinstance(model, torch.nn.Module):

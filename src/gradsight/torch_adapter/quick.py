@@ -11,7 +11,7 @@ from ..diagnostics.stats import LayerStats
 from ..errors import require_positive
 from ._loop import check_steps, cycle, loss_name, make_optimizer, train_steps
 from ._torch import require_torch, unwrap
-from .watch import Watcher
+from .watcher import Watcher
 
 
 @dataclass
@@ -42,7 +42,7 @@ class TorchDiagnosis:
 def diagnose_torch(model: Any, loader: Iterable[Any], loss_fn: Callable[[Any, Any], Any],
                    steps: int = 50, optimizer: Any = None, lr: float = 0.01, *,
                    copy: bool = True, every: int = 1, loss: str | None = None,
-                   **thresholds: float) -> TorchDiagnosis:
+                   **thresholds: Any) -> TorchDiagnosis:
     """Train ``model`` for ``steps`` steps on ``loader`` under :func:`watch`; diagnose it.
 
     model : a ``torch.nn.Module``. By default a **throwaway deep copy** is trained, so the

@@ -124,7 +124,7 @@ def run_tour(
     draws a rich progress bar on stderr; ``sections`` picks a subset of :data:`SECTION_IDS`
     (in page order). Every number shown comes from gradsight's own functions, run now.
     """
-    from .._io import atomic_write_text, dumps
+    from .._io import atomic_write_text
     from ..errors import UnknownNameError
     from ._page import render_page
 
@@ -140,17 +140,7 @@ def run_tour(
     with _Progress(progress, len(wanted)) as bar:
         for section_id in wanted:
             bar.describe(section_id)
-            t0 = time.perf_counter()
-            section = import_module(f".{_BUILDERS[section_id]}", __name__).build(ctx)
-            section.seconds = time.perf_counter() - t0
-            section.json_path = f"json/{section.id}.json"
-            payload = {"id": section.id, "title": section.title, "headline": section.headline,
-                       "quick": quick, "numbers": section.numbers, "data": section.data,
-                       "figures": [f.to_dict() for f in section.figures],
-                       "tables": [t.to_dict() for t in section.tables],
-                       "commands": section.command_lines}
-            atomic_write_text(path / section.json_path, dumps(payload) + "\n")
-            built.append(section)
+            built.append(_build_section(ctx, section_id))
             bar.advance()
     seconds = time.perf_counter() - started
     html = render_page(built, path, quick=quick, seconds=seconds,
@@ -160,6 +150,23 @@ def run_tour(
              *(path / f.path for s in built for f in s.figures)]
     return TourResult(out_dir=path, index_path=index, sections=built, quick=quick,
                       seconds=seconds, files=files)
+
+
+def _build_section(ctx: TourContext, section_id: str) -> Section:
+    """Run one section's builder and write its JSON (``json/<id>.json``)."""
+    from .._io import atomic_write_text, dumps
+
+    started = time.perf_counter()
+    section: Section = import_module(f".{_BUILDERS[section_id]}", __name__).build(ctx)
+    section.seconds = time.perf_counter() - started
+    section.json_path = f"json/{section.id}.json"
+    payload = {"id": section.id, "title": section.title, "headline": section.headline,
+               "quick": ctx.quick, "numbers": section.numbers, "data": section.data,
+               "figures": [f.to_dict() for f in section.figures],
+               "tables": [t.to_dict() for t in section.tables],
+               "commands": section.command_lines}
+    atomic_write_text(ctx.out_dir / section.json_path, dumps(payload) + "\n")
+    return section
 
 
 class _Progress:

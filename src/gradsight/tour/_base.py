@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -88,6 +88,20 @@ class TourContext:
     out_dir: Path
     quick: bool = False
     seed: int = 0
+    _datasets: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def dataset(self, name: str) -> Any:
+        """``gradsight.data.load(name)``, loaded once per tour (sections share it)."""
+        if name not in self._datasets:
+            from ..data import load
+
+            self._datasets[name] = load(name)
+        return self._datasets[name]
+
+    @property
+    def dpi(self) -> int:
+        """Figure resolution: a little lower in quick mode (drawing is most of its time)."""
+        return 80 if self.quick else 96
 
     @property
     def figures_dir(self) -> Path:
@@ -106,7 +120,7 @@ class TourContext:
         from ..plots import save_figure
 
         path = self.figures_dir / f"{name}.png"
-        save_figure(fig, path, dpi=96)
+        save_figure(fig, path, dpi=self.dpi)
         _close(fig)
         return FigureFile(path=path.relative_to(self.out_dir).as_posix(), caption=caption)
 
@@ -148,12 +162,3 @@ def fixed(value: Any, decimals: int = 2) -> str:
     if not math.isfinite(number):
         return fmt(number)
     return f"{number:.{decimals}f}"
-
-
-def first(values: Sequence[Any]) -> Any:
-    """``values[0]`` for a sequence or a 1-element array, the value itself for a scalar."""
-    if isinstance(values, (list, tuple)):
-        return values[0] if values else None
-    if hasattr(values, "shape") and getattr(values, "shape", ()) != ():
-        return values.reshape(-1)[0]
-    return values

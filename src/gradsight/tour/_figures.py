@@ -10,6 +10,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 
 def plot_seed_curve(x: np.ndarray, sigma: np.ndarray, estimate: np.ndarray, exact: np.ndarray,
@@ -48,6 +49,7 @@ def plot_curves(panels: Sequence[tuple[str, Mapping[str, Sequence[float]]]], tit
         if log_first and position == 0:
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.set_ylabel(ylabel)
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
@@ -61,14 +63,17 @@ def plot_layer_speeds(speeds: Mapping[str, Sequence[float]], title: str,
     published reference values (labelled as such)."""
     fig = Figure(figsize=(7.5, 4.2), layout="constrained")
     ax = fig.subplots()
+    depth = 0
     for index, (label, values) in enumerate(speeds.items()):
         layers = np.arange(1, len(values) + 1)
+        depth = max(depth, len(values))
         ax.semilogy(layers, np.asarray(values, dtype=float), "o-", color=f"C{index % 10}",
                     label=label)
     for index, (label, values) in enumerate((reference or {}).items()):
         layers = np.arange(1, len(values) + 1)
         ax.semilogy(layers, np.asarray(values, dtype=float), "s--", color="grey",
                     alpha=0.5 + 0.5 * index / max(1, len(reference or {})), label=label)
+    ax.set_xticks(np.arange(1, depth + 1))
     ax.set_xlabel("hidden layer (1 = nearest the input)")
     ax.set_ylabel("‖∂C/∂b‖ (speed of learning)")
     ax.set_title(title, fontsize=10)
@@ -101,17 +106,18 @@ def plot_state_counts(counts: Mapping[str, Mapping[str, int]], title: str) -> Fi
 
 def plot_doctor(changes: Sequence[str], losses: Sequence[float], best: str,
                 baseline: str = "no change") -> Figure:
-    """Held-out loss of the original set-up and of every candidate fix (log axis); the
-    baseline in grey, the best fix in green."""
+    """Held-out loss of the original set-up and of every candidate fix; the baseline in grey,
+    the best fix in green, each bar labelled with its value."""
     fig = Figure(figsize=(8.0, 0.45 * len(changes) + 1.4), layout="constrained")
     ax = fig.subplots()
     colors = ["tab:gray" if c == baseline else "tab:green" if c == best else "tab:blue"
               for c in changes]
     values = np.asarray(losses, dtype=float)
-    ax.barh(list(changes), np.where(np.isfinite(values), values, np.nan), color=colors)
-    ax.set_xscale("log")
+    bars = ax.barh(list(changes), np.where(np.isfinite(values), values, np.nan), color=colors)
+    ax.bar_label(bars, labels=[f"{v:.3g}" for v in values], padding=3, fontsize=8)
+    ax.margins(x=0.12)
     ax.invert_yaxis()
     ax.set_xlabel("held-out loss (same cost, data, seed and epochs for every run)")
     ax.set_title("doctor: the original set-up (grey) and the fixes it tried", fontsize=10)
-    ax.grid(alpha=0.3, axis="x", which="both")
+    ax.grid(alpha=0.3, axis="x")
     return fig

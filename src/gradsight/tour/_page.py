@@ -21,6 +21,12 @@ from markupsafe import Markup, escape
 from ._base import Section
 
 _CODE_SPAN = re.compile(r"`([^`]+)`")
+_NUMBER = re.compile(r"^[−+-]?(\d[\d.,]*(e[−+-]?\d+)?|nan|inf|—)(, [−+-]?\d[\d.]*(e[−+-]?\d+)?)*$")
+
+
+def cell_class(text: object) -> Markup:
+    """`` class="num"`` for a cell that is a number (right-aligned), else nothing."""
+    return Markup(' class="num"') if _NUMBER.match(str(text).strip()) else Markup("")
 
 
 def inline_markup(text: str) -> Markup:
@@ -35,6 +41,10 @@ def png_data_uri(path: Path) -> tuple[str, int, int]:
     width, height = struct.unpack(">II", data[16:24])
     return "data:image/png;base64," + base64.b64encode(data).decode("ascii"), width, height
 
+
+# Nothing but the page itself: images only as data: URIs, inline style and script.
+_POLICY = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; "
+           "script-src 'unsafe-inline'")
 
 _STYLE = """
 :root { --ink:#1d2430; --muted:#5b6577; --line:#d9dee7; --accent:#2f6fdd; --soft:#f4f6fa; }
@@ -58,13 +68,13 @@ figcaption { color: var(--muted); font-size: .92rem; margin-top: .3rem; }
 .table-wrap { overflow-x: auto; margin: 1rem 0; }
 table { border-collapse: collapse; font-size: .9rem; min-width: 40%; }
 caption { text-align: left; font-weight: 600; padding: .2rem 0 .4rem; }
-th, td { border: 1px solid var(--line); padding: .25rem .6rem; text-align: right;
-         font-variant-numeric: tabular-nums; }
+th, td { border: 1px solid var(--line); padding: .25rem .6rem; text-align: left;
+         font-variant-numeric: tabular-nums; vertical-align: top; }
 th { background: var(--soft); }
-td:first-child, th:first-child { text-align: left; }
+td.num { text-align: right; white-space: nowrap; }
 .note { color: var(--muted); font-size: .88rem; margin: .2rem 0 0; }
 pre { background: #1e2430; color: #e8edf6; padding: .7rem .9rem; border-radius: 6px;
-      overflow-x: auto; font-size: .88rem; }
+      overflow-x: auto; font-size: .88rem; white-space: pre-wrap; overflow-wrap: anywhere; }
 code { font-family: ui-monospace, "SFMono-Regular", Menlo, Consolas, monospace; }
 p code { background: var(--soft); padding: 0 .25rem; border-radius: 3px; }
 .files { color: var(--muted); font-size: .9rem; }
@@ -108,8 +118,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<meta http-equiv="Content-Security-Policy"
-      content="default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src 'unsafe-inline'">
+<meta http-equiv="Content-Security-Policy" content="{{ policy }}">
 <title>gradsight tour — how gradients flow, from σ′ to the doctor</title>
 <link rel="icon" href="data:,">
 <style>{{ style }}</style>
@@ -130,7 +139,8 @@ every figure drawn from those numbers, every step reproducible with the command 
 <code>--quick</code> — smaller sample counts, fewer epochs and seeds — so its training numbers are
 rougher than a full run's. Run <code>gradsight tour</code> without <code>--quick</code> for the
 full-size figures.</p>{% endif %}
-<nav><ol>{% for s in sections %}<li><a href="#{{ s.id }}">{{ s.title }}</a></li>{% endfor %}</ol></nav>
+<nav><ol>{% for s in sections %}<li><a href="#{{ s.id }}">{{ s.title }}</a></li>
+{% endfor %}</ol></nav>
 </header>
 {% for s in sections %}
 <section id="{{ s.id }}">
@@ -147,7 +157,8 @@ full-size figures.</p>{% endif %}
 {% for t in s.tables %}<div class="table-wrap"><table>
 <caption>{{ t.caption }}</caption>
 <thead><tr>{% for c in t.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>
-<tbody>{% for row in t.rows %}<tr>{% for cell in row %}<td>{{ cell }}</td>{% endfor %}</tr>
+<tbody>{% for row in t.rows %}<tr>
+{% for cell in row %}<td{{ cell|cell_class }}>{{ cell }}</td>{% endfor %}</tr>
 {% endfor %}</tbody>
 </table>{% if t.note %}<p class="note">{{ t.note }}</p>{% endif %}</div>
 {% endfor %}
@@ -155,7 +166,8 @@ full-size figures.</p>{% endif %}
 <pre><code>{% for line in s.command_lines %}$ {{ line }}
 {% endfor %}</code></pre>
 <p class="files">The numbers of this step: <a href="{{ s.json_path }}">{{ s.json_path }}</a>
-{%- if s.figures %} · figures: {% for f in s.figures %}<a href="{{ f.path }}">{{ f.path }}</a>{{ ", " if not loop.last }}{% endfor %}{% endif %}
+{%- if s.figures %} · figures: {% for f in s.figures -%}
+<a href="{{ f.path }}">{{ f.path }}</a>{{ ", " if not loop.last }}{% endfor %}{% endif %}
 · computed in {{ "%.1f"|format(s.seconds) }} s</p>
 </section>
 {% endfor %}
@@ -186,6 +198,7 @@ def render_page(
 
     env = Environment(autoescape=True, trim_blocks=False, lstrip_blocks=False)
     env.filters["markup"] = inline_markup
+    env.filters["cell_class"] = cell_class
     images: dict[str, dict[str, Any]] = {}
     for section in sections:
         for figure in section.figures:
@@ -195,4 +208,5 @@ def render_page(
     return template.render(
         sections=sections, images=images, quick=quick, seconds=seconds, version=__version__,
         tour_command=tour_command, style=Markup(_STYLE), selfcheck=Markup(_SELFCHECK),
+        policy=_POLICY,
     )

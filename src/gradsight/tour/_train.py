@@ -42,17 +42,20 @@ def train_like_cli(label: str, *, data: str = "digits", hidden: tuple[int, ...] 
                    activation: str = "sigmoid", init: str = "xavier_uniform",
                    loss: str = "cross_entropy", optimizer: str = "sgd", lr: float = 0.1,
                    epochs: int = 10, batch_size: int = 32, seed: int = 0,
-                   monitor_every: int | None = None) -> TrainRun:
-    """Train as ``gradsight train`` with these options would (classification data)."""
+                   monitor_every: int | None = None, dataset: Any = None) -> TrainRun:
+    """Train as ``gradsight train`` with these options would (classification data);
+    ``dataset`` is ``gradsight.data.load(data)`` when the caller has it already."""
     from .. import data as gdata
     from .. import nn, optim
     from ..diagnostics import Monitor
     from ..train import evaluate, fit
 
-    dataset = gdata.load(data)
-    X_train, X_test, y_train, y_test = gdata.train_test_split(dataset.X, dataset.y, TEST_SIZE,
-                                                              seed)
-    X_train, X_test, _, _ = gdata.standardize(X_train, X_test)
+    dataset = gdata.load(data) if dataset is None else dataset
+    X_raw, X_test_raw, y_train, y_test = gdata.train_test_split(dataset.X, dataset.y,
+                                                                TEST_SIZE, seed)
+    X_train, scaled_test, _, _ = gdata.standardize(X_raw, X_test_raw)
+    assert scaled_test is not None  # a test split was given
+    X_test = scaled_test
     output_activation = None if loss in ("cross_entropy", "bce_with_logits") else "sigmoid"
     n_out = 1 if loss == "bce_with_logits" else dataset.n_classes
     spec = "-".join(str(n) for n in (dataset.n_features, *hidden, n_out))

@@ -16,7 +16,7 @@ _SEED_ROWS = 36  # the seeds print about this many iterations
 
 def build(ctx: TourContext) -> Section:
     from ..descent import compare, minimize
-    from ..plots.descent import plot_comparison, plot_path_1d
+    from ..plots.descent import plot_loss, plot_path_1d
 
     run = minimize(FUNCTION, X0, lr=LR)
     comparison = compare(FUNCTION, X0, lrs=list(RATES), max_iter=1000)
@@ -30,9 +30,10 @@ def build(ctx: TourContext) -> Section:
         ctx.figure(plot_path_1d(run), "descent-path",
                    "y = x² − 4x + 6 with the first iterates from x = 8 (η = 0.1): the tangent "
                    "at each point and the step x_new = x_old − η·dy/dx."),
-        ctx.figure(plot_comparison(comparison), "descent-rates",
-                   "The same start with four learning rates: too small (0.01), right (0.1), "
-                   "too large (0.9, zig-zags around 2) and divergent (1.1)."),
+        ctx.figure(plot_loss(comparison), "descent-rates",
+                   "The same start with four learning rates — too small (0.01), right (0.1), "
+                   "too large (0.9, zig-zags around 2) and divergent (1.1): the distance "
+                   "y − y_min to the minimum per iteration, log scale."),
     ]
     return Section(
         id="descent", title="Gradient descent on y = x² − 4x + 6",
@@ -86,7 +87,9 @@ def _iteration_table(run: Any) -> Table:
                 "formula; full precision beside it)",
         columns=["k", "x_new = x_old − ν·dy/dx", "dy/dx at x_old", "x_k", "y(x_k)"],
         rows=rows,
-        note=f"The run goes on to step {run.n_steps}; every iterate is in this step's JSON.",
+        note=f"The run goes on to step {run.n_steps}; every iterate is in this step's JSON. "
+             "The seeds cut their values to 2 decimals (4.45 for 4.4576); here they are "
+             "rounded.",
     )
 
 

@@ -19,11 +19,9 @@ def build(ctx: TourContext) -> Section:
 
     sigmoid = activations.get("sigmoid")
     z = np.linspace(-10.0, 10.0, 2001)
-    from_output_gap = float(np.max(np.abs(
-        sigmoid.derivative(z) - sigmoid.derivative_from_output(sigmoid(z)))))
+    from_output_gap = float(np.max(np.abs(sigmoid.derivative(z) - _from_output(sigmoid(z)))))
     values = [{"z": v, "sigma": float(sigmoid(v)), "sigma_prime": float(sigmoid.derivative(v)),
-               "from_output": float(sigmoid.derivative_from_output(sigmoid(v)))}
-              for v in _SAMPLE_Z]
+               "from_output": float(_from_output(sigmoid(v)))} for v in _SAMPLE_Z]
     derivation = derive("sigmoid")
     routes = [{"route": route, "steps": [s.to_dict() for s in steps]}
               for route, steps in derivation.routes().items()]
@@ -36,9 +34,9 @@ def build(ctx: TourContext) -> Section:
         ctx.figure(plot_activation("sigmoid"), "sigmoid",
                    "The seed 002 figure: σ(z) (left) and σ′(z) = σ(z)(1 − σ(z)) (right), "
                    "largest at z = 0 where it is 0.25."),
-        ctx.figure(plot_activations(list(_COMPARED)), "activations",
-                   "Activations and their derivatives: σ′ never exceeds 0.25 (dashed line); "
-                   "tanh′ and the ReLU family reach 1."),
+        ctx.figure(plot_activations(), "activations",
+                   "Every activation gradsight knows and its derivative: σ′ never exceeds 0.25 "
+                   "(dashed line); tanh′ and the ReLU family reach 1."),
     ]
     return Section(
         id="sigmoid", title="The sigmoid and its derivative σ′ = σ(1 − σ)",
@@ -52,6 +50,15 @@ def build(ctx: TourContext) -> Section:
         data={"values": values, "derivations": routes, "activations": table,
               "derivative": derivation.to_dict()},
     )
+
+
+def _from_output(a: Any) -> Any:
+    """σ′ as the engine computes it, from the output a = σ(z): a(1 − a)."""
+    from .. import activations
+
+    derivative = activations.get("sigmoid").derivative_from_output(a)
+    assert derivative is not None  # the sigmoid's derivative is a function of its output
+    return derivative
 
 
 def _paragraphs(numbers: dict[str, Any]) -> list[str]:
@@ -98,11 +105,14 @@ def _route_table(route: dict[str, Any]) -> Table:
 
 
 def _compare_table(table: list[dict[str, Any]]) -> Table:
+    from .. import activations
+
     rows = []
     for row in table:
         peak = row["max_derivative"]
         where = "z → ∞" if not np.isfinite(peak["at"]) else f"z = {fmt(peak['at'], 3)}"
-        rows.append([row["name"], row["derivative"], fmt(peak["value"]), where,
+        formula = activations.get(row["name"]).derivative_formula
+        rows.append([row["name"], formula, fmt(peak["value"]), where,
                      "yes" if row["saturating"] else "no",
                      row["derivative_from_output"] or "— (not a function of a)"])
     return Table(

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._base import Section, Table, TourContext, fmt
+from ._base import FigureFile, Section, Table, TourContext, fmt
 
 DEPTH, WIDTH = 4, 30
 #: (label, activation, init) — the deep sigmoid net of Nielsen's protocol and its fixes
@@ -23,54 +23,15 @@ TRAINED = ("sigmoid", "sigmoid+xavier", "relu+he", "leaky_relu+he")
 
 
 def build(ctx: TourContext) -> Section:
-    from ..experiments import NIELSEN_SPEEDS, nielsen_speeds
-    from ..plots.diagnostics import plot_layer_norms, plot_sigmoid_bound, plot_vanish
-    from ._figures import plot_curves, plot_layer_speeds
+    from ..experiments import NIELSEN_SPEEDS
 
     samples, seeds = ctx.size(1000, 500), ctx.size(3, 1)
-    protocol = {depth: nielsen_speeds(hidden=(WIDTH,) * depth, samples=samples, seeds=seeds,
-                                      seed=ctx.seed) for depth in (2, 3, 4)}
-    fixes = {label: nielsen_speeds(hidden=(WIDTH,) * DEPTH, activation=act, init=init,
-                                   bias_init="zeros", samples=samples, seeds=seeds,
-                                   seed=ctx.seed)
-             for label, act, init in CONFIGS}
+    protocol, fixes = _speeds(ctx, samples, seeds)
     runs = _train_runs(ctx)
-    ours = {str(d): [row["speed_at_init"] for row in r.layers] for d, r in protocol.items()}
     ratios = {label: r.ratio_last_first for label, r in fixes.items()}
     numbers = {"nielsen_ratio_ours": {str(d): r.ratio_last_first for d, r in protocol.items()},
                "ratio_last_first": ratios,
                "test_accuracy": {r.label: r.final["test_accuracy"] for r in runs}}
-    base = runs[0]
-    figures = [
-        ctx.figure(plot_vanish(protocol[4]), "vanish-nielsen",
-                   f"Nielsen's protocol, 4 hidden layers of {WIDTH} sigmoid units: the speed "
-                   "of learning ‖∂C/∂b‖ per layer at initialisation on digits (ours) and on "
-                   "MNIST (Nielsen's published figures, black)."),
-        ctx.figure(plot_sigmoid_bound(protocol[4]), "vanish-bound",
-                   "Each layer down multiplies δ by Wᵀ and by σ′(z) ≤ 0.25: the measured "
-                   "shrinkage against 0.25^k."),
-        ctx.figure(plot_layer_speeds({_LABELS[k]: [row["speed_at_init"] for row in r.layers]
-                                      for k, r in fixes.items()},
-                                     f"speed per hidden layer at initialisation, {DEPTH} × "
-                                     f"{WIDTH} units, digits"),
-                   "vanish-fixes",
-                   "The fixes at initialisation: with ReLU, leaky ReLU (He init) or tanh "
-                   "(Xavier) every layer learns at about the same speed; a sigmoid net keeps "
-                   "its slope of ≈ 4–5× per layer whatever the initialisation."),
-        ctx.figure(plot_curves([("training loss", {_LABELS[r.label]: r.history.loss
-                                                   for r in runs}),
-                                ("held-out accuracy", {_LABELS[r.label]: r.history.val_accuracy
-                                                       for r in runs})],
-                               f"training the {DEPTH}-hidden-layer nets on digits (SGD, "
-                               f"η = 0.1, {len(base.history.epochs)} epochs)"),
-                   "vanish-training",
-                   "Training curves of the same set-ups: the deep sigmoid nets start slowly; "
-                   "ReLU and leaky ReLU learn from the first epoch."),
-        ctx.figure(plot_layer_norms(base.monitor.history, field="grad_b_norm"),
-                   "vanish-layer-norms",
-                   "‖∂C/∂b‖ of every layer of the deep sigmoid net during training (log "
-                   "axis): dense0, nearest the input, gets the smallest share."),
-    ]
     return Section(
         id="vanishing", title="The vanishing gradient, layer after layer",
         headline=(f"sigmoid, {DEPTH} hidden layers: the last learns "
@@ -78,11 +39,12 @@ def build(ctx: TourContext) -> Section:
                   f"{fmt(NIELSEN_SPEEDS[4][-1] / NIELSEN_SPEEDS[4][0], 3)}×); ReLU + He: "
                   f"{fmt(ratios['relu+he'], 3)}×"),
         paragraphs=_paragraphs(protocol, fixes, runs, samples, seeds),
-        figures=figures,
+        figures=_figures(ctx, protocol, fixes, runs),
         tables=[_protocol_table(protocol), _fixes_table(fixes, runs)],
-        commands=_commands(samples, seeds, runs),
+        commands=_commands(samples, seeds, ctx.seed, runs),
         numbers=numbers,
-        data={"nielsen_ours": ours,
+        data={"nielsen_ours": {str(d): [row["speed_at_init"] for row in r.layers]
+                               for d, r in protocol.items()},
               "nielsen_reference": {str(d): list(v) for d, v in NIELSEN_SPEEDS.items()},
               "nielsen_reference_source": "Nielsen, Neural Networks and Deep Learning, ch. 5 "
                                           "(MNIST, published figures)",
@@ -90,6 +52,55 @@ def build(ctx: TourContext) -> Section:
               "fixes": {k: r.to_dict() for k, r in fixes.items()},
               "training": [r.summary() for r in runs]},
     )
+
+
+def _speeds(ctx: TourContext, samples: int, seeds: int) -> tuple[dict[int, Any], dict[str, Any]]:
+    """Nielsen's protocol with 2, 3, 4 hidden layers, and the 4-layer net with each fix."""
+    from ..experiments import nielsen_speeds
+
+    digits = ctx.dataset("digits")
+    protocol = {depth: nielsen_speeds(digits, hidden=(WIDTH,) * depth, samples=samples,
+                                      seeds=seeds, seed=ctx.seed) for depth in (2, 3, 4)}
+    fixes = {label: nielsen_speeds(digits, hidden=(WIDTH,) * DEPTH, activation=act, init=init,
+                                   bias_init="zeros", samples=samples, seeds=seeds,
+                                   seed=ctx.seed)
+             for label, act, init in CONFIGS}
+    return protocol, fixes
+
+
+def _figures(ctx: TourContext, protocol: dict[int, Any], fixes: dict[str, Any],
+             runs: list[Any]) -> list[FigureFile]:
+    from ..plots.diagnostics import plot_layer_norms, plot_sigmoid_bound, plot_vanish
+    from ._figures import plot_curves, plot_layer_speeds
+
+    speeds = {_LABELS[k]: [row["speed_at_init"] for row in r.layers] for k, r in fixes.items()}
+    curves = [("training loss", {_LABELS[r.label]: r.history.loss for r in runs}),
+              ("held-out accuracy", {_LABELS[r.label]: r.history.val_accuracy for r in runs})]
+    epochs = len(runs[0].history.epochs)
+    return [
+        ctx.figure(plot_vanish(protocol[4]), "vanish-nielsen",
+                   f"Nielsen's protocol, 4 hidden layers of {WIDTH} sigmoid units: the speed "
+                   "of learning ‖∂C/∂b‖ per layer at initialisation on digits (ours) and on "
+                   "MNIST (Nielsen's published figures, black)."),
+        ctx.figure(plot_sigmoid_bound(protocol[4]), "vanish-bound",
+                   "Each layer down multiplies δ by Wᵀ and by σ′(z) ≤ 0.25: the measured "
+                   "shrinkage against 0.25^k."),
+        ctx.figure(plot_layer_speeds(speeds, f"speed per hidden layer at initialisation, "
+                                             f"{DEPTH} × {WIDTH} units, digits"),
+                   "vanish-fixes",
+                   "The fixes at initialisation: with ReLU, leaky ReLU (He init) or tanh "
+                   "(Xavier) every layer learns at about the same speed; a sigmoid net keeps "
+                   "its slope of ≈ 4–5× per layer whatever the initialisation."),
+        ctx.figure(plot_curves(curves, f"training the {DEPTH}-hidden-layer nets on digits "
+                                       f"(SGD, η = 0.1, {epochs} epochs)"),
+                   "vanish-training",
+                   "Training curves of the same set-ups: the deep sigmoid nets barely move "
+                   "from chance; ReLU and leaky ReLU learn from the first epoch."),
+        ctx.figure(plot_layer_norms(runs[0].monitor.history, field="grad_b_norm"),
+                   "vanish-layer-norms",
+                   "‖∂C/∂b‖ of every layer of the deep sigmoid net during training (log "
+                   "axis): dense0, nearest the input, gets the smallest share."),
+    ]
 
 
 def _train_runs(ctx: TourContext) -> list[Any]:
@@ -102,14 +113,15 @@ def _train_runs(ctx: TourContext) -> list[Any]:
         act, init = by_label[label]
         runs.append(train_like_cli(label, hidden=(WIDTH,) * DEPTH, activation=act, init=init,
                                    loss="cross_entropy", lr=0.1, epochs=epochs, seed=ctx.seed,
-                                   monitor_every=5 if label == "sigmoid" else None))
+                                   monitor_every=5 if label == "sigmoid" else None,
+                                   dataset=ctx.dataset("digits")))
     return runs
 
 
 def _paragraphs(protocol: dict[int, Any], fixes: dict[str, Any], runs: list[Any],
                 samples: int, seeds: int) -> list[str]:
     deep = protocol[4]
-    factors = [row["factor_to_next"] for row in deep.layers if row["factor_to_next"]]
+    slower = [1.0 / row["factor_to_next"] for row in deep.layers if row["factor_to_next"]]
     accuracy = {r.label: r.final["test_accuracy"] for r in runs}
     return [
         "Backpropagation computes each layer's error from the one above it, "
@@ -122,8 +134,8 @@ def _paragraphs(protocol: dict[int, Any], fixes: dict[str, Any], runs: list[Any]
         "samples, in sigmoid nets with weights N(0, 1/n_in) and biases N(0, 1). gradsight "
         f"repeats his protocol on scikit-learn's digits ({samples} samples, mean of {seeds} "
         "network(s)) and prints his MNIST figures beside ours: the digits differ, the shape "
-        f"is the same — with 4 hidden layers each layer learns {fmt(min(factors), 2)}–"
-        f"{fmt(max(factors), 2)}× more slowly than the one above it, and the last "
+        f"is the same — with 4 hidden layers each layer learns {fmt(min(slower), 2)}–"
+        f"{fmt(max(slower), 2)}× more slowly than the one above it, and the last "
         f"{fmt(deep.ratio_last_first, 3)}× faster than the first.",
         "The fixes of seed 003 change the factor each layer multiplies by. ReLU's derivative "
         "is 1 wherever the unit is on, so with He initialisation (variance 2/n_in, which "
@@ -134,7 +146,9 @@ def _paragraphs(protocol: dict[int, Any], fixes: dict[str, Any], runs: list[Any]
         f"not save the sigmoid: with Xavier weights the ratio is still "
         f"{fmt(fixes['sigmoid+xavier'].ratio_last_first, 3)}.",
         "Trained the same way on digits (SGD, η = 0.1), the nets show what the ratios mean: "
-        f"held-out accuracy {fmt(accuracy['sigmoid'], 3)} for the deep sigmoid net, "
+        f"held-out accuracy {fmt(accuracy['sigmoid'], 3)} for the deep sigmoid net "
+        f"({fmt(accuracy['sigmoid+xavier'], 3)} with Xavier weights; 10 classes, so 0.1 is "
+        "guessing), "
         f"{fmt(accuracy['relu+he'], 3)} with ReLU + He and "
         f"{fmt(accuracy['leaky_relu+he'], 3)} with leaky ReLU + He.",
     ]
@@ -176,8 +190,8 @@ def _fixes_table(fixes: dict[str, Any], runs: list[Any]) -> Table:
     )
 
 
-def _commands(samples: int, seeds: int, runs: list[Any]) -> list[list[str]]:
-    common = ["--samples", str(samples), "--seeds", str(seeds)]
+def _commands(samples: int, seeds: int, seed: int, runs: list[Any]) -> list[list[str]]:
+    common = ["--samples", str(samples), "--seeds", str(seeds), "--seed", str(seed)]
     commands = [["vanish", "--hidden", ",".join([str(WIDTH)] * depth), *common]
                 for depth in (2, 3, 4)]
     for _, act, init in CONFIGS[1:]:

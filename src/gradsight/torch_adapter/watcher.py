@@ -9,8 +9,8 @@ Two lines added to a user's loop (the loop itself is unchanged)::
             optimizer.step()
     findings = gradsight.diagnose(watcher.history)
 
-**When a step is recorded.** Step numbers count optimizer steps (0-based); every
-``every``-th step is recorded (step % every == 0).
+**When a step is recorded.** Steps are numbered from 0 as below; every ``every``-th step is
+recorded (step % every == 0).
 
 * ``optimizer`` given (no scaler): at ``optimizer.step()``. Its step pre-hook reads the
   gradients ∂C/∂W, ∂C/∂b — final by then: after backward, gradient accumulation, clipping and
@@ -20,17 +20,22 @@ Two lines added to a user's loop (the loop itself is unchanged)::
   already called), so the norms are unscaled; the step is recorded after it — also when the
   scaler skips the optimizer step because of inf/NaN gradients: those steps keep their
   non-finite counts, get ``update_ratio`` 0.0 and are listed in ``watcher.skipped_steps``.
-* neither: each parameter's gradient is read by a post-accumulate-grad hook as ``backward``
-  finishes it (‖W‖ too, before any update); the step is recorded at the model's next forward
-  call, or on exit. Without an optimizer there is no ``update_ratio``, and each backward is a
-  step (pass the optimizer when accumulating gradients over several backwards).
+* neither: at the end of each backward pass (``loss.backward()``): the first parameter
+  whose gradient is accumulated (a post-accumulate-grad hook) asks autograd to call the
+  watcher once the whole pass is done, when every gradient and ‖W‖ are read. Without an
+  optimizer there is no ``update_ratio``, and each backward pass is a step (pass the
+  optimizer when accumulating gradients over several backward passes, or under DDP, whose
+  averaged gradients are final only at the optimizer step).
 
 Activation statistics come from forward hooks on the activation modules, computed on the
 output at once (so ``nn.ReLU(inplace=True)`` and later in-place ops cannot change them) and
 only for forwards with gradients enabled (evaluation under ``torch.no_grad()`` is ignored).
-They belong to the step whose forwards ran since the previous recorded step. No module
-full-backward hook is used. All reductions stay on the tensors' device and reach the host in
-one transfer per recorded step. Nothing non-finite is hidden: counts go to ``nonfinite``.
+They belong to the step whose forwards ran since the previous step. No module full-backward
+hook is used. All reductions stay on the tensors' device and reach the host in one transfer
+per recorded step (the LayerStats are built from those numbers when ``history`` is read).
+Nothing non-finite is hidden: NaN/inf values are counted in ``nonfinite``, norms stay NaN/inf.
+
+Memory: with an optimizer, one copy of the watched weights (W before the update, for ‖ΔW‖).
 """
 
 from __future__ import annotations
@@ -39,9 +44,10 @@ from typing import Any
 
 from ..diagnostics.stats import LayerStats
 from ..errors import GradsightError, InvalidValueError
+from ._amp import found_inf, loss_scale
 from ._layers import ActivationLayer, find_layers
 from ._records import ActivationSlots, ParamSlots, Reading
-from ._reduce import ActivationCall, Transfer, reduce_activation
+from ._reduce import ActivationCall, Scratch, Transfer, reduce_activation
 from ._torch import require_torch, unwrap
 
 
@@ -62,7 +68,8 @@ class Watcher:
         self.optimizer = _check_optimizer(torch, optimizer)
         self.scaler = _check_scaler(scaler)
         self.all_reduce = bool(all_reduce)
-        self.history: list[LayerStats] = []
+        self._history: list[LayerStats] = []
+        self._raw: list[tuple[Any, ...]] = []  # transferred steps not yet made LayerStats
         self.skipped_steps: list[int] = []
         self.epoch: int | None = None
         self.step = 0
@@ -80,11 +87,11 @@ class Watcher:
         self._reading: Reading | None = None
         self._snapshot: list[Any] | None = None
         self._buffers: list[Any] | None = None
+        self._scratch = Scratch()
         self._delta: list[Any] | str | None = None
         self._stepped = False
         self._in_scaler_step = False
-        self._backward_seen = False
-        self._accumulated: dict[int, tuple[Any, int, Any, Any]] = {}
+        self._backward_queued = False
         self._scaler_saved: tuple[bool, Any] | None = None
         self._active = True
         try:
@@ -107,15 +114,13 @@ class Watcher:
         if self.scaler is not None:
             self._patch_scaler()
         if self.optimizer is None and self.scaler is None:
-            self._handles.append(self.model.register_forward_pre_hook(self._on_forward))
-            self._param_roles: dict[int, Any] = {}
+            seen: set[int] = set()
             for param_layer in self._params:
                 for param in (param_layer.weight, param_layer.bias):
-                    if param is not None and param.requires_grad:
-                        if id(param) not in self._param_roles:
-                            self._handles.append(
-                                param.register_post_accumulate_grad_hook(self._on_grad))
-                        self._param_roles[id(param)] = param
+                    if param is not None and param.requires_grad and id(param) not in seen:
+                        seen.add(id(param))
+                        self._handles.append(
+                            param.register_post_accumulate_grad_hook(self._on_grad))
 
     def _uninstall(self) -> None:
         for handle in self._handles + self._order_handles:
@@ -130,17 +135,15 @@ class Watcher:
             self._scaler_saved = None
 
     def remove(self) -> None:
-        """Record a step still pending (no-optimizer mode), then remove every hook."""
+        """Remove every hook (forward, tensor and optimizer hooks; the scaler's wrapper).
+
+        Activation statistics of forwards not followed by a recorded step are dropped.
+        """
         if not self._active:
             return
         self._active = False
-        try:
-            if self._backward_seen:
-                self._backward_seen = False
-                self._end_step()
-        finally:
-            self._uninstall()
-            self._pending, self._reading, self._snapshot = {}, None, None
+        self._uninstall()
+        self._pending, self._reading, self._snapshot, self._delta = {}, None, None, None
 
     def __enter__(self) -> Watcher:
         return self
@@ -152,6 +155,21 @@ class Watcher:
         return (f"Watcher({type(self.model).__name__}: {len(self._params)} param layers, "
                 f"{len(self._acts)} activations, step={self.step}, "
                 f"records={len(self.history)}, active={self._active})")
+
+    @property
+    def history(self) -> list[LayerStats]:
+        """The LayerStats recorded so far: one per layer per recorded step, forward order.
+
+        The numbers reach the host at each recorded step; the records are built from them
+        when ``history`` is read (the same list object grows).
+        """
+        for base, values, world, acts, params in self._raw:
+            records = [slots.record(base(name), values, world) for name, slots in acts.items()]
+            records += params.records(base, values)
+            records.sort(key=lambda r: r.index)
+            self._history.extend(records)
+        self._raw = []
+        return self._history
 
     # ---- forward hooks --------------------------------------------------------------------
     def _recording(self) -> bool:
@@ -175,7 +193,8 @@ class Watcher:
             if self.step % self.every or not torch.is_grad_enabled():
                 return
             if isinstance(output, torch.Tensor) and output.is_floating_point():
-                self._pending.setdefault(name, []).append(reduce_activation(layer, output))
+                self._pending.setdefault(name, []).append(
+                    reduce_activation(layer, output, self._scratch))
 
         return hook
 
@@ -187,11 +206,9 @@ class Watcher:
         for layer in self._params:
             for role, param in (("W", layer.weight), ("b", layer.bias)):
                 if param is not None and param.grad is not None:
-                    grad = _dense(param.grad)
                     reading.keys.append((layer.name, role))
-                    reading.grad_norms.append(grad)
-                    reading.grads.setdefault(layer.name, []).append(grad)
-        reading.grad_norms = _norms(torch, reading.grad_norms)
+                    reading.grads.append(_dense(param.grad))
+        reading.grad_norms = _norms(torch, reading.grads)
         if scale is not None and reading.grad_norms:  # a power of 2: the division is exact
             reading.grad_norms = list(torch._foreach_div(reading.grad_norms, scale))
         reading.weight_norms = _norms(torch, [layer.weight.detach() for layer in self._params])
@@ -242,66 +259,41 @@ class Watcher:
     def _scaler_step(self, original: Any, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
         recording = self._recording()
         if recording:
-            self._reading = self._read_params(scale=_loss_scale(self.scaler, optimizer))
+            self._reading = self._read_params(scale=loss_scale(self.scaler, optimizer))
         self._in_scaler_step, self._stepped = True, False
         try:
             result = original(optimizer, *args, **kwargs)
         finally:
             self._in_scaler_step = False
-        if recording and not self._stepped:
-            self._delta = "skipped"  # the optimizer did not run: ΔW = 0
-        self._end_step(_found_inf(self.scaler, optimizer) if recording else None)
+        if recording and self.optimizer is not None and not self._stepped:
+            self._delta = "skipped"  # the watched optimizer did not run: ΔW = 0
+        self._end_step(found_inf(self.scaler, optimizer) if recording else None)
         return result
 
-    # ---- no optimizer: post-accumulate-grad hooks -----------------------------------------
+    # ---- no optimizer: the end of each backward pass ------------------------------------
     def _on_grad(self, param: Any) -> None:
-        self._backward_seen = True
-        if not self._recording():
-            return
-        torch = self._torch
-        grad = _dense(param.grad)
-        grad_norm, weight_norm = _norms(torch, [grad, param.detach()])
-        finite = torch.sub(grad, grad).nan_to_num_(nan=1.0).sum()  # non-finite entries
-        self._accumulated[id(param)] = (grad_norm, grad.numel(), finite, weight_norm)
+        """A parameter's gradient is accumulated: once per backward pass, ask autograd to
+        call :meth:`_after_backward` when the whole pass is done (every gradient final)."""
+        if not self._backward_queued:
+            self._backward_queued = True
+            from torch.autograd import Variable
 
-    def _on_forward(self, module: Any, args: Any) -> None:
-        if self._backward_seen:
-            self._backward_seen = False
+            Variable._execution_engine.queue_callback(self._after_backward)
+
+    def _after_backward(self) -> None:
+        self._backward_queued = False
+        if self._active:
+            if self._recording():
+                self._reading = self._read_params()
             self._end_step()
-
-    def _reading_from_hooks(self) -> Reading:
-        """The norms the post-accumulate-grad hooks took (‖W‖ read now where none did)."""
-        reading = Reading()
-        weight_norms: dict[str, Any] = {}
-        for layer in self._params:
-            for role, param in (("W", layer.weight), ("b", layer.bias)):
-                entry = self._accumulated.get(id(param)) if param is not None else None
-                if entry is not None:
-                    grad_norm, numel, bad, weight_norm = entry
-                    reading.keys.append((layer.name, role))
-                    reading.grad_norms.append(grad_norm)
-                    reading.finite.setdefault(layer.name, []).append((numel, numel - bad))
-                    if role == "W":
-                        weight_norms[layer.name] = weight_norm
-        missing = [layer for layer in self._params if layer.name not in weight_norms]
-        norms = _norms(self._torch, [layer.weight.detach() for layer in missing])
-        weight_norms.update({layer.name: n for layer, n in zip(missing, norms, strict=True)})
-        reading.weight_norms = [weight_norms[layer.name] for layer in self._params]
-        for layer in self._params:  # layers without gradients: none non-finite
-            reading.finite.setdefault(layer.name, [])
-        return reading
 
     # ---- recording ------------------------------------------------------------------------
     def _end_step(self, found_inf: Any = None) -> None:
         try:
-            if self._recording():
-                reading = self._reading
-                if reading is None:
-                    reading = self._reading_from_hooks()
-                self._record(reading, found_inf)
+            if self._recording() and self._reading is not None:
+                self._record(self._reading, found_inf)
         finally:
             self._pending, self._reading, self._delta = {}, None, None
-            self._accumulated = {}
             self.step += 1
 
     def _record(self, reading: Reading, found_inf: Any) -> None:
@@ -309,9 +301,10 @@ class Watcher:
         acts = {name: ActivationSlots(self._act_by_name[name], calls, transfer)
                 for name, calls in self._pending.items()}
         params = ParamSlots(self._params, reading, self._delta, transfer)
-        inf_slot = transfer.add(found_inf, summed=True) if found_inf is not None else None
-        world = transfer.run(self.all_reduce)
-        if inf_slot is not None and inf_slot.value > 0:
+        inf_at = transfer.add(found_inf, summed=True) if found_inf is not None else None
+        values, world = transfer.run(self.all_reduce)
+        params.count_nonfinite(values)  # exact counts now, while the gradients exist
+        if inf_at is not None and values[inf_at] > 0:
             self.skipped_steps.append(self.step)
         if self._order_handles:  # the forward order is known now
             for handle in self._order_handles:
@@ -319,14 +312,12 @@ class Watcher:
             self._order_handles = []
             for layer in self._params:  # layers never called in a forward come last
                 self._order.setdefault(layer.name, len(self._order))
-        records = [slots.record(self._base(name), world) for name, slots in acts.items()]
-        records += params.records(self._base)
-        records.sort(key=lambda r: r.index)
-        self.history.extend(records)
+        order, step, epoch = self._order, self.step, self.epoch
 
-    def _base(self, name: str) -> dict[str, Any]:
-        return {"layer": name, "index": self._order[name], "step": self.step,
-                "epoch": self.epoch}
+        def base(name: str) -> dict[str, Any]:
+            return {"layer": name, "index": order[name], "step": step, "epoch": epoch}
+
+        self._raw.append((base, values, world, acts, params))
 
 
 # ---- helpers ----------------------------------------------------------------------------------
@@ -335,38 +326,19 @@ def _dense(grad: Any) -> Any:
 
 
 def _norms(torch: Any, tensors: list[Any]) -> list[Any]:
-    """Frobenius norms, one fused kernel launch per device and dtype."""
-    return list(torch._foreach_norm(tensors)) if tensors else []
+    """Frobenius norms ‖t‖ = √(t·t) as 0-d device tensors.
 
-
-def _loss_scale(scaler: Any, optimizer: Any) -> Any:
-    """The scale the gradients are multiplied by now: a device tensor, None if unscaled."""
-    try:
-        from torch.amp.grad_scaler import OptState
-
-        if scaler._per_optimizer_states[id(optimizer)]["stage"] is OptState.UNSCALED:
-            return None  # the user called scaler.unscale_(optimizer) already
-        scale = scaler._get_scale_async()
-        if scale is not None:
-            return scale
-    except (AttributeError, ImportError, KeyError, TypeError):
-        pass
-    return float(scaler.get_scale())  # public fallback (one host sync)
-
-
-def _found_inf(scaler: Any, optimizer: Any) -> Any:
-    """Number of devices on which the scaler found inf/NaN gradients (a device tensor)."""
-    try:
-        found = scaler._per_optimizer_states[id(optimizer)]["found_inf_per_device"]
-    except (AttributeError, KeyError, TypeError):
-        return None
-    values = list(found.values())
-    if not values:
-        return None
-    total = values[0].to(values[0].device).float()
-    for value in values[1:]:
-        total = total + value.to(total.device).float()
-    return total
+    The dot product (BLAS) reads the tensor once, two to three times faster on the CPU than
+    ATen's norm kernel; half-precision tensors are widened first. A float32 t·t that
+    overflows (entries ≳ 1e19) gives inf and is recomputed exactly after the transfer.
+    """
+    result = []
+    for tensor in tensors:
+        flat = tensor.reshape(-1)
+        if flat.dtype in (torch.float16, torch.bfloat16):
+            flat = flat.float()
+        result.append(torch.dot(flat, flat).sqrt_())
+    return result
 
 
 def _positive_int(name: str, value: Any) -> int:
