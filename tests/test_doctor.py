@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 from gradsight import data, nn, optim
 from gradsight._io import dumps
 from gradsight.cli import app
-from gradsight.diagnostics.doctor import (
+from gradsight.diagnostics.fixes import (
     CONFIG_KEYS,
     DoctorSetup,
     RunOutcome,

@@ -11,7 +11,7 @@ import pytest
 from gradsight import nn
 from gradsight._io import dumps
 from gradsight.errors import InvalidValueError, ShapeError
-from gradsight.gradcheck import band, gradcheck
+from gradsight.gradient_check import band, gradcheck
 
 
 def data(n: int = 6, d: int = 3, k: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -140,7 +140,7 @@ def test_reports_and_errors() -> None:
     assert "<table>" in result._repr_html_() and "dense0.b" in str(result)
     import gradsight
 
-    # gradsight.gradcheck is the module and, called, the function
+    # gradsight.gradcheck is the function (the module is gradsight.gradient_check)
     assert gradsight.gradcheck(model, X, y, "cross_entropy").to_dict() == result.to_dict()
     with pytest.raises(InvalidValueError, match="h"):
         gradcheck(model, X, y, "cross_entropy", h=0)

@@ -104,6 +104,21 @@ def test_dead_fraction_counts_units_off_on_every_sample(name):
     assert r.saturated_fraction is None
 
 
+@pytest.mark.parametrize("scale", [1.0, 1e-5])
+def test_float32_mean_and_std_match_float64(scale):
+    # scale 1e-5: a nearly constant (saturated) layer, where E[a²] − E[a]² would cancel
+    model = nn.mlp("4-64-2", activation="sigmoid", dtype="float32", seed=0)
+    rng = np.random.default_rng(0)
+    layer = model.layers[1]
+    model.forward(rng.normal(size=(128, 4)).astype(np.float32))
+    layer.output[...] = (0.999 + scale * rng.random(layer.output.shape)).astype(np.float32)
+    model.dense_layers[0].grad_W[...] = 0
+    r = next(r for r in layer_stats_of(model) if r.layer == "sigmoid0")
+    exact = layer.output.astype(np.float64)
+    assert r.act_mean == pytest.approx(exact.mean(), rel=1e-6)
+    assert r.act_std == pytest.approx(exact.std(), rel=1e-3)
+
+
 def test_update_ratio_and_weight_norm_before_update():
     model, X, y = _tiny("sigmoid")
     monitor = Monitor()

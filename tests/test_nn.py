@@ -18,7 +18,7 @@ from gradsight.errors import (
     TrainingError,
     UnknownNameError,
 )
-from gradsight.gradcheck import gradcheck
+from gradsight.gradient_check import gradcheck
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional

@@ -122,7 +122,7 @@ def test_neuron_states_counts() -> None:
 
 def test_doctor_result_and_report() -> None:
     from gradsight.data import moons
-    from gradsight.diagnostics.doctor import doctor
+    from gradsight.diagnostics.fixes import doctor
     from gradsight.report import build_report
 
     result = doctor({"data": moons(n=120), "hidden": (8, 8), "activation": "sigmoid",
@@ -157,7 +157,7 @@ def test_vanish_sweep_and_activation_trajectory() -> None:
 
 def test_walkthroughs_and_gradcheck() -> None:
     from gradsight.explain import explain_network, explain_neuron
-    from gradsight.gradcheck import gradcheck
+    from gradsight.gradient_check import gradcheck
 
     walk = explain_neuron()
     text = rendered(walk)

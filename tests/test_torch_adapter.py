@@ -249,6 +249,9 @@ def test_every_k_records_steps_zero_k_2k():
     sgd = torch.optim.SGD(net.parameters(), lr=0.1)
     with watch(net, every=3, optimizer=sgd) as watcher:
         _sgd_loop(net, sgd, torch.randn(8, 3), torch.randn(8, 1), 7)
+        assert watcher.step == 7 and not net[1]._forward_hooks  # step 7 is not recorded
+        _sgd_loop(net, sgd, torch.randn(8, 3), torch.randn(8, 1), 2)
+        assert net[1]._forward_hooks  # step 9 will be
     assert sorted({r.step for r in watcher.history}) == [0, 3, 6]
     with pytest.raises(InvalidValueError, match="every"):
         watch(net, every=0)
@@ -498,7 +501,7 @@ def _factory(activation, init, n_inputs, n_outputs):
 
 
 def test_torch_runner_measures_what_an_untrained_model_scores():
-    from gradsight.diagnostics.doctor import doctor
+    from gradsight.diagnostics.fixes import doctor
 
     runner = torch_runner(_factory, "moons", dtype="float64")
     config = {"activation": "sigmoid", "init": "normal", "bias_init": "zeros", "loss": "auto",
@@ -644,6 +647,7 @@ def run(rank, world, path, out):
     if is_main_process():
         with open(out, "w") as f:
             json.dump({"shared": [r.to_dict() for r in shared.history], "local": gathered}, f)
+    dist.barrier()  # both ranks done before the group is torn down
     dist.destroy_process_group()
 
 
@@ -674,3 +678,30 @@ def test_all_reduce_averages_over_two_ranks(tmp_path):
             assert s["grad_W_norm"] == pytest.approx(a["grad_W_norm"], rel=1e-12)
             assert a["grad_W_norm"] == pytest.approx(b["grad_W_norm"], rel=1e-12)
             assert s["update_ratio"] == pytest.approx(a["update_ratio"], rel=1e-12)
+
+
+def test_a_reused_activation_module_pools_its_calls():
+    torch.manual_seed(0)
+    act = nn.Tanh()
+    first, second, head = nn.Linear(3, 5), nn.Linear(5, 4), nn.Linear(4, 1)
+    net = nn.Sequential(first, act, second, act, head).to(F64)
+    X = torch.randn(16, 3, dtype=F64)
+    with watch(net) as watcher:
+        net(X).sum().backward()
+    with torch.no_grad():
+        a1 = torch.tanh(first(X))
+        a2 = torch.tanh(second(a1))
+    pooled = torch.cat([a1.reshape(-1), a2.reshape(-1)])
+    (record,) = [r for r in watcher.history if r.kind == "activation"]
+    assert record.act_mean == pytest.approx(float(pooled.mean()), rel=1e-12)
+    assert record.act_std == pytest.approx(float(pooled.std(correction=0)), rel=1e-10)
+    saturated = float(((1 - pooled ** 2) < 0.01).double().mean())
+    assert record.saturated_fraction == pytest.approx(saturated)
+    assert [r.layer for r in watcher.history] == ["0", "1", "2", "4"]
+
+
+def test_watch_rejects_what_it_cannot_watch():
+    with pytest.raises(GradsightError, match="torch.nn.Module"):
+        watch(object())
+    with pytest.raises(GradsightError, match="no module gradsight can watch"):
+        watch(nn.Sequential(nn.Flatten()))

@@ -23,7 +23,7 @@ from .errors import (
 __version__ = "0.1.0"
 
 _SUBMODULES = {
-    "activations", "expr", "calculus", "optim", "descent", "nn", "train", "gradcheck",
+    "activations", "expr", "calculus", "optim", "descent", "nn", "train", "gradient_check",
     "data", "diagnostics", "experiments", "explain", "plots", "report", "serialize",
     "torch_adapter", "tour", "errors",
 }
@@ -43,7 +43,7 @@ _LAZY = {
     "fit": "train",
     "History": "train",
     "Callback": "train",
-    "gradcheck": "gradcheck",
+    "gradcheck": "gradient_check",
     "save": "serialize",
     "load": "serialize",
     "LayerStats": "diagnostics",
@@ -53,6 +53,8 @@ _LAZY = {
     "doctor": "diagnostics",
     "watch": "torch_adapter",
     "diagnose_torch": "torch_adapter",
+    "classify_neurons_torch": "torch_adapter",
+    "torch_runner": "torch_adapter",
     "run_tour": "tour",
 }
 

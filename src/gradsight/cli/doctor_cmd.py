@@ -1,7 +1,7 @@
 """CLI command ``gradsight doctor``: train a set-up and candidate fixes, show which helps.
 
 The options describe the set-up exactly as ``gradsight train`` does; the work is done by
-:func:`gradsight.diagnostics.doctor` and this module only parses and renders.
+:func:`gradsight.diagnostics.fixes` and this module only parses and renders.
 """
 
 from __future__ import annotations
@@ -34,8 +34,12 @@ def _hidden(text: str) -> list[int]:
 
 
 def run_doctor(options: dict[str, Any]) -> Any:
-    """Everything ``gradsight doctor`` computes, minus the printing: a DoctorResult."""
-    from ..diagnostics.doctor import DoctorSetup, doctor
+    """Everything ``gradsight doctor`` computes, minus the printing: a DoctorResult.
+
+    ``options`` are the command's parameters; an optional ``"runner"`` entry (a
+    ``runner(config) -> RunOutcome``, e.g. a torch runner) replaces the engine runner.
+    """
+    from ..diagnostics.fixes import DoctorSetup, doctor
     from ..errors import InvalidValueError
 
     o = options

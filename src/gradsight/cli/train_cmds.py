@@ -162,6 +162,43 @@ def _summary(config: dict[str, Any], final: dict[str, Any], stopped: str | None)
             console.print(f"{label} {config[key]}")
 
 
+def _neuron_states(model: Any, loss: Any, X: Any, y: Any) -> dict[str, Any]:
+    """``classify_neurons`` on the training split, judged by the training loss: counts per
+    hidden layer, over all layers, and every unit's state with its evidence."""
+    import numpy as np
+
+    from ..diagnostics.neurons import classify_neurons, state_counts
+
+    with np.errstate(all="ignore"):  # a diverged run has NaN z: its units are saturated
+        states = classify_neurons(model, X, y, loss=loss)
+    return {"counts": states.counts(), "total": state_counts(states),
+            "units": [unit.to_dict() for unit in states]}
+
+
+def _neuron_table(neurons: dict[str, Any]) -> None:
+    """Units per state and hidden layer (saturated/quiet columns only when some unit is)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    total = neurons["total"]
+    states = [s for s in total if total[s] or s in ("dead", "saturated-wrong",
+                                                    "saturated-right", "learning")]
+    table = Table(title=f"hidden units by state ({sum(total.values())} units, training "
+                        "samples)")
+    for column in ("layer", "units", *states):
+        table.add_column(column, justify="left" if column == "layer" else "right")
+    rows = list(neurons["counts"].items())
+    if len(rows) > 1:
+        rows.append(("all hidden", total))
+    for layer, counts in rows:
+        table.add_row(layer, str(sum(counts.values())), *(str(counts[s]) for s in states))
+    console = Console()
+    console.print(table)
+    console.print("dead: relu′ = 0 on every sample; saturated: f′ ≈ 0 on ≥ 95% of the samples "
+                  "and the network mostly wrong/right on them; learning: f′ clearly non-zero "
+                  "on ≥ 5%", highlight=False)
+
+
 def _write_outputs(model: Any, history: Any, split: tuple[Any, ...], info: dict[str, Any],
                    result: dict[str, Any], paths: dict[str, Path | None]) -> None:
     """The model (with what a user needs to feed it: x′ = (x − mean)/std, class names), the
@@ -189,9 +226,13 @@ def _write_outputs(model: Any, history: Any, split: tuple[Any, ...], info: dict[
         config = result["config"]
         rows = [{"setting": k, "value": v} for k, v in config.items()
                 if not isinstance(v, dict) and v is not None]
+        tables = [rows]
+        if "neurons" in result:
+            tables.append([{"layer": layer, **counts}
+                           for layer, counts in result["neurons"]["counts"].items()])
         report = build_report(
             f"gradsight train — {config['data']} ({config['spec']})", train_history=history,
-            sections=[{"heading": "Run", "tables": [rows], "figures": {"training": figure},
+            sections=[{"heading": "Run", "tables": tables, "figures": {"training": figure},
                        "text": _verdict_text(result)}],
             data={"final": result["final"], "stopped": result["stopped"]})
         write_html(report, paths["report"])
@@ -232,7 +273,9 @@ def _build(o: dict[str, Any], n_features: int, n_classes: int | None
 
 
 def run_train(options: dict[str, Any]) -> dict[str, Any]:
-    """Everything ``gradsight train`` does, minus the printing; returns the JSON document."""
+    """Everything ``gradsight train`` does, minus the printing; returns the JSON document
+    (with ``neurons``, the hidden units' states, when ``options["neurons"]``)."""
+    from ..errors import InvalidValueError
     from ..train import fit
 
     o = options
@@ -240,7 +283,9 @@ def run_train(options: dict[str, Any]) -> dict[str, Any]:
         _positive_int(f"--{option.replace('_', '-')}", o[option])
     paths = {key: o.get(key) for key in ("save", "plot", "report")}
     _check_output_paths(paths["save"], paths["plot"], paths["report"])
-    _parse_hidden(o["hidden"])  # fail before loading data
+    if not _parse_hidden(o["hidden"]) and o.get("neurons"):  # fail before loading data
+        raise InvalidValueError("--neurons classifies hidden units, but --hidden gives no "
+                                "hidden layer; use e.g. --hidden 16,16")
     dataset, info, split = _prepare_data(o["data"], o["target"], o["test_size"], o["seed"])
     model, loss, optimizer, built = _build(o, dataset.n_features, dataset.n_classes)
     X_train, X_test, y_train, y_test = split
@@ -257,6 +302,8 @@ def run_train(options: dict[str, Any]) -> dict[str, Any]:
              "test_accuracy": test_accuracy}
     result = {"config": config, "history": [dict(row) for row in history.epochs],
               "final": final, "stopped": history.stopped}
+    if o.get("neurons"):
+        result["neurons"] = _neuron_states(model, loss, X_train, y_train)
     _write_outputs(model, history, split, info, result, paths)
     return result
 
@@ -323,6 +370,9 @@ def register(app: typer.Typer) -> None:
         report: str | None = typer.Option(None, "--report",
                                           help="write a self-contained HTML report "
                                                "(gradsight.report)"),
+        neurons: bool = typer.Option(False, "--neurons",
+                                     help="after training, count the hidden units that are "
+                                          "dead, saturated (right/wrong) or learning"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
@@ -335,6 +385,8 @@ def register(app: typer.Typer) -> None:
             print_json(result)
         else:
             _summary(result["config"], result["final"], result["stopped"])
+            if neurons:
+                _neuron_table(result["neurons"])
 
     @command(app, "explain")
     def explain(

@@ -19,8 +19,17 @@ _LAZY = {
     "diagnose": "verdict",
     "Finding": "verdict",
     "Findings": "verdict",
-    "doctor": "doctor",
-    "DoctorResult": "doctor",
+    "doctor": "fixes",
+    "DoctorResult": "fixes",
+    "DoctorSetup": "fixes",
+    "RunOutcome": "fixes",
+    "engine_runner": "fixes",
+    "LayerHistory": "monitor",
+    "history_from_json": "monitor",
+    "history_from_csv": "monitor",
+    "neuron_derivative_map": "neurons",
+    "NeuronStates": "neurons",
+    "Thresholds": "verdict",
 }
 
 __all__ = ["LayerStats", *_LAZY]

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidValueError, UnknownNameError
-from .doctor import RunOutcome
+from .fixes import RunOutcome
 
 
 def _as_dataset(dataset: Any, target: str | None) -> Any:
@@ -64,7 +64,7 @@ def _probabilities(loss: str, output: np.ndarray) -> np.ndarray:
 
 
 class EngineRunner:
-    """``runner(config) -> RunOutcome`` for :func:`gradsight.diagnostics.doctor`."""
+    """``runner(config) -> RunOutcome`` for :func:`gradsight.diagnostics.fixes`."""
 
     def __init__(self, dataset: Any, *, target: str | None = None, test_size: float = 0.2,
                  monitor_every: int = 1, dtype: str = "float64") -> None:

@@ -98,8 +98,8 @@ class Context:
         names = {r.layer: (r.activation or "") for r in layers.records if r.kind == "activation"}
         late = layers.steps[-max(1, math.ceil(0.2 * len(layers.steps))):]
         losses, accuracy = _losses(train_history, history)
-        if data is not None and not isinstance(data, tuple):
-            data = (data.X, data.y)
+        if data is not None:
+            data = _pair(data)
         return cls(layers, limits, params[:-1], [a for a in acts if index[a] < last_param],
                    [a for a in acts if index[a] > last_param], names, late, losses, accuracy,
                    model, data, loss)
@@ -116,6 +116,18 @@ class Context:
         return bool(self.hidden_kinds() & {"sigmoid", "tanh"})
 
 
+def _pair(data: Any) -> tuple[Any, Any]:
+    """(X, y) from a pair or a Dataset."""
+    if isinstance(data, (tuple, list)) and len(data) == 2:
+        return data[0], data[1]
+    if hasattr(data, "X") and hasattr(data, "y"):
+        return data.X, data.y
+    from ..errors import InvalidValueError
+
+    raise InvalidValueError(f"data must be an (X, y) pair or a Dataset, got "
+                            f"{type(data).__name__}")
+
+
 def _losses(train_history: Any, history: Any) -> tuple[list[float], float | None]:
     """Loss per epoch (or per recorded batch) and the last accuracy, from what was given."""
     source = train_history
@@ -130,8 +142,8 @@ def _losses(train_history: Any, history: Any) -> tuple[list[float], float | None
     if source:
         if isinstance(source[0], dict):
             accuracy = source[-1].get("accuracy")
-            return [float(e["loss"]) for e in source], (None if accuracy is None
-                                                        else float(accuracy))
+            return [float(e["loss"]) for e in source if e.get("loss") is not None], (
+                None if accuracy is None else float(accuracy))
         return [float(v) for v in source], None
     batch = getattr(history, "losses", None) or []
     return [float(loss) for _, loss in batch], None

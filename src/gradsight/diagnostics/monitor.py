@@ -97,14 +97,19 @@ class _Work:
 def _mean_std(a: np.ndarray, work: _Work) -> tuple[float, float]:
     """Mean and standard deviation of a from BLAS dot products (no float64 copy of a).
 
-    m = a·1/n, then Var(a) = mean((a − m)²) − mean(a − m)²: shifting by m first keeps the
-    dot product free of the cancellation of E[a²] − E[a]².
+    One pass: m = a·1/n and Var(a) = a·a/n − m². When the variance is small next to E[a²]
+    (a nearly constant layer, e.g. saturated) that difference cancels, so a second pass
+    shifts by m first: Var(a) = mean((a − m)²) − mean(a − m)².
     """
     flat = a.reshape(-1)
     n = max(flat.size, 1)
     mean = float(np.dot(flat, work.ones)) / n
     if not math.isfinite(mean) or abs(mean) > 1e30:  # NaN/inf, or a − m could overflow
         return mean, math.nan
+    squares = float(np.dot(flat, flat)) / n
+    variance = squares - mean * mean
+    if math.isfinite(squares) and variance >= 0.05 * squares:
+        return mean, math.sqrt(variance)
     np.subtract(flat, flat.dtype.type(mean), out=work.shifted)
     shift = float(np.dot(work.shifted, work.ones)) / n
     variance = float(np.dot(work.shifted, work.shifted)) / n - shift * shift

@@ -22,6 +22,7 @@ each label; :func:`neuron_derivative_map` returns the units × samples matrix of
 from __future__ import annotations
 
 import math
+import sys
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
@@ -303,6 +304,14 @@ def classify_neurons(model: Any, X: ArrayLike, y: ArrayLike, *, saturation: floa
     K outputs or, for one output, above the middle of the output activation's range (0
     for logits). A target that is not a class makes the saturated states plain ``saturated``.
     """
+    torch = sys.modules.get("torch")  # a torch model implies torch is already imported
+    if torch is not None and isinstance(model, torch.nn.Module):
+        from ..torch_adapter import classify_neurons_torch
+
+        return classify_neurons_torch(  # type: ignore[no-any-return]
+            model, X, y, saturation=saturation, near_all=near_all,
+            learning_share=learning_share, right_share=right_share, chunk_size=chunk_size,
+        )
     saturation = _check_fraction("saturation", saturation)
     near_all = _check_fraction("near_all", near_all)
     learning_share = _check_fraction("learning_share", learning_share)

@@ -206,6 +206,12 @@ def diagnose(history: Any, model: Any = None, data: Any = None, train_history: A
     Rules: non-finite values, vanishing and exploding gradients, saturated layers, dead
     units, too large / too small updates, stalled or rising loss, quadratic cost with a
     sigmoid output, saturated-wrong neurons.
+
+    >>> from gradsight.diagnostics import LayerStats
+    >>> h = [LayerStats(f"dense{i}", 2 * i, 0, grad_b_norm=g)
+    ...      for i, g in enumerate([1e-4, 1e-3, 1e-2, 1.0])]
+    >>> [(f.code, f.severity, round(f.evidence["ratio_last_first"])) for f in diagnose(h)]
+    [('vanishing-gradients', 'warning', 100)]
     """
     from . import _rules
 

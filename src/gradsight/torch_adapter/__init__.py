@@ -1,9 +1,13 @@
 """PyTorch adapter: the same diagnostics for a ``torch.nn.Module`` as for the NumPy engine.
 
-``watch`` turns a user's own training loop into :class:`~gradsight.diagnostics.LayerStats`
-through hooks (two lines added to the loop); ``diagnose_torch`` runs a few steps itself and
-returns the findings; ``classify_neurons_torch`` reports per-unit derivative states over a
-data loader; ``torch_runner`` lets ``gradsight.doctor`` rank fixes for a model factory.
+* :func:`watch` turns a user's own training loop into :class:`~gradsight.diagnostics.
+  LayerStats` through hooks (two lines added to the loop; see :mod:`.watcher` for when a
+  step is recorded, AMP and DistributedDataParallel); :func:`is_main_process` tells which
+  rank should write reports.
+* :func:`diagnose_torch` trains a throwaway copy for a few steps and returns the findings.
+* :func:`classify_neurons_torch` labels every hidden unit over a data loader.
+* :func:`torch_runner` lets :func:`gradsight.diagnostics.fixes.doctor` rank fixes for a
+  model factory ``build(activation, init) -> nn.Module`` (``gradsight doctor --factory``).
 
 PyTorch is imported lazily: ``import gradsight`` works without it, and calling these
 functions without it raises :class:`~gradsight.errors.GradsightError` with the install hint

@@ -76,7 +76,7 @@ def build_model(factory: Callable[..., Any], config: dict[str, Any],
 
 
 class TorchRunner:
-    """``runner(config) -> RunOutcome`` for :func:`gradsight.diagnostics.doctor`."""
+    """``runner(config) -> RunOutcome`` for :func:`gradsight.diagnostics.fixes`."""
 
     def __init__(self, factory: Callable[..., Any], data: Any, loss_fn: Any = None, *,
                  val_data: Any = None, target: str | None = None, test_size: float = 0.2,
@@ -123,7 +123,7 @@ class TorchRunner:
 
     def __call__(self, config: dict[str, Any]) -> Any:
         from ..diagnostics._engine import _outputs
-        from ..diagnostics.doctor import RunOutcome
+        from ..diagnostics.fixes import RunOutcome
         from ..diagnostics.verdict import Findings, diagnose
 
         torch = require_torch()

@@ -30,9 +30,12 @@ recorded (step % every == 0).
 Activation statistics come from forward hooks on the activation modules, computed on the
 output at once (so ``nn.ReLU(inplace=True)`` and later in-place ops cannot change them) and
 only for forwards with gradients enabled (evaluation under ``torch.no_grad()`` is ignored).
-They belong to the step whose forwards ran since the previous step. No module full-backward
-hook is used. All reductions stay on the tensors' device and reach the host in one transfer
-per recorded step (the LayerStats are built from those numbers when ``history`` is read).
+They belong to the step whose forwards ran since the previous step; an activation module
+called several times in a step (one ``nn.ReLU`` reused after every layer, or gradient
+accumulation) gives one record pooling all its calls — give each layer its own module to
+see them apart. No module full-backward hook is used. All reductions stay on the tensors'
+device and reach the host in one transfer per recorded step (the LayerStats are built from
+those numbers when ``history`` is read).
 Nothing non-finite is hidden: NaN/inf values are counted in ``nonfinite``, norms stay NaN/inf.
 
 Memory: with an optimizer, one copy of the watched weights (W before the update, for ‖ΔW‖).
@@ -83,6 +86,7 @@ class Watcher:
         self._order: dict[str, int] = {}
         self._handles: list[Any] = []
         self._order_handles: list[Any] = []
+        self._act_handles: list[Any] = []
         self._pending: dict[str, list[ActivationCall]] = {}
         self._reading: Reading | None = None
         self._snapshot: list[Any] | None = None
@@ -105,9 +109,7 @@ class Watcher:
         for param_layer in self._params:
             hook = self._order_hook(param_layer.name)
             self._order_handles.append(param_layer.module.register_forward_hook(hook))
-        for act_layer in self._acts:
-            hook = self._activation_hook(act_layer)
-            self._handles.append(act_layer.module.register_forward_hook(hook))
+        self._act_hooks(True)
         if self.optimizer is not None:
             self._handles.append(self.optimizer.register_step_pre_hook(self._before_step))
             self._handles.append(self.optimizer.register_step_post_hook(self._after_step))
@@ -122,10 +124,22 @@ class Watcher:
                         self._handles.append(
                             param.register_post_accumulate_grad_hook(self._on_grad))
 
+    def _act_hooks(self, on: bool) -> None:
+        """Forward hooks on the activation modules only for steps that are recorded: the
+        other steps' forwards run as if nothing were watched."""
+        if on and not self._act_handles:
+            self._act_handles = [layer.module.register_forward_hook(self._activation_hook(layer))
+                                 for layer in self._acts]
+        elif not on:
+            for handle in self._act_handles:
+                handle.remove()
+            self._act_handles = []
+
     def _uninstall(self) -> None:
         for handle in self._handles + self._order_handles:
             handle.remove()
         self._handles, self._order_handles = [], []
+        self._act_hooks(False)
         if self._scaler_saved is not None:
             had_own, previous = self._scaler_saved
             if had_own:
@@ -155,6 +169,13 @@ class Watcher:
         return (f"Watcher({type(self.model).__name__}: {len(self._params)} param layers, "
                 f"{len(self._acts)} activations, step={self.step}, "
                 f"records={len(self.history)}, active={self._active})")
+
+    def _repr_html_(self) -> str:
+        from ..diagnostics.monitor import LayerHistory
+
+        if not self.history:
+            return f"<p>{repr(self).replace('<', '&lt;')}</p>"
+        return str(LayerHistory(self.history)._repr_html_())
 
     @property
     def history(self) -> list[LayerStats]:
@@ -288,20 +309,22 @@ class Watcher:
             self._end_step()
 
     # ---- recording ------------------------------------------------------------------------
-    def _end_step(self, found_inf: Any = None) -> None:
+    def _end_step(self, inf_flags: Any = None) -> None:
         try:
             if self._recording() and self._reading is not None:
-                self._record(self._reading, found_inf)
+                self._record(self._reading, inf_flags)
         finally:
             self._pending, self._reading, self._delta = {}, None, None
             self.step += 1
+            if self.every > 1 and self._active:
+                self._act_hooks(self._recording())
 
-    def _record(self, reading: Reading, found_inf: Any) -> None:
+    def _record(self, reading: Reading, inf_flags: Any) -> None:
         transfer = Transfer()
         acts = {name: ActivationSlots(self._act_by_name[name], calls, transfer)
                 for name, calls in self._pending.items()}
         params = ParamSlots(self._params, reading, self._delta, transfer)
-        inf_at = transfer.add(found_inf, summed=True) if found_inf is not None else None
+        inf_at = transfer.add(inf_flags, summed=True) if inf_flags is not None else None
         values, world = transfer.run(self.all_reduce)
         params.count_nonfinite(values)  # exact counts now, while the gradients exist
         if inf_at is not None and values[inf_at] > 0:

@@ -94,7 +94,7 @@ def _figures(ctx: TourContext, counts: dict[str, dict[str, int]], runs: list[Any
 
 
 def _doctor(ctx: TourContext) -> Any:
-    from ..diagnostics.doctor import DoctorSetup, doctor
+    from ..diagnostics.fixes import DoctorSetup, doctor
 
     setup = {**DOCTOR, "data": ctx.dataset(DOCTOR["data"]), "epochs": ctx.size(10, 4),
              "seed": ctx.seed}

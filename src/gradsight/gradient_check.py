@@ -35,8 +35,6 @@ tested is the engine's mathematics, not float32 rounding. Two details keep it ho
 from __future__ import annotations
 
 import html
-import sys
-import types
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -267,13 +265,3 @@ def gradcheck(
         notes.append(f"large parameters checked on {max_entries} sampled entries (seed {seed})")
     return GradcheckResult(checks, h, cost.name, has_kinks, float(value), notes)
 
-
-class _CallableModule(types.ModuleType):
-    """``gradsight.gradcheck`` names both this module and its function: calling the module
-    runs the function, so ``gradsight.gradcheck(model, X, y)`` works either way."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> GradcheckResult:
-        return gradcheck(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule

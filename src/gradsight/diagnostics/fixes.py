@@ -129,7 +129,11 @@ class CandidateResult:
 # ---- candidates ------------------------------------------------------------------------------
 def parse_change(text: str) -> dict[str, Any]:
     """``"activation=relu, init=he_normal"`` → {"activation": "relu", "init": "he_normal"};
-    ``lr=x0.1`` (or ``lr_factor=0.1``) scales the learning rate."""
+    ``lr=x0.1`` (or ``lr_factor=0.1``) scales the learning rate.
+
+    >>> parse_change("activation=relu, lr=x0.1")
+    {'activation': 'relu', 'lr_factor': 0.1}
+    """
     change: dict[str, Any] = {}
     for part in str(text).split(","):
         key, sep, value = (p.strip() for p in part.partition("="))

@@ -1,0 +1,46 @@
+"""The public names: lazily imported, never shadowed by a submodule, and dispatching to the
+right backend."""
+
+import importlib
+
+import numpy as np
+import pytest
+
+import gradsight
+
+
+def test_every_public_name_resolves():
+    for name in gradsight.__all__:
+        if name == "torch_adapter" or name in {"watch", "diagnose_torch",
+                                               "classify_neurons_torch", "torch_runner"}:
+            continue  # needs torch; covered in test_torch_adapter
+        assert getattr(gradsight, name) is not None, name
+
+
+def test_functions_are_not_shadowed_by_submodules():
+    importlib.import_module("gradsight.diagnostics.fixes")
+    importlib.import_module("gradsight.gradient_check")
+    assert callable(gradsight.doctor) and gradsight.doctor.__module__.endswith(".fixes")
+    assert gradsight.diagnostics.doctor is gradsight.doctor
+    assert gradsight.gradcheck.__module__ == "gradsight.gradient_check"
+
+
+def test_classify_neurons_dispatches_torch_models_to_the_adapter():
+    torch = pytest.importorskip("torch")
+    from gradsight.torch_adapter import classify_neurons_torch
+
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(
+        torch.nn.Linear(2, 5), torch.nn.ReLU(), torch.nn.Linear(5, 5), torch.nn.Sigmoid(),
+        torch.nn.Linear(5, 2),
+    ).double()
+    with torch.no_grad():
+        model[0].bias[0] = -100.0  # a unit that is dead on every sample
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(64, 2))
+    y = (X[:, 0] > 0).astype(int)
+    via_dispatch = gradsight.classify_neurons(model, X, y)
+    direct = classify_neurons_torch(model, X, y)
+    assert via_dispatch.to_dict() == direct.to_dict()
+    assert via_dispatch.counts()["1"]["dead"] == 1  # layer "1" is the ReLU module
+    assert via_dispatch[0].unit == 0 and via_dispatch[0].state == "dead"
