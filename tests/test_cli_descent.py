@@ -146,3 +146,42 @@ def test_bad_plot_path_writes_nothing(tmp_path):
     result = run("x^2", "--x0", "1", "--plot", str(target), "--json")
     assert result.exit_code == 2 and result.stdout == ""
     assert not list(tmp_path.iterdir())
+
+
+def test_compare_plot_is_the_log_gap_figure_readable_when_a_run_diverges(tmp_path,
+                                                                         monkeypatch):
+    import numpy as np
+
+    from gradsight.plots import descent as figures
+
+    drawn = []
+    real_plot_loss = figures.plot_loss
+    monkeypatch.setattr(figures, "plot_loss",
+                        lambda *a, **k: drawn.append(real_plot_loss(*a, **k)) or drawn[-1])
+    monkeypatch.setattr(figures, "plot_comparison",
+                        lambda *a, **k: pytest.fail("plot_comparison alone was used"))
+    png = tmp_path / "rates.png"
+    result = run("x^2", "--x0", "8", "--compare-lr", "0.1,1.1", "--plot", str(png), "--json")
+    assert result.exit_code == 0, result.output
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(drawn) == 1
+    runs = json.loads(result.stdout)["runs"]
+    assert [r["verdict"] for r in runs] == ["converged", "diverged"]
+    (ax,) = drawn[0].axes
+    assert ax.get_yscale() == "log"
+    # oracle: f = x² from x0 = 8 gives x_k = 8(1 − 2η)^k, so f_k = 64(1 − 2η)^(2k); the gap
+    # is f_k − (the lowest f of both runs), zeros left out
+    lengths = [len(r["iterations"]) for r in runs]
+    f = [64 * (1 - 2 * lr) ** (2 * np.arange(n)) for lr, n in zip((0.1, 1.1), lengths,
+                                                                   strict=True)]
+    f_min = min(float(np.min(v)) for v in f)
+    lines = ax.get_lines()
+    assert len(lines) == 2
+    for line, values in zip(lines, f, strict=True):
+        gap = values - f_min
+        shown = np.asarray(line.get_ydata(), dtype=float)
+        keep = gap > 1e-9 * values  # where the gap is not lost to round-off next to f_min
+        np.testing.assert_allclose(shown[keep], gap[keep], rtol=1e-6)
+        assert np.array_equal(np.asarray(line.get_xdata()), np.arange(len(values)))
+    low, high = ax.get_ylim()  # one axis shows both: the tiny converged gap, the huge one
+    assert low <= np.nanmin(np.asarray(lines[0].get_ydata(), float)) < 1e-6
+    assert high >= np.nanmax(np.asarray(lines[1].get_ydata(), float)) > 1e6

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 import numpy as np
 import pytest
@@ -207,3 +208,192 @@ def test_explain_network_walks_layers():
 ])
 def test_explain_bad_input_exits_2(args, fragments):
     _assert_one_line_error(_run("explain", *args), *fragments)
+
+
+# ---- explain --train ------------------------------------------------------------------------
+TRUTH = {"or": [0, 1, 1, 1], "and": [0, 0, 0, 1], "nand": [1, 1, 1, 0], "xor": [0, 1, 1, 0]}
+
+
+def _neuron_by_hand(table, epochs, lr, seed):
+    """The seeds' update rule written out in NumPy: C = 1/(2N) Σ(σ(Xw + b) − y)², then
+    w ← w − η X^T((a − y)·a(1 − a))/N, b ← b − η mean((a − y)·a(1 − a)), all 4 inputs per
+    step. Only the starting weights come from the engine's initialiser (Dense(2, 1, seed))."""
+    from gradsight.nn import Dense
+
+    start = Dense(2, 1, seed=seed)
+    w, b = start.W[:, 0].copy(), float(start.b[0])
+    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    y = np.array(TRUTH[table], dtype=float)
+    losses = []
+    for _ in range(epochs):
+        a = 1 / (1 + np.exp(-(X @ w + b)))
+        losses.append(0.5 * np.mean((a - y) ** 2))
+        delta = (a - y) * a * (1 - a)
+        w, b = w - lr * X.T @ delta / 4, b - lr * delta.mean()
+    a = 1 / (1 + np.exp(-(X @ w + b)))
+    return losses, w, b, a, 0.5 * np.mean((a - y) ** 2)
+
+
+@pytest.mark.parametrize(("table", "epochs", "lr", "seed"), [("or", 300, 4.0, 3),
+                                                             ("nand", 150, 2.5, 0)])
+def test_explain_train_json_matches_descent_by_hand(table, epochs, lr, seed):
+    result = _run("explain", "--train", table, "--epochs", epochs, "--lr", lr, "--seed", seed,
+                  "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    losses, w, b, outputs, cost = _neuron_by_hand(table, epochs, lr, seed)
+    assert doc["data"] == table and doc["epochs"] == epochs == len(doc["losses"])
+    assert doc["lr"] == lr and doc["seed"] == seed and doc["stopped"] is None
+    np.testing.assert_allclose(doc["losses"], losses, rtol=1e-10)
+    np.testing.assert_allclose(doc["w"], w, rtol=1e-10)
+    assert doc["b"] == pytest.approx(b, rel=1e-10)
+    np.testing.assert_allclose(doc["outputs"], outputs, rtol=1e-10)
+    assert doc["final_cost"] == pytest.approx(cost, rel=1e-10)
+    assert doc["targets"] == TRUTH[table] and doc["inputs"] == [[0, 0], [0, 1], [1, 0], [1, 1]]
+    assert doc["learned"] is True and doc["predictions"] == TRUTH[table]
+    assert doc["losses"][-1] < doc["losses"][0]
+
+
+def test_explain_train_text_shows_sampled_curve_and_verdict(tmp_path):
+    plot = tmp_path / "curve.png"
+    result = _run("explain", "--train", "and", "--epochs", 500, "--plot", plot)
+    assert result.exit_code == 0, result.stderr
+    losses, w, b, outputs, cost = _neuron_by_hand("and", 500, 4.0, 0)
+    rows = {int(m.group(1)): m.group(2)
+            for m in re.finditer(r"^\s+(\d+)\s+(\S+)\s+\d+%$", result.stdout, re.M)}
+    assert 0 in rows and 499 in rows and 3 < len(rows) < 20   # sampled, first and last
+    for epoch, shown in rows.items():
+        assert shown == f"{losses[epoch]:.4g}".replace("-", "−")
+    assert re.search(rf"^\s+end\s+{cost:.4g}\s+100%$", result.stdout, re.M)
+    assert f"w = ({w[0]:.4g}, {w[1]:.4g})" in result.stdout
+    assert "learned AND" in result.stdout and str(plot) in result.stdout
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_explain_train_xor_cannot_be_learned():
+    result = _run("explain", "--train", "xor", "--epochs", 2000, "--json")
+    assert result.exit_code == 0, result.stderr     # not learning is an answer, not an error
+    doc = json.loads(result.stdout)
+    # no line separates XOR's 1s from its 0s, so no weights can give ŷ > ½ exactly on them
+    assert doc["learned"] is False and doc["predictions"] != TRUTH["xor"]
+    np.testing.assert_allclose(doc["losses"], _neuron_by_hand("xor", 2000, 4.0, 0)[0],
+                               rtol=1e-9)
+    text = _run("explain", "--train", "XOR", "--epochs", 50).stdout
+    assert "did not learn XOR" in text and "no single neuron can" in text
+    # a huge rate throws z deep into σ's flat tails: ŷ(1 − ŷ) ≈ 0 on all inputs, stuck
+    stuck = _run("explain", "--train", "or", "--epochs", 5, "--lr", "1e6")
+    assert stuck.exit_code == 0 and "the neuron saturated" in stuck.stdout
+    doc = json.loads(_run("explain", "--train", "or", "--epochs", 5, "--lr", "1e6",
+                          "--json").stdout)
+    assert doc["learned"] is False and all(o * (1 - o) < 0.0025 for o in doc["outputs"])
+    assert "yet: try more --epochs" in _run("explain", "--train", "or", "--epochs", 2).stdout
+
+
+@pytest.mark.parametrize(("args", "fragments"), [
+    (["--train", "nor"], ["'nor'", "or", "xor"]),
+    (["--train", "or", "--epochs", "0"], ["--epochs"]),
+    (["--train", "or", "--lr", "0"], ["lr"]),
+    (["--train", "or", "--lr", "nan"], ["lr"]),
+    (["--train", "or", "--x", "1,2"], ["--train", "--x"]),
+    (["--train", "or", "--network", "2-2-1", "--activation", "relu"],
+     ["--network", "--activation"]),
+    (["--train", "or", "--plot", "curve.txt"], ["--plot"]),
+    (["--epochs", "10"], ["--epochs", "--train"]),
+    (["--plot", "curve.png"], ["--plot", "--train"]),
+])
+def test_explain_train_bad_input_exits_2(args, fragments, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    _assert_one_line_error(_run("explain", *args), *fragments)
+    assert list(tmp_path.iterdir()) == []
+
+
+# ---- train --neurons ------------------------------------------------------------------------
+def _states_by_hand(model, X, y):
+    """Seed 002/003's rules written out over the saved weights: per hidden unit, the share of
+    samples with f′(z) ≥ 1% of max f′ (active); dead = ReLU with z ≤ 0 on every sample;
+    saturated = inactive on ≥ 95%, right/wrong by the net's accuracy on those samples;
+    learning = active on ≥ 5%."""
+    dense = model.dense_layers
+    a, zs = X, []
+    for layer in dense[:-1]:
+        z = a @ layer.W + layer.b
+        zs.append(z)
+        a = np.maximum(z, 0) if model.layers[1].name.startswith("relu") else 1 / (1 + np.exp(-z))
+    right = np.argmax(a @ dense[-1].W + dense[-1].b, axis=1) == y
+    relu = model.layers[1].name.startswith("relu")
+    states = []
+    for z in zs:
+        s = 1 / (1 + np.exp(-z))
+        active = z > 0 if relu else s * (1 - s) >= 0.01 * 0.25
+        for unit in range(z.shape[1]):
+            on = active[:, unit]
+            if relu and not np.any(z[:, unit] > 0):
+                states.append("dead")
+            elif np.mean(~on) >= 0.95:
+                states.append("saturated-right" if np.mean(right[~on]) >= 0.5
+                              else "saturated-wrong")
+            else:
+                states.append("learning" if np.mean(on) >= 0.05 else "quiet")
+    return states
+
+
+@pytest.mark.parametrize(("activation", "lr", "expected"), [
+    ("relu", "3", "dead"), ("sigmoid", "50", "saturated-right")])
+def test_train_neurons_counts_match_the_rules_by_hand(tmp_path, activation, lr, expected):
+    from gradsight.diagnostics.neurons import classify_neurons
+
+    path = tmp_path / "model.npz"
+    args = ("train", "--data", "moons", "--hidden", "8,8", "--activation", activation,
+            "--optimizer", "sgd", "--lr", lr, "--epochs", 5, "--save", path, "--quiet")
+    result = _run(*args, "--neurons", "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    neurons = doc["neurons"]
+    X, y = make_moons(n_samples=200, noise=0.1, random_state=0)
+    X_tr, _, y_tr, _ = train_test_split(X, y, test_size=40, random_state=0, stratify=y)
+    X_tr = (X_tr - X_tr.mean(axis=0)) / X_tr.std(axis=0)
+    model = gradsight.load(path)
+    by_hand = _states_by_hand(model, X_tr, y_tr)
+    assert [u["state"] for u in neurons["units"]] == by_hand and expected in by_hand
+    layers = [f"{activation}0", f"{activation}1"]
+    assert list(neurons["counts"]) == layers
+    for i, layer in enumerate(layers):
+        counts = neurons["counts"][layer]
+        assert sum(counts.values()) == 8
+        for state, n in counts.items():
+            assert n == by_hand[8 * i:8 * i + 8].count(state), (layer, state)
+    assert neurons["total"] == {s: by_hand.count(s) for s in neurons["total"]}
+    library = classify_neurons(model, X_tr, y_tr, loss="cross_entropy")
+    assert library.counts() == neurons["counts"]
+    np.testing.assert_allclose([u["active_fraction"] for u in neurons["units"]],
+                               [u.active_fraction for u in library])
+    # the text table: one row per hidden layer and a total row, the same counts
+    text = _run(*args, "--neurons").stdout
+    for layer, counts in [*neurons["counts"].items(), ("all hidden", neurons["total"])]:
+        row = re.search(rf"{layer}\s*│\s*(\d+)\s*│\s*(\d+)\s*│\s*(\d+)\s*│\s*(\d+)\s*│\s*(\d+)",
+                        text)
+        assert row, (layer, text)
+        assert [int(v) for v in row.groups()] == [
+            sum(counts.values()), counts["dead"], counts["saturated-wrong"],
+            counts["saturated-right"], counts["learning"]]
+
+
+def test_train_neurons_in_report_and_absent_without_the_flag(tmp_path):
+    path = tmp_path / "run.html"
+    result = _run("train", "--data", "gauss", "--hidden", "4", "--epochs", 3, "--neurons",
+                  "--report", path, "--json", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    counts = json.loads(result.stdout)["neurons"]["counts"]["relu0"]
+    assert sum(counts.values()) == 4
+    page = path.read_text()
+    assert "saturated-wrong" in page and "relu0" in page
+    plain = json.loads(_run("train", "--data", "gauss", "--hidden", "4", "--epochs", 3,
+                            "--json", "--quiet").stdout)
+    assert "neurons" not in plain
+
+
+def test_train_neurons_without_hidden_layer_fails_before_training(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = _run("train", "--hidden", "0", "--neurons", "--save", "m.npz", "--quiet")
+    _assert_one_line_error(result, "--neurons", "--hidden")
+    assert list(tmp_path.iterdir()) == []

@@ -199,3 +199,86 @@ def test_torch_diagnosis_renders_its_findings() -> None:
     text = rendered(diagnosis)
     for finding in diagnosis.findings:
         assert finding.title in text
+
+
+def _code(markup: str, role: str) -> str:
+    found = re.search(rf'<code class="{role}">(.*?)</code>', markup)
+    assert found, role
+    return html.unescape(found.group(1))
+
+
+def test_derivation_shows_steps_derivative_and_sigma_form() -> None:
+    import sympy
+
+    from gradsight.calculus import derive
+    from gradsight.expr import parse_expression
+
+    d = derive("sigmoid")
+    markup = d._repr_html_()
+    text = rendered(d)
+    assert "Approach 1 (chain rule)" in text and "Approach 2 (quotient rule)" in text
+    assert markup.count('<tr class="step">') == len(d.steps) == 15
+    for step in d.steps:
+        assert step.rule in text and step.result in text
+    # the derivative shown is SymPy's d/dz 1/(1 + e^−z); the σ(1−σ) form equals it
+    z = sympy.Symbol("z")
+    exact = sympy.diff(1 / (1 + sympy.exp(-z)), z)
+    shown = parse_expression(_code(markup, "derivative"))
+    form = parse_expression(_code(markup, "simplified"))
+    assert "σ(1 − σ) form" in text
+    assert {"sigmoid"} <= {f.func.__name__ for f in form.atoms(sympy.Function)}
+    for value in (-3.0, 0.0, 0.5, 4.0):
+        s = 1 / (1 + np.exp(-value))
+        for expr in (shown, form):
+            number = float(expr.subs(next(iter(expr.free_symbols)), value).evalf()
+                           .rewrite(sympy.exp))
+            assert number == pytest.approx(s * (1 - s), rel=1e-12)
+        assert float(exact.subs(z, value)) == pytest.approx(s * (1 - s), rel=1e-12)
+    output = parse_expression(_code(markup, "from-output"))
+    a = next(iter(output.free_symbols))
+    assert float(output.subs(a, 0.3)) == pytest.approx(0.3 * 0.7)  # σ′ = a(1 − a)
+
+    poly = derive("x**2 - 4*x + 6")
+    poly_markup = poly._repr_html_()
+    poly_shown = parse_expression(_code(poly_markup, "derivative"))
+    for value in (-1.5, 2.0, 8.0):  # d/dx (x² − 4x + 6) = 2x − 4
+        assert float(poly_shown.subs(next(iter(poly_shown.free_symbols)), value)) == \
+            2 * value - 4
+    assert "power rule" in rendered(poly) and "from-output" not in poly_markup
+
+
+def test_step_study_rows_with_the_recommended_h_highlighted() -> None:
+    import math
+
+    from gradsight.calculus import step_study
+
+    study = step_study("sigmoid(x)", 0.0)
+    markup = study._repr_html_()
+    text = rendered(study)
+    assert "exact 0.25" in text
+    # seed 002's forward difference with h = 1e-13, recomputed: its error in the h = 1e-13 row
+    h = 1e-13
+    seed_error = abs((1 / (1 + math.exp(-h)) - 0.5) / h - 0.25)
+    row = re.search(r"<tr><td>1e-13</td><td[^>]*>([^<]+)</td>", markup)
+    assert row and float(row.group(1)) == pytest.approx(seed_error, rel=5e-3)
+    assert seed_error > 1e-5
+    # one highlighted row per recommended h: √ε (forward, backward), ε^(1/3) (central)
+    highlighted = re.findall(r'<tr class="recommended"[^>]*><td>([^<]*)</td>(.*?)</tr>', markup)
+    eps = np.finfo(float).eps
+    labels = {label.split(" ")[0]: label for label, _ in highlighted}
+    assert f"{math.sqrt(eps):.3g}" in labels and "forward, backward" in labels[
+        f"{math.sqrt(eps):.3g}"]
+    central = [cells for label, cells in highlighted if label.startswith(f"{eps ** (1/3):.3g}")]
+    assert len(central) == 1 and "central" in labels[f"{eps ** (1/3):.3g}"]
+    cells = re.findall(r"<td[^>]*>([^<]*)</td>", central[0])
+    assert cells[2] == f"{study.recommended_error['central']:.3g}"
+    # and that error is tiny next to the seed's: truncation h²|σ‴(0)|/6 plus round-off
+    assert float(cells[2]) < 1e-10 < seed_error
+    assert len(re.findall(r"<tr>", markup)) == 1 + len({r.h for r in study.rows})
+    # the smallest error of each method is bold
+    for method in ("forward", "central"):
+        assert f"<b>{study.best(method).abs_error:.3g}</b>" in markup
+
+    relu = step_study("relu(x)", 1.0)
+    relu_text = rendered(relu)
+    assert "complex-step skipped" in relu_text and "recommended: complex" not in relu_text

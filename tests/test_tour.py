@@ -210,6 +210,11 @@ def _reproduced(section: dict, argv: list[str], index: int, out: dict) -> None:
         assert [r["verdict"] for r in out["runs"]] == [r["verdict"] for r in d["comparison"]]
     elif name == "descend":
         assert out["x_final"] == d["run"]["x_final"]
+    elif name == "explain" and "--train" in argv:
+        shown = d["training"]
+        assert out["losses"] == shown["losses"] and out["epochs"] == len(shown["losses"])
+        assert out["final_cost"] == shown["final_cost"] and out["w"] == shown["w"]
+        assert out["learned"] is shown["learned"] is n["learned"]
     elif name == "explain":
         assert out["dC_dw"] == d["walkthrough"]["dC_dw"]
     elif name == "vanish":
@@ -217,9 +222,15 @@ def _reproduced(section: dict, argv: list[str], index: int, out: dict) -> None:
         shown = list(d["protocol"].values()) + list(d["fixes"].values())[1:]
         assert speeds == [layer["speed_at_init"] for layer in shown[index]["layers"]]
     elif name == "train":
-        run = [r for r in d["runs" if "runs" in d else "training"] if r["command"] == argv][0]
+        command = [a for a in argv if a != "--neurons"]
+        run = [r for r in d["runs" if "runs" in d else "training"] if r["command"] == command][0]
         assert out["final"]["test_accuracy"] == run["final"]["test_accuracy"]
         assert out["final"]["train_loss"] == pytest.approx(run["final"]["train_loss"], rel=1e-9)
+        if "--neurons" in argv:  # the page's state counts, summed over the hidden layers
+            per_layer = out["neurons"]["counts"].values()
+            totals = {s: sum(c[s] for c in per_layer) for s in d["counts"][run["label"]]}
+            assert totals == out["neurons"]["total"] == d["counts"][run["label"]]
+            assert len(out["neurons"]["units"]) == d["hidden_units"]
     elif name == "doctor":
         assert out["best"] == d["doctor"]["best"]
         assert out["baseline"]["loss"] == pytest.approx(d["doctor"]["baseline"]["loss"],
@@ -238,11 +249,18 @@ def test_every_command_shown_runs_and_reproduces_its_numbers(
         for index, argv in enumerate(section["argv"]):
             result = runner.invoke(app, [*argv, "--json"])
             assert result.exit_code == 0, f"{argv}\n{result.output}"
+            if "--plot" in argv:  # the figure the command promises is written
+                assert (tmp_path / argv[argv.index("--plot") + 1]).stat().st_size > 1000
             same_kind = [a for a in section["argv"][:index] if a[0] == argv[0]]
             _reproduced(section, argv, len(same_kind), json.loads(result.stdout))
             kinds.add(argv[0])
     assert kinds == {"activations", "derive", "diffcheck", "descend", "explain", "vanish",
                      "train", "doctor"}
+    shown = {s: tour["sections"][s]["argv"] for s in ("descent", "neuron", "neurons")}
+    assert ["--train", "or"] == shown["neuron"][-1][1:3]       # the training curve's command
+    assert [a for a in shown["neurons"] if a[0] == "train"]    # the state counts' commands
+    assert all("--neurons" in a for a in shown["neurons"] if a[0] == "train")
+    assert any("--compare-lr" in a and "--plot" in a for a in shown["descent"])
 
 
 def test_run_tour_python_api_subset(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

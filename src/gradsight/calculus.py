@@ -191,6 +191,36 @@ class Derivation:
             "name": self.name, "steps": [step.to_dict() for step in self.steps],
         }
 
+    def _repr_html_(self) -> str:
+        """The steps as a table (one block per route), then the derivative, its σ(1−σ) or
+        1 − tanh² form when recognised and, for an activation, f′ written in the output a."""
+        from html import escape
+
+        def code(expr: sympy.Expr, role: str) -> str:
+            return f'<code class="{role}">{escape(to_text(expr))}</code>'
+
+        rows = []
+        for route, steps in self.routes().items():
+            if route:
+                rows.append(f'<tr><th colspan="4">{escape(route)}</th></tr>')
+            rows += [f'<tr class="step"><td>{i}</td><td>{escape(step.rule)}</td>'
+                     f"<td><code>{escape(step.result)}</code></td><td>{escape(step.detail)}"
+                     "</td></tr>" for i, step in enumerate(steps, 1)]
+        v = escape(self.wrt)
+        title = (f"d/d{v} {escape(self.name)}({v}) = " if self.name else "") + \
+            f"d/d{v} [{escape(to_text(self.expression))}]"
+        form = ("σ(1 − σ) form" if self.simplified.has(sigmoid)
+                else "1 − tanh² form" if self.simplified.has(sympy.tanh) else "simplified")
+        lines = [f"<p>derivative d/d{v}: {code(self.derivative, 'derivative')}</p>",
+                 f"<p>{form}: {code(self.simplified, 'simplified')}</p>"]
+        if self.derivative_from_output is not None:
+            lines.append(f"<p>from the output a = f({v}): f′ = "
+                         f"{code(self.derivative_from_output, 'from-output')}</p>")
+        count = f"{len(self.steps)} step{'' if len(self.steps) == 1 else 's'}"
+        return (f"<div><p><b>{title}</b></p><table><caption>{count}</caption>"
+                "<tr><th>#</th><th>rule</th><th>result</th><th>step</th></tr>"
+                f"{''.join(rows)}</table>{''.join(lines)}</div>")
+
 
 def derive(expr_or_text: str | sympy.Expr, wrt: str | None = None) -> Derivation:
     """Differentiate an expression or an activation name, recording the rule at each step.
@@ -541,6 +571,53 @@ class StepStudy:
             "recommended": dict(self.recommended),
             "recommended_abs_error": dict(self.recommended_error), "notes": list(self.notes),
         }
+
+    def _repr_html_(self) -> str:
+        """|estimate − exact| per step h (rows) and method (columns), the smallest error of
+        each method in bold; the recommended h of each method is a highlighted row."""
+        from html import escape
+
+        methods = [m for m in METHODS if self.method_rows(m)]
+        best = {m: self.best(m).h for m in methods
+                if any(math.isfinite(row.abs_error) for row in self.method_rows(m))}
+        head = "".join(f"<th>{m}</th>" for m in methods)
+        body = "".join(self._html_row(h, methods, picks, best)
+                       for h, picks in self._html_steps(methods))
+        notes = "".join(f"<p>{escape(note)}</p>" for note in self.notes)
+        return (f"<div><p><b>f′({self.x:.6g}) of {escape(self.function)}</b>: exact "
+                f"{self.exact:.10g} ({escape(self.exact_source)})</p><table><caption>absolute "
+                "error |estimate − exact| by step h; highlighted: the recommended h</caption>"
+                f"<tr><th>h</th>{head}</tr>{body}</table>{notes}</div>")
+
+    def _html_steps(self, methods: list[str]) -> list[tuple[float, list[str]]]:
+        """(h, methods whose recommended h it is) for every h of the study and every
+        recommended h, largest h first."""
+        steps: dict[float, list[str]] = {row.h: [] for row in self.rows}
+        for method in methods:
+            h = self.recommended.get(method)
+            if h is not None:
+                steps.setdefault(h, []).append(method)
+        return sorted(steps.items(), key=lambda item: -item[0])
+
+    def _html_row(self, h: float, methods: list[str], picks: list[str],
+                  best: dict[str, float]) -> str:
+        """One row of the table: each method's error at h (bold where it is smallest)."""
+        errors = {row.method: row for row in self.rows if row.h == h}
+        cells = []
+        for method in methods:
+            row = errors.get(method)
+            error = (row.abs_error if row is not None
+                     else self.recommended_error.get(method) if method in picks else None)
+            text = "" if error is None else f"{error:.3g}"
+            if row is not None and best.get(method) == h:
+                text = f"<b>{text}</b>"
+            tip = "" if row is None else f' title="estimate {row.estimate:.16g}"'
+            cells.append(f"<td{tip}>{text}</td>")
+        label = f"{h:.3g}"
+        if picks:
+            return (f'<tr class="recommended" style="background:#fff3b0"><td>{label} '
+                    f"(recommended: {', '.join(picks)})</td>{''.join(cells)}</tr>")
+        return f"<tr><td>{label}</td>{''.join(cells)}</tr>"
 
 
 def _exact_value(target: _Target, x: float) -> float:

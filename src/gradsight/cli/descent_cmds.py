@@ -178,7 +178,9 @@ def _save_plots(result: Any, plot: Path | None, animate: Path | None) -> None:
     from ..plots import save_figure
 
     if plot is not None:
-        figure = (figures.plot_comparison(result) if hasattr(result, "runs")
+        # several rates: f − f_min per iteration on a log scale, which stays readable when
+        # one run diverges (plot_comparison's linear f axis is swamped by it)
+        figure = (figures.plot_loss(result) if hasattr(result, "runs")
                   else figures.plot_trajectory(result))
         save_figure(figure, plot)
         typer.echo(f"figure saved to {plot}", err=True)
@@ -201,7 +203,8 @@ TolOpt = Annotated[str, typer.Option("--tol", help="Stop when |grad| or the step
 CompareOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--compare-lr", help="Run several learning rates, e.g. 0.01,0.1,0.9,1.1.")]
 PlotOpt = Annotated[Optional[Path], typer.Option(  # noqa: UP045
-    "--plot", help="Save the path (curve or contour) or the comparison (.png, .svg, .pdf).")]
+    "--plot", help="Save the path (curve or contour); with --compare-lr, f − f_min per "
+    "iteration of every rate on a log scale (.png, .svg, .pdf).")]
 AnimateOpt = Annotated[Optional[Path], typer.Option(  # noqa: UP045
     "--animate", help="Save a GIF of the descent.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")]

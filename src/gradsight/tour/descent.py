@@ -44,7 +44,7 @@ def build(ctx: TourContext) -> Section:
         tables=[_iteration_table(run), _rates_table(rows)],
         commands=[["descend", FUNCTION, "--x0", "8", "--lr", "0.1", "--plot", "descent.png"],
                   ["descend", FUNCTION, "--x0", "8", "--compare-lr",
-                   ",".join(f"{r:g}" for r in RATES)]],
+                   ",".join(f"{r:g}" for r in RATES), "--plot", "descent-rates.png"]],
         numbers=numbers,
         data={"run": run.to_dict(), "comparison": rows,
               "rate_words": {str(k): v for k, v in _RATE_WORDS.items()}},

@@ -35,7 +35,7 @@ def build(ctx: TourContext) -> Section:
         paragraphs=_paragraphs(counts, runs, result),
         figures=_figures(ctx, counts, runs, result),
         tables=[_states_table(counts, runs), _doctor_table(result)],
-        commands=[*(r.argv for r in runs), _doctor_argv(ctx)],
+        commands=[*([*r.argv, "--neurons"] for r in runs), _doctor_argv(ctx)],
         numbers=numbers,
         data={"counts": counts, "hidden_units": sum(HIDDEN),
               "runs": [r.summary() for r in runs], "states": states_json,
