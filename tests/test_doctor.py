@@ -184,3 +184,27 @@ def test_cli_doctor_json_and_errors():
         lines = failed.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in \
             failed.stderr
+
+
+def test_cli_doctor_report(tmp_path):
+    import base64
+    import re
+
+    runner = CliRunner()
+    page = tmp_path / "doctor.html"
+    args = ["doctor", "--data", "moons", "--hidden", "6,6", "--activation", "sigmoid", "--loss",
+            "quadratic", "--optimizer", "sgd", "--lr", "0.5", "--epochs", "2", "--limit", "2",
+            "--quiet"]
+    result = runner.invoke(app, [*args, "--json", "--report", str(page)])
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    html = page.read_text()
+    assert "Before and after" in html and f"Best change: {document['best']}" in html
+    for candidate in document["candidates"]:  # every row of the table is on the page
+        assert candidate["change"] in html
+    images = re.findall(r'<img[^>]+src="data:image/png;base64,([^"]+)"', html)
+    assert images and all(base64.b64decode(i).startswith(b"\x89PNG") for i in images)
+    for bad in ("doctor.txt", str(tmp_path)):  # wrong suffix, a folder: refused before training
+        failed = runner.invoke(app, [*args, "--report", bad])
+        assert failed.exit_code == 2 and failed.stderr.startswith("error: --report")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["doctor.html"]

@@ -68,6 +68,37 @@ def run_doctor(options: dict[str, Any]) -> Any:
                       progress=lambda change: status.update(f"training: {change}"))
 
 
+def check_report_path(report: str | None) -> None:
+    """Refuse a bad --report path before any training (nothing is written on error)."""
+    from pathlib import Path
+
+    from ..errors import InvalidValueError
+
+    if report is None:
+        return
+    path = Path(report)
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise InvalidValueError(f"--report must be an .html path, got {report!r}")
+    if path.is_dir():
+        raise InvalidValueError(f"--report {report!r} is a folder, not a file path")
+
+
+def write_report(result: Any, path: str) -> None:
+    """The before/after table first, then the original set-up's findings and evidence."""
+    from ..report import build_report, write_html
+
+    base = result.baseline.outcome
+    sections = [{"heading": "Before and after: every change on an equal budget",
+                 "text": (f"Held-out {result.eval_loss} cost of the original set-up and of "
+                          f"each candidate fix, trained with the same data, seed and number of "
+                          f"epochs. Best change: {result.best}."),
+                 "tables": [result.rows()]}]
+    report = build_report("gradsight doctor", findings=base.findings,
+                          layer_history=base.layer_history, train_history=base.history,
+                          sections=sections, data={"doctor": result.to_dict()})
+    write_html(report, path)
+
+
 def render(result: Any) -> None:
     """The before/after table and the best change, on stdout."""
     import sys
@@ -115,11 +146,18 @@ def register(app: typer.Typer) -> None:
             None, "--factory", help="MODULE:FUNCTION of your own code (imported from the "
             "current directory) building a torch.nn.Module for (activation, init): the runs "
             "train that model with PyTorch"),
+        report: str | None = typer.Option(
+            None, "--report", help="write a self-contained HTML report (PATH.html): the "
+            "before/after table, the original set-up's findings and its per-layer evidence"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
     ) -> None:
         """Train the set-up and candidate fixes on an equal budget; rank what really helps."""
+        check_report_path(report)
         result = run_doctor(dict(locals()))
+        if report is not None:
+            write_report(result, report)
+            typer.echo(f"report saved to {report}", err=True)
         if json_out:
             print_json(result.to_dict())
         else:

@@ -71,7 +71,7 @@ def _paragraphs(numbers: dict[str, Any]) -> list[str]:
         "σ′ can be derived two ways, the routes seed 000 calls Approach 1 (write σ as "
         "(1 + e^(−z))^(−1) and use the chain rule) and Approach 2 (write σ as e^z/(1 + e^z) "
         "and use the quotient rule). Both end in the same short form, σ′(z) = σ(z)(1 − σ(z)); "
-        "the tables below show every step, each checked by gradsight's symbolic engine.",
+        "the tables below show every step, as gradsight's symbolic engine derives it.",
         "Why that form? The forward pass has already computed a = σ(z) and keeps it. The "
         "backward pass then needs only a(1 − a): one multiplication, no exponential. "
         "gradsight's engine does exactly that for sigmoid layers (and 1 − a² for tanh). "
