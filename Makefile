@@ -30,6 +30,7 @@ browser:
 
 test: $(STAMP_DEV) browser
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy src
 	$(PY) -m pytest -n 2
 
 lint: $(STAMP_DEV)

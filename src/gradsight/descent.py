@@ -38,6 +38,11 @@ from typing import Any
 import numpy as np
 
 from . import optim
+from ._descent_verdict import PROBE as PROBE
+from ._descent_verdict import STEADY as STEADY
+from ._descent_verdict import VERDICTS as VERDICTS
+from ._descent_verdict import WINDOW as WINDOW
+from ._descent_verdict import diverged, oscillating, stationary
 from .errors import (
     GradsightError,
     InvalidValueError,
@@ -47,11 +52,6 @@ from .errors import (
 )
 
 __all__ = ["Comparison", "Iterate", "Trajectory", "compare", "minimize"]
-
-WINDOW = 8          # updates looked at by the oscillation test
-STEADY = 1e-3       # relative change of the step size that counts as "not shrinking"
-PROBE = 0.01        # probe distance, relative to max(1, |x_i|)
-VERDICTS = ("converged", "diverged", "oscillating", "stalled", "max_iter")
 
 
 @dataclass(frozen=True)
@@ -339,11 +339,11 @@ def _run(problem: _Problem, opt: optim.Optimizer, x: np.ndarray, its: list[Itera
          max_iter: int, tol: float, bound: float) -> tuple[str, str]:
     """Step until a verdict; appends to ``its``; returns (verdict, reason)."""
     while True:
-        found = _stationary(problem, its, tol) or _oscillating(its, final=False)
+        found = stationary(problem, its, tol) or oscillating(its, final=False)
         if found:
             return found
         if its[-1].step >= max_iter:
-            return _oscillating(its, final=True) or (
+            return oscillating(its, final=True) or (
                 "max_iter", f"no verdict within max_iter = {max_iter} updates "
                             f"(|grad| = {math.hypot(*its[-1].grad):.3g}, tol {tol:.3g})")
         before = x.copy()
@@ -355,100 +355,9 @@ def _run(problem: _Problem, opt: optim.Optimizer, x: np.ndarray, its: list[Itera
             update = x - before
         its.append(Iterate(its[-1].step + 1, tuple(x.tolist()), value, tuple(gradient.tolist()),
                            tuple(update.tolist())))
-        found = _diverged(its[-1], bound, problem.variables)
+        found = diverged(its[-1], bound, problem.variables)
         if found:
             return found
-
-
-def _diverged(it: Iterate, bound: float, names: tuple[str, ...]) -> tuple[str, str] | None:
-    k, x = it.step, np.array(it.x)
-    if not np.all(np.isfinite(x)):
-        return "diverged", f"diverged at iteration {k}: x became {_point(names, x)}"
-    size = float(np.max(np.abs(x)))
-    if size > bound:
-        return "diverged", (f"diverged at iteration {k}: |x| = {size:.3g} exceeds the bound "
-                            f"{bound:.3g}")
-    if not math.isfinite(it.f):
-        return "diverged", f"diverged at iteration {k}: f = {it.f} at {_point(names, x)}"
-    if not all(math.isfinite(g) for g in it.grad):
-        return "diverged", f"diverged at iteration {k}: the gradient is not finite at " \
-                           f"{_point(names, x)}"
-    return None
-
-
-def _point(names: Sequence[str], x: Sequence[float] | np.ndarray) -> str:
-    return ", ".join(f"{v} = {_fmt(float(c))}" for v, c in zip(names, x, strict=True))
-
-
-def _stationary(problem: _Problem, its: list[Iterate], tol: float) -> tuple[str, str] | None:
-    """converged / stalled when the gradient or the steps are tiny (see the module doc)."""
-    it = its[-1]
-    x = np.array(it.x)
-    grad_norm = math.hypot(*it.grad)
-    limit = tol * max(1.0, float(np.linalg.norm(x)))
-    # two small steps in a row: momentum's single slow step at a turning point is no stop
-    recent = [math.hypot(*i.update) for i in its[-2:] if i.step > 0]
-    if grad_norm < tol:
-        why = f"|grad| = {grad_norm:.3g} < tol {tol:.3g}"
-    elif recent and max(recent) < limit:
-        why = f"the step |Δx| = {recent[-1]:.3g} < tol·max(1, |x|) = {limit:.3g}"
-    else:
-        return None
-    lower, flat, curvature = _probe(problem, x, it.f)
-    k = it.step
-    if lower is not None:
-        if curvature < -tol:
-            hint = "x is near a maximum or saddle point (f″ < 0 there), not a minimum"
-        elif grad_norm >= tol:
-            hint = "the learning rate is too small for this gradient"
-        else:
-            hint = "the gradient vanished on a slope (a flat tail, like a saturated sigmoid's)"
-        return "stalled", (f"stalled at iteration {k}: {why} but f still decreases towards "
-                           f"{_point(problem.variables, lower)} (curvature ≈ "
-                           f"{curvature:.3g}): {hint}")
-    if flat:
-        return "stalled", (f"stalled at iteration {k}: {why} and f is flat around x "
-                           "(no nearby point changes f): nothing to follow")
-    return "converged", f"converged at iteration {k}: {why}"
-
-
-def _probe(problem: _Problem, x: np.ndarray,
-           fx: float) -> tuple[np.ndarray | None, bool, float]:
-    """Look at f(x ± δ_i e_i): (the lowest point if below f(x), else None; whether no probe
-    changes f; the curvature (f(x+δ) − 2f(x) + f(x−δ))/δ² along the lowest point's axis)."""
-    lower, lowest, flat, curvature = None, fx, True, 0.0
-    for i in range(x.size):
-        delta = PROBE * max(1.0, abs(x[i]))
-        points = [x.copy(), x.copy()]
-        points[0][i] += delta
-        points[1][i] -= delta
-        values = [problem.value_at(point) for point in points]
-        bend = (values[0] - 2 * fx + values[1]) / delta**2
-        for point, value in zip(points, values, strict=True):
-            if not math.isfinite(value):
-                continue
-            noise = 4 * np.finfo(float).eps * max(abs(fx), abs(value))
-            flat = flat and bool(abs(value - fx) <= noise)
-            if value < fx - noise and value < lowest:
-                lower, lowest, curvature = point, value, bend
-    return lower, flat, curvature
-
-
-def _oscillating(its: list[Iterate], final: bool) -> tuple[str, str] | None:
-    """The last WINDOW updates alternate in direction and do not shrink."""
-    if len(its) <= WINDOW:
-        return None
-    updates = np.array([it.update for it in its[-WINDOW:]])
-    if not np.all(np.sum(updates[1:] * updates[:-1], axis=1) < 0):
-        return None
-    first, last = np.linalg.norm(updates[0]), np.linalg.norm(updates[-1])
-    ratio = last / first
-    if abs(ratio - 1) <= STEADY or (final and ratio >= 1 - STEADY):
-        return "oscillating", (
-            f"oscillating at iteration {its[-1].step}: the last {WINDOW} updates alternate in "
-            f"direction and do not shrink (|Δx| = {last:.3g}, {WINDOW - 1} updates before "
-            f"{first:.3g}): the learning rate is too large")
-    return None
 
 
 def compare(f: str | Callable[..., Any], x0: float | Sequence[float],

@@ -41,9 +41,21 @@ from typing import Any
 
 import numpy as np
 
-from .errors import DataError, InvalidValueError, UnknownNameError
-from .nn.losses import BCEWithLogits, Loss
-from .nn.losses import loss as engine_loss
+from ._glorot import ActivationTrajectory, activation_trajectory
+from ._lab import (
+    LOSSES,
+    NielsenCrossEntropy,
+    callback_with,
+    check_count,
+    check_hidden,
+    class_data,
+    html_table,
+    lab_cost,
+    lab_network,
+    train_sgd,
+)
+from .errors import InvalidValueError
+from .nn.losses import Loss
 
 __all__ = [
     "NIELSEN_SPEEDS", "LOSSES", "NielsenCrossEntropy", "VanishResult", "SweepResult",
@@ -61,80 +73,6 @@ NIELSEN_SPEEDS: dict[int, tuple[float, ...]] = {
 Progress = Callable[[int, int], None]
 
 
-class NielsenCrossEntropy(BCEWithLogits):
-    """Nielsen's CrossEntropyCost on sigmoid outputs a = σ(z), summed over the K outputs and
-    averaged over the N samples: C = −1/N Σₙ Σₖ [y ln a + (1−y) ln(1−a)]; ∂C/∂z = (σ(z) − y)/N.
-
-    (The engine's ``bce_with_logits`` averages over all N·K entries: K times smaller.)
-
-    >>> import numpy as np
-    >>> round(NielsenCrossEntropy().value(np.zeros((1, 2)), np.array([[1.0, 0.0]])), 6)
-    1.386294
-    """
-
-    name = "nielsen_cross_entropy"
-
-    def _value(self, output: np.ndarray, target: np.ndarray) -> float:
-        return super()._value(output, target) * output.shape[1]
-
-    def _value_and_gradient(self, output: np.ndarray, target: np.ndarray,
-                            out: np.ndarray) -> tuple[float, np.ndarray]:
-        value, gradient = super()._value_and_gradient(output, target, out)
-        gradient *= output.shape[1]
-        return value * output.shape[1], gradient
-
-
-#: lab cost name → (engine Loss factory, output activation of the network)
-LOSSES: dict[str, tuple[Callable[[], Loss], str | None]] = {
-    "cross_entropy": (NielsenCrossEntropy, None),
-    "softmax": (lambda: engine_loss("cross_entropy"), None),
-    "quadratic": (lambda: engine_loss("quadratic"), "sigmoid"),
-}
-
-
-def _cost(name: str) -> tuple[Loss, str | None]:
-    key = name.strip().lower() if isinstance(name, str) else name
-    if key not in LOSSES:
-        raise UnknownNameError("vanish loss", name, LOSSES)
-    factory, output_activation = LOSSES[key]
-    return factory(), output_activation
-
-
-def _count(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-    return int(value)
-
-
-def _hidden(hidden: Sequence[int]) -> tuple[int, ...]:
-    sizes = tuple(hidden)
-    if not sizes:
-        raise InvalidValueError("hidden must list at least one hidden layer size, got none")
-    return tuple(_count("hidden layer size", n) for n in sizes)
-
-
-def _dataset(data: Any) -> tuple[np.ndarray, np.ndarray, int, str]:
-    """(X, integer labels, number of classes, name) of a data-set name or Dataset."""
-    from . import data as datasets
-
-    ds = datasets.load(data) if isinstance(data, str) else data
-    n_classes = getattr(ds, "n_classes", None)
-    if not n_classes or n_classes < 2:
-        raise DataError(f"the vanishing-gradient lab needs a classification data set, got "
-                        f"{getattr(ds, 'name', data)!r} without classes")
-    return (np.asarray(ds.X, dtype=np.float64), np.asarray(ds.y).astype(np.intp),
-            int(n_classes), str(getattr(ds, "name", data)))
-
-
-def _network(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str, init: str,
-             bias_init: str, output_activation: str | None, seed: int) -> Any:
-    from .nn import mlp
-
-    spec = "-".join(str(n) for n in (n_in, *hidden, n_out))
-    return mlp(spec, activation=activation, output_activation=output_activation, init=init,
-               bias_init=bias_init, seed=seed)
-
-
 def layer_speeds(model: Any, X: np.ndarray, y: np.ndarray, loss: Loss) -> list[float]:
     """Nielsen's speed of learning ‖∂C/∂b^l‖ of every hidden layer l (first → last), for C
     the mean cost over the rows of X — i.e. the norm of the gradient averaged over them."""
@@ -147,26 +85,6 @@ def _ratio(speeds: Sequence[float]) -> float:
     """‖∂C/∂b‖ of the last hidden layer over the first (> 1: the gradient vanishes)."""
     first, last = speeds[0], speeds[-1]
     return last / first if first > 0 else math.inf
-
-
-def _train(model: Any, X: np.ndarray, y: np.ndarray, loss: Loss, epochs: int, lr: float,
-           batch_size: int, seed: int, callbacks: Sequence[Any] = ()) -> Any:
-    from .optim import SGD
-    from .train import fit
-
-    return fit(model, X, y, loss=loss, optimizer=SGD(lr=lr), epochs=epochs,
-               batch_size=batch_size, shuffle=True, seed=seed, callbacks=list(callbacks),
-               progress=False)
-
-
-def _hooks(**methods: Callable[[Any], None]) -> Any:
-    """A :class:`gradsight.train.Callback` whose hooks are the given functions of ``ctx``."""
-    from .train import Callback
-
-    hooks = Callback()
-    for name, fn in methods.items():
-        setattr(hooks, name, fn)  # an instance attribute: fit calls hooks.<name>(ctx)
-    return hooks
 
 
 @dataclass
@@ -203,7 +121,7 @@ class VanishResult:
         }
 
     def _repr_html_(self) -> str:
-        return _html_table(self.layers, ["layer", "speed_at_init", "speed_trained", "nielsen"],
+        return html_table(self.layers, ["layer", "speed_at_init", "speed_trained", "nielsen"],
                            f"speed ‖∂C/∂b‖ per hidden layer — last/first = "
                            f"{self.ratio_last_first:.3g}")
 
@@ -226,16 +144,16 @@ def nielsen_speeds(data: Any = "digits", hidden: Sequence[int] = (30, 30, 30, 30
     from .activations import get as get_activation
     from .errors import require_positive
 
-    sizes, n_seeds = _hidden(hidden), _count("seeds", seeds)
-    _count("samples", samples), _count("batch_size", batch_size)
-    _count("train_epochs", train_epochs, 0), require_positive("lr", lr)
+    sizes, n_seeds = check_hidden(hidden), check_count("seeds", seeds)
+    check_count("samples", samples), check_count("batch_size", batch_size)
+    check_count("train_epochs", train_epochs, 0), require_positive("lr", lr)
     activation = get_activation(activation).name
-    cost, output_activation = _cost(loss)
-    X, y, n_classes, name = _dataset(data)
+    cost, output_activation = lab_cost(loss)
+    X, y, n_classes, name = class_data(data)
     X, y = X[:samples], y[:samples]
     runs = []
     for k in range(n_seeds):
-        model = _network(X.shape[1], sizes, n_classes, activation, init, bias_init,
+        model = lab_network(X.shape[1], sizes, n_classes, activation, init, bias_init,
                          output_activation, seed + k)
         runs.append(_one_network(model, X, y, cost, train_epochs, lr, batch_size, seed + k))
         if progress:
@@ -254,9 +172,9 @@ def _one_network(model: Any, X: np.ndarray, y: np.ndarray, cost: Loss, epochs: i
     run["epochs"].append(run["init"])
     if epochs:
         # Nielsen's "while training": the speeds on the same samples after every epoch
-        speeds = _hooks(on_epoch_end=lambda ctx: run["epochs"].append(
+        speeds = callback_with(on_epoch_end=lambda ctx: run["epochs"].append(
             layer_speeds(ctx.model, X, y, cost)))
-        _train(model, X, y, cost, epochs, lr, batch_size, seed, [speeds])
+        train_sgd(model, X, y, cost, epochs, lr, batch_size, seed, [speeds])
         run["trained"] = layer_speeds(model, X, y, cost)
         output = model.forward(X)
         run["loss"], run["accuracy"] = cost.value(output, y), cost.accuracy(output, y)
@@ -301,7 +219,7 @@ class SweepResult:
     def _repr_html_(self) -> str:
         columns = ["depth", "activation", "init", "ratio_last_first_init",
                    "ratio_last_first_trained", "loss", "accuracy"]
-        return _html_table(self.rows, columns, "vanishing-gradient sweep")
+        return html_table(self.rows, columns, "vanishing-gradient sweep")
 
 
 def sweep(depths: Sequence[int] = (2, 4, 6),
@@ -321,13 +239,13 @@ def sweep(depths: Sequence[int] = (2, 4, 6),
 
     if not depths or not activations or not inits:
         raise InvalidValueError("sweep needs at least one depth, activation and initialiser")
-    depth_list = [_count("depth", d) for d in depths]
+    depth_list = [check_count("depth", d) for d in depths]
     act_list = [get_activation(a).name for a in activations]
-    n_seeds, width = _count("seeds", seeds), _count("width", width)
-    _count("train_epochs", train_epochs, 0), require_positive("lr", lr)
-    cost, output_activation = _cost(loss)
-    X, y, n_classes, name = _dataset(data)
-    X, y = X[:_count("samples", samples)], y[:samples]
+    n_seeds, width = check_count("seeds", seeds), check_count("width", width)
+    check_count("train_epochs", train_epochs, 0), require_positive("lr", lr)
+    cost, output_activation = lab_cost(loss)
+    X, y, n_classes, name = class_data(data)
+    X, y = X[:check_count("samples", samples)], y[:samples]
     total = len(depth_list) * len(act_list) * len(inits) * n_seeds
     rows: list[dict[str, Any]] = []
     for depth in depth_list:
@@ -335,7 +253,7 @@ def sweep(depths: Sequence[int] = (2, 4, 6),
             for init in inits:
                 runs = []
                 for k in range(n_seeds):
-                    model = _network(X.shape[1], (width,) * depth, n_classes, activation, init,
+                    model = lab_network(X.shape[1], (width,) * depth, n_classes, activation, init,
                                      bias_init, output_activation, seed + k)
                     runs.append(_sweep_run(model, X, y, cost, train_epochs, lr, batch_size,
                                            seed + k))
@@ -352,7 +270,7 @@ def _sweep_run(model: Any, X: np.ndarray, y: np.ndarray, cost: Loss, epochs: int
                batch_size: int, seed: int) -> dict[str, Any]:
     run: dict[str, Any] = {"init": layer_speeds(model, X, y, cost), "diverged": False}
     if epochs:
-        history = _train(model, X, y, cost, epochs, lr, batch_size, seed)
+        history = train_sgd(model, X, y, cost, epochs, lr, batch_size, seed)
         # the NaN guard stops the run and keeps the last finite weights
         run["diverged"] = bool(history.stopped and history.stopped.startswith("non-finite"))
     run["trained"] = layer_speeds(model, X, y, cost)
@@ -374,98 +292,3 @@ def _sweep_row(depth: int, activation: str, init: str, runs: list[dict]) -> dict
         "diverged": sum(r["diverged"] for r in runs),
     }
 
-
-@dataclass
-class ActivationTrajectory:
-    """Mean and standard deviation of each hidden layer's activations a on a fixed probe
-    set, recorded every few steps: ``mean[t][j]``, ``std[t][j]`` at ``steps[t]`` for
-    ``layers[j]`` (first → top hidden layer)."""
-
-    config: dict[str, Any]
-    steps: list[int]
-    layers: list[str]
-    mean: list[list[float]]
-    std: list[list[float]]
-
-    def top_layer(self) -> dict[str, float]:
-        """The top hidden layer's mean at the start, its lowest value, and at the end."""
-        column = [row[-1] for row in self.mean]
-        low = int(np.argmin(column))
-        return {"start": column[0], "min": column[low], "min_step": self.steps[low],
-                "end": column[-1]}
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"config": self.config, "steps": self.steps, "layers": self.layers,
-                "mean": self.mean, "std": self.std, "top_layer": self.top_layer()}
-
-    def _repr_html_(self) -> str:
-        rows = [{"step": s, **{n: f"{m:.3f} ± {d:.3f}" for n, m, d in zip(
-            self.layers, mean, std, strict=True)}}
-            for s, mean, std in zip(self.steps, self.mean, self.std, strict=True)]
-        return _html_table(rows[:: max(1, len(rows) // 10)], ["step", *self.layers],
-                           "activation mean ± std per hidden layer")
-
-
-def _hidden_activations(model: Any) -> list[int]:
-    """Indices of the activation layers before the last Dense layer (the hidden ones)."""
-    last_dense = max(i for i, layer in enumerate(model.layers) if hasattr(layer, "W"))
-    return [i for i, layer in enumerate(model.layers[:last_dense])
-            if hasattr(layer, "activation")]
-
-
-def activation_trajectory(data: Any = "digits", hidden: Sequence[int] = (100,) * 4,
-                          activation: str = "sigmoid", init: str = "glorot_standard",
-                          bias_init: str = "zeros", loss: str = "softmax", epochs: int = 5,
-                          lr: float = 0.1, batch_size: int = 10, probe: int = 300,
-                          every: int = 20, seed: int = 0) -> ActivationTrajectory:
-    """Glorot & Bengio's experiment: train a deep net (default: 4 sigmoid layers of 100 units,
-    W ~ U[−1/√n_in, 1/√n_in], b = 0, softmax output) with SGD and record the mean and spread
-    of each hidden layer's activations on the first ``probe`` samples every ``every`` steps.
-    With sigmoid the top hidden layer is pushed towards a = 0 early on: the output layer
-    first learns from its biases, and a top layer near 0 is what lets it ignore the
-    still-useless hidden features."""
-    from .activations import get as get_activation
-    from .errors import require_positive
-
-    sizes = _hidden(hidden)
-    _count("epochs", epochs), _count("every", every), require_positive("lr", lr)
-    cost, output_activation = _cost(loss)
-    X, y, n_classes, name = _dataset(data)
-    activation = get_activation(activation).name
-    model = _network(X.shape[1], sizes, n_classes, activation, init, bias_init,
-                     output_activation, seed)
-    probe_X, hidden_idx = X[:_count("probe", probe)], _hidden_activations(model)
-    steps: list[int] = []
-    means: list[list[float]] = []
-    stds: list[list[float]] = []
-
-    def record(step: int, net: Any) -> None:
-        a, outputs = probe_X, []
-        for i, layer in enumerate(net.layers[: hidden_idx[-1] + 1]):
-            a = layer.forward(a)
-            if i in hidden_idx:
-                outputs.append(np.array(a))
-        steps.append(step)
-        means.append([float(o.mean()) for o in outputs])
-        stds.append([float(o.std()) for o in outputs])
-
-    def after_batch(ctx: Any) -> None:
-        if (ctx.step + 1) % every == 0:
-            record(ctx.step + 1, ctx.model)
-
-    probe_hooks = _hooks(on_train_begin=lambda ctx: record(0, ctx.model),
-                         on_batch_end=after_batch)
-    _train(model, X, y, cost, epochs, lr, batch_size, seed, [probe_hooks])
-    config = {"data": name, "hidden": list(sizes), "activation": activation, "init": init,
-              "bias_init": bias_init, "loss": loss, "epochs": epochs, "lr": lr,
-              "batch_size": batch_size, "probe": int(probe_X.shape[0]), "every": every,
-              "seed": seed}
-    names = [model.layers[i].name for i in hidden_idx]
-    return ActivationTrajectory(config, steps, names, means, stds)
-
-
-def _html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], caption: str) -> str:
-    from .report import Report, Section, Table, render_html
-
-    table = Table([{c: r.get(c) for c in columns} for r in rows], columns=list(columns))
-    return render_html(Report(caption, sections=[Section("", tables=[table])]), False)

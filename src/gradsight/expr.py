@@ -36,13 +36,20 @@ from __future__ import annotations
 
 import ast
 import math
-import re
-from collections.abc import Callable, Iterable, Sequence
-from typing import Any
+from collections.abc import Iterable
 
 import sympy
-from sympy.printing.str import StrPrinter
 
+from ._exprlang import (
+    CONSTANTS,
+    FUNCTIONS,
+    VARIABLE_NAME,
+    find_symbol,
+    free_variables,
+    sigmoid,
+    symbol,
+)
+from ._exprout import make_function, to_text
 from .errors import ExpressionError
 
 __all__ = [
@@ -59,7 +66,6 @@ MAX_DIGITS = 310
 MAX_EXPONENT = 1000
 MAX_MAGNITUDE = 300  # decimal digits of a constant power
 
-_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*\Z")
 _ALLOWED_CHARS = set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
 _ALLOWED_CHARS |= set(" \t\r\n+-*/^().,_")
 _CHAR_HINTS = {
@@ -72,58 +78,6 @@ _CHAR_HINTS = {
     "\u2212": "use '-' instead of the Unicode minus", "\u00d7": "use '*' for multiplication",
     "\u00b7": "use '*' for multiplication", "\u03c3": "write sigmoid(u) instead of σ",
 }
-
-
-class sigmoid(sympy.Function):  # noqa: N801 — printed as the function name users type
-    """σ(u) = 1/(1 + e^(−u)), kept as one symbol so its derivative reads σ(u)(1 − σ(u)).
-
-    >>> u = symbol("u")
-    >>> sigmoid(u).diff(u)
-    (1 - sigmoid(u))*sigmoid(u)
-    >>> sigmoid(u).rewrite(sympy.exp)
-    1/(1 + exp(-u))
-    """
-
-    @classmethod
-    def eval(cls, arg: sympy.Expr) -> sympy.Expr | None:
-        if arg.is_zero:
-            return sympy.Rational(1, 2)
-        return None
-
-    def fdiff(self, argindex: int = 1) -> sympy.Expr:
-        return self * (1 - self)
-
-    def _eval_rewrite_as_exp(self, arg: sympy.Expr, **kwargs: Any) -> sympy.Expr:
-        return 1 / (1 + sympy.exp(-arg))
-
-    def _eval_evalf(self, prec: int) -> sympy.Expr:
-        return (1 / (1 + sympy.exp(-self.args[0])))._eval_evalf(prec)
-
-    def _eval_is_real(self) -> bool | None:
-        return self.args[0].is_real
-
-    def _eval_is_positive(self) -> bool | None:
-        return self.args[0].is_real
-
-
-def _relu(u: sympy.Expr) -> sympy.Expr:
-    return sympy.Max(u, 0)
-
-
-def _heaviside(u: sympy.Expr) -> sympy.Expr:
-    return sympy.Heaviside(u, 0)
-
-
-# name → (number of arguments, builder)
-FUNCTIONS: dict[str, tuple[int, Callable[..., sympy.Expr]]] = {
-    "exp": (1, sympy.exp), "log": (1, sympy.log), "sqrt": (1, sympy.sqrt),
-    "abs": (1, sympy.Abs), "sin": (1, sympy.sin), "cos": (1, sympy.cos),
-    "tan": (1, sympy.tan), "sinh": (1, sympy.sinh), "cosh": (1, sympy.cosh),
-    "tanh": (1, sympy.tanh), "erf": (1, sympy.erf), "sign": (1, sympy.sign),
-    "heaviside": (1, _heaviside), "sigmoid": (1, sigmoid), "relu": (1, _relu),
-    "max": (2, sympy.Max), "min": (2, sympy.Min),
-}
-_CONSTANTS = {"pi": sympy.pi, "e": sympy.E}
 _ALLOWED_TEXT = (
     "numbers, variables, pi, e, + - * / ** ^, parentheses and " + ", ".join(FUNCTIONS)
 )
@@ -140,29 +94,6 @@ _NODE_NAMES = {
 }
 _BINARY = {ast.Add, ast.Sub, ast.Mult, ast.Div, ast.Pow}
 _OPERATOR_TEXT = {ast.FloorDiv: "//", ast.Mod: "%", ast.Not: "not", ast.Invert: "~"}
-
-
-def symbol(name: str) -> sympy.Symbol:
-    """The (real) SymPy symbol that :func:`parse_expression` uses for variable ``name``."""
-    return sympy.Symbol(name, real=True)
-
-
-def find_symbol(expr: sympy.Expr, name: str) -> sympy.Symbol:
-    """The symbol called ``name`` in ``expr`` (whatever its assumptions: an expression built
-    with a plain ``sympy.Symbol("x")`` works too), else :func:`symbol` of ``name``."""
-    for candidate in expr.free_symbols:
-        if getattr(candidate, "name", None) == name:
-            return candidate
-    return symbol(name)
-
-
-def free_variables(expr: sympy.Expr) -> list[str]:
-    """Sorted names of the variables in ``expr``.
-
-    >>> free_variables(parse_expression("w*x + b"))
-    ['b', 'w', 'x']
-    """
-    return sorted(s.name for s in expr.free_symbols)
 
 
 def parse_expression(text: str, variables: Iterable[str] | None = None) -> sympy.Expr:
@@ -292,7 +223,7 @@ def _check_call(node: ast.Call, text: str) -> None:
 
 
 def _check_name(name: str, text: str) -> None:
-    if name.startswith("_") or "__" in name or not _NAME.match(name):
+    if name.startswith("_") or "__" in name or not VARIABLE_NAME.match(name):
         raise ExpressionError(
             f"name {name!r} is not allowed; variables are a letter followed by letters,"
             " digits or single underscores"
@@ -350,8 +281,8 @@ class _Builder:
         return _power(left, right, self.text)
 
     def name(self, name: str) -> sympy.Expr:
-        if name in _CONSTANTS:
-            return _CONSTANTS[name]
+        if name in CONSTANTS:
+            return CONSTANTS[name]
         if self.allowed is not None and name not in self.allowed:
             allowed = ", ".join(sorted(self.allowed)) or "none"
             raise ExpressionError(
@@ -395,144 +326,3 @@ def _check_result(expr: sympy.Expr, text: str) -> None:
                 f"expression {text!r} makes the exponent {power.exp} (at most {MAX_EXPONENT})"
             )
 
-
-class _TextPrinter(StrPrinter):
-    """``sstr`` restricted to the language of :func:`parse_expression`."""
-
-    _reciprocal = {"sec": "cos", "csc": "sin", "cot": "tan", "sech": "cosh", "coth": "tanh"}
-
-    def _print_Exp1(self, expr: sympy.Expr) -> str:
-        return "e"
-
-    def _print_Abs(self, expr: sympy.Expr) -> str:
-        return f"abs({self._print(expr.args[0])})"
-
-    def _binary(self, name: str, args: Sequence[sympy.Expr]) -> str:
-        first = self._print(args[0])
-        if len(args) == 1:
-            return first
-        return f"{name}({first}, {self._binary(name, args[1:])})"
-
-    def _print_Max(self, expr: sympy.Expr) -> str:
-        return self._binary("max", expr.args)
-
-    def _print_Min(self, expr: sympy.Expr) -> str:
-        return self._binary("min", expr.args)
-
-    def _print_Heaviside(self, expr: sympy.Expr) -> str:
-        arg, at_zero = expr.args[0], expr.args[1] if len(expr.args) > 1 else sympy.S.Half
-        inner = self._print(arg)
-        if at_zero == 0:
-            return f"heaviside({inner})"
-        if at_zero == sympy.S.Half:
-            return f"(1 + sign({inner}))/2"
-        if at_zero == 1:
-            return f"(1 - heaviside(-({inner})))"
-        raise ExpressionError(f"cannot write Heaviside with value {at_zero} at 0 as text")
-
-    def _print_Function(self, expr: sympy.Expr) -> str:
-        name = expr.func.__name__
-        if name in self._reciprocal:
-            return f"(1/{self._reciprocal[name]}({self._print(expr.args[0])}))"
-        if name not in FUNCTIONS:
-            raise ExpressionError(f"cannot write {name}() as gradsight expression text")
-        return f"{name}({', '.join(self._print(arg) for arg in expr.args)})"
-
-    def _print_Symbol(self, expr: sympy.Symbol) -> str:
-        if not _NAME.match(expr.name) or expr.name in FUNCTIONS or expr.name in _CONSTANTS:
-            raise ExpressionError(f"cannot write the symbol {expr.name!r} as expression text")
-        return expr.name
-
-    def emptyPrinter(self, expr: object) -> str:  # noqa: N802 — SymPy's hook name
-        raise ExpressionError(f"cannot write {type(expr).__name__} as expression text")
-
-
-for _unsupported in (
-    "ImaginaryUnit", "ComplexInfinity", "Infinity", "NegativeInfinity", "NaN", "Derivative",
-    "Subs", "Integral", "Piecewise", "DiracDelta", "Relational", "Equality", "Unequality",
-    "StrictLessThan", "LessThan", "StrictGreaterThan", "GreaterThan", "Dummy", "Wild",
-    "BooleanTrue", "BooleanFalse", "Lambda", "Tuple", "Order",
-):
-    setattr(_TextPrinter, f"_print_{_unsupported}", _TextPrinter.emptyPrinter)
-
-for _name in ("exp", "log", "sin", "cos", "tan", "sinh", "cosh", "tanh", "erf", "sign"):
-    setattr(_TextPrinter, f"_print_{_name}", _TextPrinter._print_Function)
-
-
-def to_text(expr: sympy.Expr | float) -> str:
-    """Plain text of ``expr`` that :func:`parse_expression` reads back.
-
-    >>> to_text(sympy.exp(-symbol("x")) / (1 + sympy.exp(-symbol("x")))**2)
-    'exp(-x)/(1 + exp(-x))**2'
-    >>> to_text(sympy.Max(symbol("z"), 0).diff(symbol("z")))
-    '(1 + sign(z))/2'
-    """
-    if isinstance(expr, (int, float)) and not isinstance(expr, bool):
-        expr = sympy.Integer(expr) if isinstance(expr, int) else sympy.Float(expr)
-    if not isinstance(expr, sympy.Basic):  # never sympify: a str would be evaluated
-        raise ExpressionError(f"to_text needs a SymPy expression, got {type(expr).__name__}")
-    return str(_TextPrinter().doprint(expr))
-
-
-def _np_sigmoid(u: Any) -> Any:
-    import numpy as np
-
-    u = np.asarray(u)
-    if np.iscomplexobj(u):  # complex-step differentiation: the plain formula is analytic
-        return 1.0 / (1.0 + np.exp(-u))
-    from .activations import sigmoid as stable_sigmoid
-
-    return stable_sigmoid(u)
-
-
-def _np_erf(u: Any) -> Any:
-    from scipy.special import erf
-
-    return erf(u)
-
-
-def make_function(
-    expr: sympy.Expr | str, variables: Sequence[str] | None = None
-) -> Callable[..., Any]:
-    """A NumPy function of ``expr``: ``f(*values)`` in the order of ``variables``.
-
-    ``variables`` defaults to :func:`free_variables` (sorted names). The result has the
-    broadcast shape of the inputs, also for a constant expression; complex inputs work
-    for analytic expressions (complex-step differentiation). Only the SymPy object built
-    by :func:`parse_expression` is turned into code (``lambdify``), never user text.
-
-    >>> f = make_function("w*x + b", ["w", "x", "b"])
-    >>> float(f(2.0, 3.0, 1.0))
-    7.0
-    """
-    import numpy as np
-
-    if isinstance(expr, str):
-        expr = parse_expression(expr, variables)
-    names = list(free_variables(expr) if variables is None else variables)
-    missing = sorted(set(free_variables(expr)) - set(names))
-    if missing:
-        raise ExpressionError(
-            f"expression {to_text(expr)!r} uses {', '.join(missing)}, which is not among"
-            f" the variables {', '.join(names) or '(none)'}"
-        )
-    modules = [{"sigmoid": _np_sigmoid, "erf": _np_erf}, "numpy"]
-    compiled = sympy.lambdify([find_symbol(expr, n) for n in names], expr, modules=modules)
-
-    def function(*values: Any) -> Any:
-        if len(values) != len(names):
-            raise ExpressionError(
-                f"function of {', '.join(names) or 'no variables'} called with"
-                f" {len(values)} values"
-            )
-        arrays = [np.asarray(v) for v in values]
-        result = np.asarray(compiled(*arrays))
-        shape = np.broadcast_shapes(result.shape, *(a.shape for a in arrays))
-        if result.shape != shape:
-            result = np.broadcast_to(result, shape).copy()
-        if result.dtype.kind not in "fc":
-            result = result.astype(np.result_type(float, *arrays))
-        return result
-
-    function.__doc__ = f"f({', '.join(names)}) = {to_text(expr)}"
-    return function

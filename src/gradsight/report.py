@@ -15,11 +15,13 @@ True
 from __future__ import annotations
 
 import base64
+import functools
 import io
 import math
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -117,73 +119,6 @@ class Report:
 
     def _repr_html_(self) -> str:
         return render_html(self, standalone=False)
-
-# The page. Autoescaped: every {{ value }} is escaped unless it is Markup (Section.html).
-_TEMPLATE = """\
-{% if standalone %}<!DOCTYPE html>
-<html lang="en"><head><meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{{ report.title }}</title>
-<style>
-body{font-family:system-ui,sans-serif;max-width:62rem;margin:2rem auto;padding:0 1rem;
-color:#222;line-height:1.45}
-h1{margin-bottom:.2rem} h2{border-bottom:1px solid #ddd;padding-bottom:.2rem;margin-top:2rem}
-.finding{border-left:6px solid #888;padding:.4rem .8rem;margin:.8rem 0;background:#fafafa}
-.finding.critical,.finding.error{border-color:#c0392b}.finding.warning{border-color:#e67e22}
-.finding.info{border-color:#2980b9}.severity{font-weight:bold;text-transform:uppercase;
-font-size:.8rem;margin-right:.4rem}
-table{border-collapse:collapse;margin:.6rem 0;font-size:.88rem}
-td,th{border:1px solid #ccc;padding:.2rem .5rem;text-align:right}
-th{background:#f0f0f0}td:first-child,th:first-child{text-align:left}
-figure{margin:1rem 0}figure img{max-width:100%}figcaption{font-size:.85rem;color:#555}
-pre{background:#f4f4f4;padding:.6rem;overflow-x:auto}
-</style></head><body>
-{% endif %}
-<div class="gradsight-report">
-<h1>{{ report.title }}</h1>
-{% if report.findings_given or report.findings %}
-<h2>Findings</h2>
-{% for f in report.findings %}
-<div class="finding {{ f.severity }}">
-<p><span class="severity">{{ f.severity }}</span><strong>{{ f.title }}</strong>
-{% if f.layers %} — layers: {{ f.layers | join(", ") }}{% endif %}</p>
-{% if f.explanation %}<p>{{ f.explanation }}</p>{% endif %}
-{% if f.evidence %}<table><tr><th>evidence</th><th>value</th></tr>
-{% for k, v in f.evidence.items() %}<tr><td>{{ k }}</td><td>{{ v | fmt }}</td></tr>
-{% endfor %}</table>{% endif %}
-{% if f.fixes %}<p>Fixes, best first:</p><ol>{% for fix in f.fixes %}<li>{{ fix }}</li>
-{% endfor %}</ol>{% endif %}
-</div>
-{% else %}
-<p class="finding info">No problems found.</p>
-{% endfor %}
-{% endif %}
-{% for s in report.sections %}
-<section>
-<h2>{{ s.heading }}</h2>
-{% for p in s.paragraphs %}<p>{{ p }}</p>
-{% endfor %}
-{% if s.html %}{{ s.html }}{% endif %}
-{% for fig in s.figures %}
-<figure><img src="{{ fig.data_uri }}" alt="{{ fig.caption or fig.name }}">
-{% if fig.caption %}<figcaption>{{ fig.caption }}</figcaption>{% endif %}</figure>
-{% endfor %}
-{% for t in s.tables %}
-{% if t.title %}<p><em>{{ t.title }}</em></p>{% endif %}
-<table><tr>{% for c in t.columns %}<th>{{ c }}</th>{% endfor %}</tr>
-{% for row in t.rows %}<tr>{% for c in t.columns %}<td>{{ row.get(c) | fmt }}</td>{% endfor %}</tr>
-{% endfor %}</table>
-{% endfor %}
-{% if s.code %}<pre><code>{{ s.code }}</code></pre>{% endif %}
-</section>
-{% endfor %}
-{% if shown_data %}
-<details><summary>Data (JSON)</summary><pre>{{ json_text(shown_data) }}</pre></details>
-{% endif %}
-</div>
-{% if standalone %}</body></html>
-{% endif %}
-"""
 
 
 def embed_figure(figure: Any, name: str = "figure", caption: str = "",
@@ -401,6 +336,14 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+@functools.lru_cache(maxsize=1)
+def _template() -> str:
+    """The page: ``templates/report.html.j2``, shipped in the package. Rendered autoescaped:
+    every {{ value }} is escaped unless it is Markup (Section.html)."""
+    page = resources.files("gradsight").joinpath("templates").joinpath("report.html.j2")
+    return page.read_text(encoding="utf-8")
+
+
 def render_html(report: Report, standalone: bool = True) -> str:
     """The page as HTML text (``standalone=False``: a fragment for Jupyter)."""
     from jinja2 import Environment
@@ -408,7 +351,7 @@ def render_html(report: Report, standalone: bool = True) -> str:
     environment = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     environment.filters["fmt"] = _fmt
     environment.globals["json_text"] = lambda value: dumps(value)
-    template = environment.from_string(_TEMPLATE)
+    template = environment.from_string(_template())
     # The raw per-step records can be thousands of rows: they stay in the JSON report only.
     shown = {k: v for k, v in report.data.items() if k != "layer_history"}
     return template.render(report=report, standalone=standalone, shown_data=shown)

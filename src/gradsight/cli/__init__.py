@@ -3,8 +3,8 @@ renders the result. Command modules import heavy libraries inside the command fu
 ``gradsight --help`` stays fast.
 
 Command modules (one per area, each with a ``register(app)`` function):
-calculus_cmds (activations, derive, diffcheck), descent_cmds (descend), train_cmds (train,
-explain), doctor_cmd, vanish_cmd, tour_cmd.
+calculus_cmds (activations, derive, diffcheck), descent_cmds (descend), train_cmds (train),
+explain_cmds (explain), doctor_cmd, vanish_cmd, tour_cmd.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ app = typer.Typer(
 )
 
 _COMMAND_MODULES = (
-    "calculus_cmds", "descent_cmds", "train_cmds", "doctor_cmd", "vanish_cmd", "tour_cmd",
+    "calculus_cmds", "descent_cmds", "train_cmds", "explain_cmds", "doctor_cmd", "vanish_cmd",
+    "tour_cmd",
 )
 
 for _module in _COMMAND_MODULES:

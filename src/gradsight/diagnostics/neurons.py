@@ -308,7 +308,7 @@ def classify_neurons(model: Any, X: ArrayLike, y: ArrayLike, *, saturation: floa
     if torch is not None and isinstance(model, torch.nn.Module):
         from ..torch_adapter import classify_neurons_torch
 
-        return classify_neurons_torch(  # type: ignore[no-any-return]
+        return classify_neurons_torch(
             model, X, y, saturation=saturation, near_all=near_all,
             learning_share=learning_share, right_share=right_share, chunk_size=chunk_size,
         )

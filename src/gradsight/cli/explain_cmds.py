@@ -1,0 +1,189 @@
+"""CLI command ``gradsight explain`` (see gradsight.cli).
+
+Heavy libraries (NumPy, matplotlib, the engine) are imported inside the functions so that
+``gradsight --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import typer
+
+from ._common import command, fail, parse_floats, print_json
+from .train_cmds import check_output_paths, positive_int
+
+
+def run_explain(x: str | None, w: str | None, b: float | None, y: str | None, lr: float,
+                network: str | None, seed: int, activation: str) -> Any:
+    """The walkthrough object for ``gradsight explain``'s options."""
+    from .. import explain
+    from ..errors import InvalidValueError
+
+    xs = parse_floats(x, "--x") if x is not None else None
+    ys = parse_floats(y, "--y") if y is not None else None
+    if network is None:
+        if ys is not None and len(ys) != 1:
+            raise InvalidValueError(f"--y must be one number for the single neuron, got {y!r}")
+        ws = parse_floats(w, "--w") if w is not None else None
+        n_x = len(xs) if xs is not None else 2  # the defaults x = (1, 0.5), w = (0.4, −0.6)
+        n_w = len(ws) if ws is not None else 2
+        if n_x != n_w:
+            x_text = "--x has" if xs is not None else "the default x has"
+            w_text = "--w has" if ws is not None else "the default w has"
+            raise InvalidValueError(f"{x_text} {n_x} values and {w_text} {n_w}; x and w "
+                                    f"need the same length (give both)")
+        kwargs: dict[str, Any] = {"lr": lr}
+        for key, value in (("x", xs), ("w", ws), ("b", b), ("y", ys[0] if ys else None)):
+            if value is not None:
+                kwargs[key] = value
+        return explain.explain_neuron(**kwargs)
+    if w is not None or b is not None:
+        raise InvalidValueError("--w and --b set the single neuron; with --network the "
+                                "weights are drawn from --seed")
+    return explain.explain_network(network, x=xs, y=ys, seed=seed, activation=activation,
+                                   output_activation="sigmoid", lr=lr)
+
+
+_TRUTH_INPUTS = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))  # train_neuron's X
+
+
+def run_train_neuron(table: str, epochs: int, lr: float, seed: int,
+                     plot: Path | None) -> tuple[Any, dict[str, Any]]:
+    """``explain --train``: the seeds' neuron trained on a truth table, its JSON document,
+    and the training curve written to ``plot``."""
+    from ..explain import train_neuron
+
+    positive_int("--epochs", epochs)
+    check_output_paths(None, plot, None)
+    trained = train_neuron(table, epochs=epochs, lr=lr, seed=seed)
+    doc = {**trained.to_dict(), "inputs": [list(x) for x in _TRUTH_INPUTS],
+           "targets": trained.targets.tolist(), "epochs_run": len(trained.losses),
+           "plot": None if plot is None else str(plot)}
+    if plot is not None:
+        from ..plots import save_figure
+        from ..plots.training import plot_history
+
+        rows = [{"epoch": i, "loss": loss, "accuracy": accuracy} for i, (loss, accuracy)
+                in enumerate(zip(trained.losses, trained.accuracies, strict=True))]
+        save_figure(plot_history(rows), plot)
+    return trained, doc
+
+
+def _sampled_epochs(n: int, count: int = 12) -> list[int]:
+    """Epoch indices to print: all of a short run, else log-spaced (the slow start shows)."""
+    import numpy as np
+
+    if n <= count:
+        return list(range(n))
+    return sorted({0, n - 1, *(int(k) - 1 for k in np.geomspace(1, n, count).round())})
+
+
+def _neuron_training_lines(trained: Any, doc: dict[str, Any]) -> list[str]:
+    from ..explain import fmt
+
+    name = trained.data.upper()
+    out = [f"One sigmoid neuron ŷ = σ(w₁x₁ + w₂x₂ + b) learning {name}: "
+           f"C = 1/(2N) Σ(ŷ − y)² over the N = 4 inputs",
+           f"w ← w − η ∂C/∂w on all 4 inputs per epoch, η = {fmt(trained.lr)}, "
+           f"{trained.epochs} epochs, seed {trained.seed}",
+           "C and accuracy at the start of each epoch (before its update); end: after the "
+           "last update", "  epoch  C           accuracy"]
+    for i in _sampled_epochs(len(trained.losses)):
+        accuracy = trained.accuracies[i]
+        shown = "—" if accuracy is None else f"{accuracy:.0%}"
+        out.append(f"  {i:>5}  {fmt(trained.losses[i]):<10}  {shown:>8}")
+    out.append(f"  {'end':>5}  {fmt(trained.final_cost):<10}  {trained.accuracy:>8.0%}")
+    out.append("  x1  x2  target y  ŷ       ŷ > 0.5")
+    for (x1, x2), t, o, p in zip(_TRUTH_INPUTS, trained.targets, trained.outputs,
+                                 trained.predictions, strict=True):
+        out.append(f"  {x1:>2g}  {x2:>2g}  {int(t):>8}  {fmt(o):<7} {int(p):>7}")
+    out.append(f"w = ({fmt(trained.w[0])}, {fmt(trained.w[1])}), b = {fmt(trained.b)}")
+    if trained.stopped:
+        out.append(f"training stopped: {trained.stopped}")
+    if trained.learned:
+        out.append(f"learned {name}: ŷ > 0.5 exactly on the inputs whose target is 1")
+    elif trained.data == "xor":
+        out.append("did not learn XOR: no single neuron can — no line separates its 1s "
+                   "from its 0s (a hidden layer can: gradsight train --data xor)")
+    elif all(o * (1 - o) < 0.0025 for o in trained.outputs):  # σ′ < 1% of its peak ¼
+        out.append(f"did not learn {name}: the neuron saturated — σ′(z) = ŷ(1 − ŷ) ≈ 0 on "
+                   "every input, so ∂C/∂w ≈ 0 and it stays stuck (try a smaller --lr)")
+    else:
+        out.append(f"did not learn {name} yet: try more --epochs or another --lr")
+    if doc["plot"]:
+        out.append(f"figure saved to {doc['plot']}")
+    return out
+
+
+def _explain_mode(o: dict[str, Any]) -> None:
+    """Refuse options of the other mode: --train trains on a truth table's 4 inputs;
+    --epochs and --plot only mean something with it."""
+    from ..errors import InvalidValueError
+
+    if o["train"] is not None:
+        given = [f"--{key}" for key in ("x", "w", "b", "y", "network", "activation")
+                 if o[key] is not None]
+        if given:
+            raise InvalidValueError(f"--train uses the 4 inputs of the truth table and one "
+                                    f"sigmoid neuron; leave out {', '.join(given)}")
+    else:
+        given = [f"--{key}" for key in ("epochs", "plot") if o[key] is not None]
+        if given:
+            raise InvalidValueError(f"{' and '.join(given)} go with --train or|and|nand|xor")
+
+
+# ---- registration -------------------------------------------------------------------------
+def register(app: typer.Typer) -> None:
+    """Add ``explain`` to ``app``."""
+
+    @command(app, "explain")
+    def explain(
+        x: str | None = typer.Option(None, "--x", help="inputs, e.g. 1,0.5"),
+        w: str | None = typer.Option(None, "--w", help="weights, e.g. 0.4,-0.6"),
+        b: float | None = typer.Option(None, "--b", help="bias (default 0.1)"),
+        y: str | None = typer.Option(None, "--y", help="target (default 1)"),
+        lr: float | None = typer.Option(None, "--lr",
+                                        help="learning rate η (default 0.5; 4 with --train)"),
+        network: str | None = typer.Option(None, "--network",
+                                           help="walk a small network instead, e.g. 2-2-1"),
+        seed: int = typer.Option(0, "--seed",
+                                 help="seed of the --network or --train weights"),
+        activation: str | None = typer.Option(None, "--activation",
+                                              help="hidden activation of --network "
+                                                   "(default sigmoid)"),
+        train: str | None = typer.Option(None, "--train",
+                                         help="train the neuron on a truth table instead: "
+                                              "or, and, nand or xor"),
+        epochs: int | None = typer.Option(None, "--epochs",
+                                          help="epochs of --train (default 1000)"),
+        plot: str | None = typer.Option(None, "--plot",
+                                        help="with --train: write the training curve "
+                                             "(.png/.svg/.pdf)"),
+        json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+    ) -> None:
+        """Backpropagation by the chain rule with numbers: one sigmoid neuron ŷ = σ(wᵀx + b)
+        with C = ½(ŷ − y)² (or --network 2-2-1, layer by layer), checked against the engine
+        and a central difference; --train or|and|nand|xor prints the neuron's training
+        curve and whether it learned."""
+        _explain_mode(dict(locals()))
+        if train is not None:
+            trained, doc = run_train_neuron(train, 1000 if epochs is None else epochs,
+                                            4.0 if lr is None else lr, seed,
+                                            None if plot is None else Path(plot))
+            if json_out:
+                print_json(doc)
+            else:
+                for line in _neuron_training_lines(trained, doc):
+                    typer.echo(line)
+            return
+        walk = run_explain(x, w, b, y, 0.5 if lr is None else lr, network, seed,
+                           activation or "sigmoid")
+        if json_out:
+            print_json(walk.to_dict())
+        else:
+            for line in walk.lines():
+                typer.echo(line)
+        if not walk.agree:
+            fail("the engine's or the numeric gradient disagrees with the chain rule", code=1)
