@@ -36,7 +36,7 @@ from numpy.typing import ArrayLike
 
 from . import optim as _optim
 from .errors import DataError, InvalidValueError, ShapeError
-from .nn._update import StepApplier, finite
+from .nn._update import StepApplier, finite, squared_norm
 from .nn.layers import Dense
 from .nn.losses import Loss
 from .nn.losses import loss as _get_loss
@@ -134,13 +134,35 @@ class TrainContext:
     y_batch: np.ndarray | None = None
     output: np.ndarray | None = None
     batch_loss: float = math.nan
+    # Squared norms the loop measured anyway, aligned with model.parameters(), on the steps
+    # a callback asks for them (Callback.wants_norms) when every callback is read_only;
+    # None otherwise. grad_sq_norms: g·g of each gradient, as the NaN guard measured it;
+    # weight_sq_norms: w·w of each parameter before the update (both set before
+    # on_after_backward); update_sq_norms: Δw·Δw of the step's update (set before
+    # on_batch_end; with plain SGD η²·g·g, since Δw = −η g).
+    grad_sq_norms: list[float] | None = None
+    weight_sq_norms: list[float] | None = None
+    update_sq_norms: list[float] | None = None
     stop_training: bool = False  # set True to stop after this batch
     stop_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # free space for callbacks
 
 
 class Callback:
-    """Base class of training hooks; every method is a no-op by default."""
+    """Base class of training hooks; every method is a no-op by default.
+
+    ``read_only = True`` declares that the callback changes neither weights nor gradients:
+    the loop can then trust what it measured before the hooks ran (the NaN guard's norms)
+    instead of measuring again after them, and share those measurements with the hooks
+    (``ctx.grad_sq_norms``, ``ctx.weight_sq_norms``, ``ctx.update_sq_norms``) on the
+    steps where :meth:`wants_norms` is true.
+    """
+
+    read_only: bool = False
+
+    def wants_norms(self, step: int) -> bool:
+        """Whether the hooks of ``step`` read the ``*_sq_norms`` fields of the context."""
+        return False
 
     def on_train_begin(self, ctx: TrainContext) -> None:
         """Before the first batch."""
@@ -161,12 +183,13 @@ class Callback:
 # ---- input checks ------------------------------------------------------------------------
 def _check_data(
     model: Sequential, loss: Loss, X: ArrayLike, y: ArrayLike, what: str
-) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
-    """(X in the model's dtype, the target as the loss uses it, class labels or None)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray | None, float]:
+    """(X in the model's dtype, the target as the loss uses it, class labels or None, ‖X‖²)."""
     X_array = model.check_input(X, f"{what} X")
     if X_array.shape[0] == 0:
         raise DataError(f"{what} X is empty: no samples to train on")
-    if not finite(X_array):
+    sq_norm = squared_norm(X_array)  # finite iff X is, unless the squares overflow
+    if not math.isfinite(sq_norm) and not np.isfinite(X_array).all():
         row, col = (int(i) for i in np.argwhere(~np.isfinite(X_array))[0])
         raise DataError(f"{what} X[{row}, {col}] is {X_array[row, col]}: data must be finite")
     y_array = np.asarray(y)
@@ -179,7 +202,7 @@ def _check_data(
         target = loss.prepare_target(y_array, (X_array.shape[0], model.n_outputs), model.dtype)
     except (DataError, ShapeError, InvalidValueError) as error:
         raise type(error)(f"{what} y: {error}") from None
-    return X_array, target, loss.labels(target)
+    return X_array, target, loss.labels(target), sq_norm
 
 
 def _count(name: str, value: object, minimum: int) -> int:
@@ -196,13 +219,17 @@ class _Run:
                  batch_size: int, shuffle: bool, seed: int | None, callbacks: Sequence[Callback],
                  epochs: int) -> None:
         self.model, self.loss, self.optimizer = model, loss, optimizer
-        self.X, self.target, self.labels = data
+        self.X, self.target, self.labels, data_sq_norm = data
         self.n = self.X.shape[0]
         self.batch_size, self.shuffle = min(batch_size, self.n), shuffle
         self.rng = np.random.default_rng(seed)
         self.callbacks = list(callbacks)
         self.params = model.parameters()
-        self.applier = StepApplier(optimizer, self.params, model.gradients(), bool(callbacks))
+        # read-only callbacks change nothing: the guard's measurements stay valid after them
+        self.read_only = all(getattr(c, "read_only", False) for c in self.callbacks)
+        self.norms_wanted = [c.wants_norms for c in self.callbacks
+                             if callable(getattr(c, "wants_norms", None))]
+        self.applier = StepApplier(optimizer, model, data_sq_norm, self.read_only)
         self.param_names = [
             (layer.name, ("W", "b")[j] if isinstance(layer, Dense) else str(j))
             for layer in model.layers for j, _ in enumerate(layer.parameters())
@@ -247,25 +274,39 @@ class _Run:
         for layer in model.layers:
             output = layer.forward(output, True)
         grad = self._batch_buffer(output, output.shape[0], "dY")
-        value, grad = self.loss._value_and_gradient(output, y_b, grad)
-        if labels_b is not None:
-            self.correct = int(np.count_nonzero(self.loss.predicted_labels(output) == labels_b))
+        value, grad, self.correct = self.loss._training_step(output, y_b, grad, labels_b)
         ctx.X_batch, ctx.y_batch, ctx.output, ctx.batch_loss = X_b, y_b, output, value
         model.backward(grad, reuse=True, input_grad=False)
-        for callback in self.callbacks:
-            callback.on_after_backward(ctx)
+        applier, wanted = self.applier, self._wanted(ctx.step)
+        ctx.update_sq_norms = None
+        if self.read_only:  # measure once, before the hooks, and share the norms
+            ctx.grad_sq_norms = applier.measure(X_b, exact=wanted)
+            ctx.weight_sq_norms = applier.weight_squares() if wanted else None
+            for callback in self.callbacks:
+                callback.on_after_backward(ctx)
+        else:  # a hook may change the gradients: measure after the hooks
+            ctx.grad_sq_norms = ctx.weight_sq_norms = None
+            for callback in self.callbacks:
+                callback.on_after_backward(ctx)
+            applier.measure(X_b, exact=True)
         problem = self._nonfinite(value, X_b)
         if problem is not None:
             return problem
-        broken = self.applier.apply()
+        broken = applier.apply(update_norms=wanted, weight_norms=self._wanted(ctx.step + 1))
         if broken is not None:
             return f"weights of {self.param_names[broken][0]} after the update", (
                 "the update was undone")
+        if wanted:
+            ctx.update_sq_norms = applier.update_sq
         self.history.batch_losses.append(value)
         self.history.steps += 1
         for callback in self.callbacks:
             callback.on_batch_end(ctx)
         return None
+
+    def _wanted(self, step: int) -> bool:
+        """Whether some (read-only) callback reads the shared norms at ``step``."""
+        return self.read_only and any(wants(step) for wants in self.norms_wanted)
 
     def _nonfinite(self, value: float, X_b: np.ndarray) -> tuple[str, str] | None:
         if not math.isfinite(value):
@@ -323,7 +364,7 @@ def evaluate(
 ) -> tuple[float, float | None]:
     """(cost, accuracy) of ``model`` on (X, y); accuracy None for regression targets."""
     cost = _get_loss(loss)
-    X_array, target, labels = _check_data(model, cost, X, y, "evaluation")
+    X_array, target, labels, _ = _check_data(model, cost, X, y, "evaluation")
     return _evaluate(model, cost, X_array, target, labels, batch_size)
 
 
@@ -466,7 +507,8 @@ def fit(
     if validation is not None:
         if not isinstance(validation, (tuple, list)) or len(validation) != 2:
             raise InvalidValueError("validation must be a pair (X_val, y_val)")
-        checked_validation = _check_data(model, cost, validation[0], validation[1], "validation")
+        checked_validation = _check_data(
+            model, cost, validation[0], validation[1], "validation")[:3]
     run = _Run(model, cost, optimizer, data, batch_size, shuffle, seed, callbacks, epochs)
     # non-finite values are detected and reported explicitly (the NaN guard), not warned
     total = epochs * run.ctx.batches_per_epoch

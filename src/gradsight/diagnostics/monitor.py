@@ -2,11 +2,18 @@
 
 :class:`Monitor` is a :class:`gradsight.train.Callback`. Every ``every`` optimizer steps it
 reads what the forward and backward passes already hold — each Dense layer's ∂C/∂W, ∂C/∂b
-and W, each activation layer's cached output a — and appends one
-:class:`~gradsight.diagnostics.LayerStats` per layer to ``monitor.history``. It never runs an
-extra forward or backward pass, and it keeps the cost low: norms are one BLAS dot product
-‖g‖ = √(g·g), fractions are ``count_nonzero`` of a comparison, and the update ‖ΔW‖ is measured
-in a buffer allocated once (W is copied before the optimizer step and subtracted after it).
+and W, each activation layer's cached output a and the f′ its backward pass used — and
+appends one :class:`~gradsight.diagnostics.LayerStats` per layer to ``monitor.history``. It
+never runs an extra forward or backward pass, and it keeps the cost low:
+
+* ‖∂C/∂W‖ and ‖∂C/∂b‖ are taken from ``ctx.grad_sq_norms``, the g·g that ``fit``'s NaN guard
+  computes anyway (the Monitor asks for them with ``needs_grad_norms``); without them (a
+  callback that may change gradients, or a hand-made context) each is one BLAS dot √(g·g);
+* ‖W‖ is one BLAS dot; fractions are ``count_nonzero`` of one comparison — of f′ itself for
+  the saturated fraction, as the backward pass left it;
+* the update ‖ΔW‖ costs nothing with plain SGD (ΔW = −η ∂C/∂W exactly, so ‖ΔW‖ = η‖∂C/∂W‖);
+  otherwise W is copied into a buffer allocated once before the optimizer step and
+  subtracted after it.
 
 Histories export to a list of dicts (``pandas.DataFrame(history_records(h))``), JSON and CSV,
 and :class:`LayerHistory` pivots one into per-layer series (layer → steps, values) for plots
@@ -22,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InvalidValueError
+from ..optim import SGD
 from ..train import Callback
 from ._history import (
     LayerHistory,
@@ -144,8 +152,13 @@ def _activation_fields(layer: Any, work: _Work | None = None) -> dict[str, Any]:
 
 
 def _saturated_count(layer: Any) -> int:
-    """Number of values with f′ below 1% of its maximum, from a (sigmoid/tanh) or z."""
+    """Number of values with f′ below 1% of its maximum: from f′ as the backward pass left it
+    (``local_derivative``), else from a (sigmoid/tanh) or z."""
     act, a = layer.activation, layer.output
+    local = getattr(layer, "local_derivative", None)
+    if isinstance(local, np.ndarray) and local.shape == a.shape:
+        limit = SATURATION * act.max_derivative[0]
+        return int(np.count_nonzero(local < limit))
     if act.base_name in ("sigmoid", "tanh"):
         lo, hi = saturation_bounds(act)
         return int(np.count_nonzero(a < lo)) + int(np.count_nonzero(a > hi))
@@ -153,19 +166,33 @@ def _saturated_count(layer: Any) -> int:
     return int(np.count_nonzero(act.derivative(layer.inputs) < limit))
 
 
-def _param_fields(layer: Any, copy: np.ndarray | None = None) -> dict[str, Any]:
+def _from_square(array: np.ndarray, square: float | None) -> tuple[float, int]:
+    """‖array‖ and its non-finite count, from a known g·g when it is finite."""
+    if square is not None and math.isfinite(square):
+        return math.sqrt(square), 0  # finite g·g: every entry is finite
+    return _norm_and_nonfinite(array)
+
+
+#: g·g of ∂C/∂W and of ∂C/∂b, and W·W, when the training loop already measured them
+Known = tuple[float | None, float | None, float | None]
+
+
+def _param_fields(layer: Any, copy: np.ndarray | None = None,
+                  known: Known | None = None) -> dict[str, Any]:
     """‖∂C/∂W‖, ‖∂C/∂b‖, ‖W‖ and the count of non-finite gradient entries.
 
-    With ``copy`` (a buffer of W's shape) W is first copied there and ‖W‖ read off the copy,
+    ``known`` holds squares the training loop measured already (``ctx.*_sq_norms``). With
+    ``copy`` (a buffer of W's shape) W is first copied there and ‖W‖ read off the copy,
     which is then still in cache.
     """
-    grad_w, bad_w = _norm_and_nonfinite(layer.grad_W)
+    square_gw, square_gb, square_w = known if known is not None else (None, None, None)
+    grad_w, bad_w = _from_square(layer.grad_W, square_gw)
     grad_b, bad_b = (None, 0)
     if getattr(layer, "grad_b", None) is not None:
-        grad_b, bad_b = _norm_and_nonfinite(layer.grad_b)
+        grad_b, bad_b = _from_square(layer.grad_b, square_gb)
     if copy is not None:
         np.copyto(copy, layer.W)
-    weight, _ = _norm_and_nonfinite(layer.W if copy is None else copy)
+    weight, _ = _from_square(layer.W if copy is None else copy, square_w)
     return {"grad_W_norm": grad_w, "grad_b_norm": grad_b, "weight_norm": weight,
             "nonfinite": bad_w + bad_b}
 
@@ -179,11 +206,12 @@ def _is_activation(layer: Any) -> bool:
 
 
 def _record(layer: Any, index: int, step: int, epoch: int | None,
-            work: dict[int, _Work] | None = None,
-            copy: np.ndarray | None = None) -> LayerStats | None:
+            work: dict[int, _Work] | None = None, copy: np.ndarray | None = None,
+            known: Known | None = None) -> LayerStats | None:
     name = getattr(layer, "name", f"layer{index}")
     if _is_param(layer) and layer.grad_W is not None:
-        return LayerStats(name, index, step, epoch, "param", **_param_fields(layer, copy))
+        return LayerStats(name, index, step, epoch, "param",
+                          **_param_fields(layer, copy, known))
     if _is_activation(layer) and layer.output is not None:
         arrays = None
         if work is not None:
@@ -220,9 +248,14 @@ class Monitor(Callback):
     and the dead fraction (ReLU family: units with z ≤ 0 on every sample of the batch).
     ``losses`` holds (step, batch loss) for the recorded steps.
 
+    It only reads (``read_only``): ``fit`` then hands it the gradient norms its NaN guard
+    computed (``ctx.grad_sq_norms``) on the steps it records.
+
     >>> Monitor(every=10).every
     10
     """
+
+    read_only = True  # it changes neither weights nor gradients
 
     def __init__(self, every: int = 1) -> None:
         if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
@@ -230,44 +263,87 @@ class Monitor(Callback):
         self.every = int(every)
         self.history: list[LayerStats] = []
         self.losses: list[tuple[int, float]] = []
-        self._buffers: dict[int, np.ndarray] = {}
         self._work: dict[int, _Work] = {}
-        self._pending: list[tuple[LayerStats, Any, np.ndarray | None, float | None]] = []
+        self._pending: list[tuple[LayerStats, Any, np.ndarray | None, float | None,
+                                  int | None]] = []
+        self._model: Any = None
+        self._shared = _Positions()
+        self._plan: list[tuple[int, Any, bool, np.ndarray | None]] = []
+
+    def wants_norms(self, step: int) -> bool:
+        """True on the steps it records: it then reads ``ctx.*_sq_norms``."""
+        return step % self.every == 0
 
     def on_train_begin(self, ctx: Any) -> None:
-        self._buffers = {i: np.empty_like(layer.W) for i, layer in enumerate(ctx.model.layers)
-                         if _is_param(layer)}
         self._pending = []
+        self._prepare(ctx.model)
+
+    def _prepare(self, model: Any) -> None:
+        """The per-layer plan (layer index, layer, is a param layer, W buffer), made once."""
+        self._model, self._shared, self._plan = model, _Positions(model), []
+        for index, layer in enumerate(model.layers):
+            if _is_param(layer):
+                self._plan.append((index, layer, True, np.empty_like(layer.W)))
+            elif _is_activation(layer):
+                self._plan.append((index, layer, False, None))
 
     def on_after_backward(self, ctx: Any) -> None:
         if ctx.step % self.every:
             return
+        if ctx.model is not self._model:
+            self._prepare(ctx.model)
         step, epoch = int(ctx.step), _int_or_none(ctx.epoch)
         lr = _plain_sgd_lr(getattr(ctx, "optimizer", None))
-        self._pending = []
+        shared, history = self._shared, self.history
+        grads = shared.fits(getattr(ctx, "grad_sq_norms", None))
+        weights = shared.fits(getattr(ctx, "weight_sq_norms", None))
+        # with shared norms the loop also measures ‖ΔW‖ (update_sq_norms): no copy of W
+        copy = lr is None and grads is None
+        pending: list[Any] = []
         with np.errstate(over="ignore", invalid="ignore"):
-            for index, layer in enumerate(ctx.model.layers):
-                buffer = self._buffers.get(index) if lr is None else None
-                if buffer is not None and buffer.shape != layer.W.shape:
-                    buffer = None
-                record = _record(layer, index, step, epoch, self._work, buffer)
-                if record is None:
+            for index, layer, param, buffer in self._plan:
+                name = getattr(layer, "name", f"layer{index}")
+                if param and layer.grad_W is not None:
+                    position = shared.of(index, layer)
+                    known = None if position is None else shared.known(position, grads,
+                                                                       weights)
+                    if not copy or buffer is None or buffer.shape != layer.W.shape:
+                        buffer = None
+                    record = LayerStats(name, index, step, epoch, "param",
+                                        **_param_fields(layer, buffer, known))
+                    pending.append((record, layer, buffer, lr,
+                                    None if position is None else position[0]))
+                elif not param and layer.output is not None:
+                    record = LayerStats(name, index, step, epoch, "activation",
+                                        **_activation_fields(layer, self._work_for(index,
+                                                                                   layer)))
+                else:
                     continue
-                self.history.append(record)
-                if record.kind == "param" and (buffer is not None or lr is not None):
-                    self._pending.append((record, layer, buffer, lr))
+                history.append(record)
+        self._pending = pending
         loss = getattr(ctx, "batch_loss", None)
         if loss is not None:
             self.losses.append((step, float(loss)))
 
+    def _work_for(self, index: int, layer: Any) -> _Work:
+        work = self._work.get(index)
+        if work is None or not work.fits(layer.output):
+            work = self._work[index] = _Work(layer.output.size, layer.output.dtype)
+        return work
+
     def on_batch_end(self, ctx: Any) -> None:
+        updates = self._shared.fits(getattr(ctx, "update_sq_norms", None))
         with np.errstate(over="ignore", invalid="ignore"):
-            for record, layer, buffer, lr in self._pending:
-                if buffer is None:  # plain SGD: ΔW = −η ∂C/∂W exactly
-                    change = float(lr or 0.0) * float(record.grad_W_norm or 0.0)
-                else:
+            for record, layer, buffer, lr, position in self._pending:
+                if updates is not None and position is not None:  # measured by the loop
+                    change = math.sqrt(updates[position])
+                elif buffer is not None:
                     np.subtract(layer.W, buffer, out=buffer)  # buffer now holds ΔW
                     change, _ = _norm_and_nonfinite(buffer)
+                elif lr is not None:  # plain SGD: ΔW = −η ∂C/∂W exactly
+                    change = lr * float(record.grad_W_norm or 0.0)
+                else:
+                    continue
                 record.update_ratio = _ratio(change, record.weight_norm)
         self._pending = []
 
@@ -288,14 +364,57 @@ class Monitor(Callback):
         return LayerHistory(self.history)._repr_html_()
 
 
+class _Positions:
+    """Where each param layer's W, ∂C/∂W and ∂C/∂b sit in model.parameters()/gradients(),
+    to read the loop's ``ctx.*_sq_norms``; the arrays are kept to check that they still
+    are the model's."""
+
+    def __init__(self, model: Any = None) -> None:
+        params = getattr(model, "parameters", None)
+        grads = getattr(model, "gradients", None)
+        self.params = list(params()) if callable(params) else []
+        self.grads = list(grads()) if callable(grads) else []
+        where = {id(g): k for k, g in enumerate(self.grads)}
+        self.positions: dict[int, tuple[int, int | None]] = {}
+        if len(self.params) != len(self.grads):
+            return
+        for index, layer in enumerate(getattr(model, "layers", ())):
+            if _is_param(layer) and id(layer.grad_W) in where:
+                grad_b = getattr(layer, "grad_b", None)
+                self.positions[index] = (where[id(layer.grad_W)],
+                                         None if grad_b is None else where.get(id(grad_b)))
+
+    def of(self, index: int, layer: Any) -> tuple[int, int | None] | None:
+        """(position of W, of b or None) of layer ``index`` if its arrays are still there."""
+        position = self.positions.get(index)
+        if position is None:
+            return None
+        w, b = position
+        grad_b = getattr(layer, "grad_b", None)
+        if self.grads[w] is not layer.grad_W or self.params[w] is not layer.W:
+            return None
+        if grad_b is not None and (b is None or self.grads[b] is not grad_b):
+            return None
+        return position
+
+    def fits(self, squares: Any) -> Any:
+        """``squares`` if it is a list aligned with the parameters, else None."""
+        return squares if squares is not None and len(squares) == len(self.grads) else None
+
+    def known(self, position: tuple[int, int | None], grads: Any, weights: Any) -> Known:
+        w, b = position
+        grads, weights = self.fits(grads), self.fits(weights)
+        return (None if grads is None else grads[w],
+                None if grads is None or b is None else grads[b],
+                None if weights is None else weights[w])
+
+
 def _plain_sgd_lr(optimizer: Any) -> float | None:
     """η of a plain SGD optimizer (no momentum, no weight decay), else None.
 
     Its update is exactly ΔW = −η ∂C/∂W, so ‖ΔW‖ = η‖∂C/∂W‖ needs no copy of W.
     """
-    from ..optim import SGD
-
-    if type(optimizer) is SGD and optimizer.momentum == 0 and optimizer.weight_decay == 0:
+    if type(optimizer) is SGD and optimizer.plain:
         return float(optimizer.lr)
     return None
 

@@ -1,155 +1,249 @@
-"""Applying an optimizer step with the NaN guard — cheaply (used by :func:`gradsight.fit`).
+"""Applying an optimizer step under the NaN guard — cheaply (used by :func:`gradsight.fit`).
 
 The guard promises: a step with a non-finite gradient is not applied, and an update that
-makes a weight non-finite is undone. Checking costs passes over memory, so it is done with
-the cheapest sufficient test:
+makes a weight non-finite is undone. The update itself is always
+``optimizer.step(params, grads)``: the rules live in :mod:`gradsight.optim` alone. Checking
+costs passes over memory, so it is done with the cheapest sufficient test.
 
-* gradients: g·g (one BLAS dot) is finite iff every entry is — unless it overflows, in
-  which case the exact ``isfinite`` test decides;
-* the update, general optimizer: copy the weights, step, check with a dot, restore on
-  failure;
-* the update, plain SGD (``w ← w − η g``, no momentum or weight decay): no copy and no
-  check are needed while ‖w‖ + η‖g‖ stays far below the largest float, since then every
-  |wᵢ − η gᵢ| ≤ ‖w‖ + η‖g‖ is finite. ‖w‖ is tracked as an upper bound (triangle
-  inequality) and recomputed when callbacks might have changed the weights. The update
-  itself is a BLAS axpy (w += (−η)·g, in place, in chunks — see ``_CHUNK``), instead of
-  NumPy's two passes through a temporary — the same rule as :class:`gradsight.optim.SGD`,
-  fused.
+Gradients, exact test (:meth:`StepApplier.measure` with ``exact=True``, when a callback such as
+the Monitor wants the norms): g·g, one BLAS dot, is finite iff every entry of g is — unless it
+overflows, and then ``isfinite`` decides. The values are handed to the callbacks
+(``ctx.grad_sq_norms``), so nobody computes them twice.
+
+Gradients, cheap test (otherwise): a Dense layer's ∂C/∂W = aᵀδ (n_in × n_out) is checked
+through its factors, the layer input a (N × n_in) and δ = ∂C/∂z (N × n_out), which for a
+batch smaller than the layer are smaller. By Cauchy–Schwarz every entry, and every partial
+sum BLAS forms on the way, obeys |∂C/∂W_ij| ≤ Σₙ |a_ni δ_nj| ≤ ‖a‖‖δ‖; likewise
+|∂C/∂b_j| ≤ √N ‖δ‖. So when ‖a‖‖δ‖ is far below the largest float, both gradients are
+finite, and ‖a‖‖δ‖, √N‖δ‖ bound their norms. ‖δ‖² is a dot (finite iff every entry is), and
+so is ‖a‖², except where it is known without a pass:
+
+* a is the training data, whose ‖X‖ fit measured once (‖X_batch‖ ≤ ‖X‖);
+* a is the output of a sigmoid or tanh layer that follows the previous Dense layer: then
+  |aᵢ| ≤ 1, so ‖a‖² ≤ a.size, unless some aᵢ is NaN — and a NaN aᵢ makes the previous layer's
+  δ = ∂C/∂a ⊙ f′ NaN too (f′ = a(1−a) or 1 − a² is computed from a), which that layer's check
+  has just found finite.
+
+If a bound is not small enough, or the layer is not a plain Dense, the exact test decides.
+
+Update, general optimizer: copy the weights, step, check with a dot, restore on failure.
+Update, plain SGD (``w ← w − η g``, :attr:`gradsight.optim.SGD.plain`): no copy and no check
+are needed while ‖w‖ + η‖g‖ stays far below the largest float, since then every
+|wᵢ − η gᵢ| ≤ ‖w‖ + η‖g‖ is finite. ‖w‖ is tracked as an upper bound (triangle inequality),
+and recomputed every step if a callback may change the weights (one that is not
+``read_only``).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-__all__ = ["StepApplier", "finite"]
+from .. import optim
+from .layers import Activation, Dense
+
+__all__ = ["StepApplier", "finite", "squared_norm"]
+
+
+def squared_norm(array: np.ndarray) -> float:
+    """‖array‖² as one BLAS dot (inf or NaN if an entry is, or if the squares overflow)."""
+    flat = array.reshape(-1)
+    return float(np.dot(flat, flat))
 
 
 def finite(array: np.ndarray) -> bool:
     """True if every entry of ``array`` is finite (fast path: one dot product)."""
-    flat = array.reshape(-1)
-    return math.isfinite(np.dot(flat, flat)) or bool(np.isfinite(array).all())
-
-
-# SciPy ships its own OpenBLAS, beside NumPy's. Called on more than 10,000 entries, its axpy
-# starts a second pool of BLAS threads, whose busy-waiting then fights NumPy's threads for
-# the cores (a 2-core machine slows down several times). Chunks of 8,192 entries keep it on
-# the calling thread.
-_CHUNK = 8192
-
-
-def _axpy(dtype: np.dtype) -> Any:
-    try:
-        from scipy.linalg import blas
-    except ImportError:  # pragma: no cover - scipy comes with scikit-learn
-        return None
-    axpy = blas.saxpy if dtype == np.float32 else blas.daxpy
-
-    def chunked(x: np.ndarray, y: np.ndarray, a: float) -> np.ndarray:
-        for start in range(0, y.size, _CHUNK):
-            axpy(x[start:start + _CHUNK], y[start:start + _CHUNK], a=a)
-        return y
-
-    chunked.blas = axpy  # type: ignore[attr-defined]
-    return chunked
+    return math.isfinite(squared_norm(array)) or bool(np.isfinite(array).all())
 
 
 def _plain_sgd(optimizer: Any) -> bool:
-    from .. import optim
+    return type(optimizer) is optim.SGD and optimizer.plain
 
-    return (
-        type(optimizer) is optim.SGD and optimizer.momentum == 0
-        and optimizer.weight_decay == 0
-    )
+
+# activations whose output is bounded by 1 and whose backward pass computes f′ from the output
+_BOUNDED_BY_ONE = ("sigmoid", "tanh")
+
+
+class _DenseCheck:
+    """A Dense layer for the cheap test: where its ∂C/∂W and ∂C/∂b sit in the parameter
+    list, and what its input is (the data, or a bounded activation after another Dense)."""
+
+    __slots__ = ("layer", "w", "b", "data_input", "bounded_input", "delta_finite")
+
+    def __init__(self, layer: Dense, w: int, b: int, data_input: bool,
+                 bounded_input: tuple[Activation, _DenseCheck] | None) -> None:
+        self.layer, self.w, self.b, self.data_input = layer, w, b, data_input
+        self.bounded_input = bounded_input
+        self.delta_finite = False  # set by each cheap test
 
 
 class StepApplier:
-    """Checks gradients and applies ``optimizer.step(params, grads)`` under the guard."""
+    """Checks gradients and applies ``optimizer.step(params, grads)`` under the guard.
 
-    def __init__(self, optimizer: Any, params: Sequence[np.ndarray],
-                 grads: Sequence[np.ndarray], weights_may_change: bool) -> None:
-        self.optimizer, self.params, self.grads = optimizer, list(params), list(grads)
-        # flat views, made once (the arrays are updated in place, never replaced)
-        self.flat_params = [p.reshape(-1) for p in self.params]
-        self.flat_grads = [g.reshape(-1) for g in self.grads]
-        self.weights_may_change = weights_may_change  # callbacks may edit the weights
+    ``data_sq_norm`` is ‖X‖² of the training data (inf if unknown); ``read_only`` says that
+    no callback changes weights or gradients.
+    """
+
+    def __init__(self, optimizer: Any, model: Any, data_sq_norm: float = math.inf,
+                 read_only: bool = False) -> None:
+        self.optimizer, self.read_only = optimizer, read_only
+        self.params, self.grads = model.parameters(), model.gradients()
+        self.data_sq_norm = data_sq_norm
+        self.norms = [math.inf] * len(self.params)  # ‖g‖, or an upper bound of it
+        self.checks, covered = self._dense_checks(model)
+        self.others = [i for i in range(len(self.params)) if i not in covered]
         self.backup: list[np.ndarray] | None = None
         self.backup_is_current = False
-        self.grad_norms = [math.inf] * len(self.params)
-        self.axpy: Any = None
-        contiguous = all(a.flags.c_contiguous for a in (*self.params, *self.grads))
-        if _plain_sgd(optimizer) and contiguous:
-            self.axpy = _axpy(self.params[0].dtype)
-        if self.axpy is not None and not self._axpy_works_in_place():
-            self.axpy = None
-        if self.axpy is not None:
-            self.limit = float(np.finfo(self.params[0].dtype).max) / 16
-            self.bounds = self._exact_norms()
+        self.dtype = self.params[0].dtype if self.params else np.dtype(np.float64)
+        self.limit = float(np.finfo(self.dtype).max) / 16
+        # w·w of the current weights when known (valid while only the steps change them),
+        # Δw·Δw of the last step when measured
+        self.weight_sq: list[float] | None = None
+        self.update_sq: list[float] | None = None
+        self.bounds = [math.sqrt(value) for value in self.weight_squares()]  # ≥ ‖w‖ (SGD)
 
-    def _axpy_works_in_place(self) -> bool:
-        probe = np.zeros(4, dtype=self.params[0].dtype)
-        return self.axpy.blas(np.ones_like(probe), probe, a=1.0) is probe and bool(probe.all())
+    def _dense_checks(self, model: Any) -> tuple[list[_DenseCheck], set[int]]:
+        checks: list[_DenseCheck] = []
+        covered: set[int] = set()
+        position, layers = 0, model.layers
+        for index, layer in enumerate(layers):
+            count = len(layer.parameters())
+            if type(layer) is Dense and count == 2:
+                source, bounded = layers[index - 1] if index else None, None
+                if (index >= 2 and type(source) is Activation
+                        and source.activation.name in _BOUNDED_BY_ONE
+                        and checks and checks[-1].layer is layers[index - 2]):
+                    bounded = (source, checks[-1])
+                checks.append(_DenseCheck(layer, position, position + 1, index == 0, bounded))
+                covered.update((position, position + 1))
+            position += count
+        return checks, covered
 
-    def _exact_norms(self) -> list[float]:
-        return [math.sqrt(float(np.dot(p, p))) for p in self.flat_params]
+    def _weight_norms(self) -> list[float]:
+        self.weight_sq = None
+        return [math.sqrt(value) for value in self.weight_squares()]
+
+    # -- gradients ---------------------------------------------------------------------
+    def measure(self, X_batch: np.ndarray | None, exact: bool) -> list[float] | None:
+        """Measure the gradients for the guard; return the exact g·g list when ``exact``."""
+        norms = self.norms
+        if exact:
+            squares = [squared_norm(grad) for grad in self.grads]
+            norms[:] = [math.sqrt(value) for value in squares]  # NaN stays NaN
+            return squares
+        for check in self.checks:
+            self._bound_dense(check, X_batch)
+        for index in self.others:
+            norms[index] = math.sqrt(squared_norm(self.grads[index]))
+        return None
+
+    def _bound_dense(self, check: _DenseCheck, X_batch: np.ndarray | None) -> None:
+        """norms[W], norms[b] := the bounds ‖a‖‖δ‖, √N‖δ‖ if small enough, else exact."""
+        layer, norms = check.layer, self.norms
+        a, delta = layer.inputs, layer.delta
+        usable = (a is not None and delta is not None and layer.grad_W is self.grads[check.w]
+                  and layer.grad_b is self.grads[check.b])
+        check.delta_finite = False
+        if usable and a is not None and delta is not None:
+            delta_norm = math.sqrt(squared_norm(delta))  # NaN or inf if δ is not finite
+            check.delta_finite = math.isfinite(delta_norm)
+            a_sq = self._input_sq_bound(check, a, X_batch)
+            bound_w = math.sqrt(a_sq) * delta_norm
+            bound_b = math.sqrt(a.shape[0]) * delta_norm
+            if bound_w < self.limit and bound_b < self.limit:  # False for NaN
+                norms[check.w], norms[check.b] = bound_w, bound_b
+                return
+        norms[check.w] = math.sqrt(squared_norm(self.grads[check.w]))
+        norms[check.b] = math.sqrt(squared_norm(self.grads[check.b]))
+
+    def _input_sq_bound(self, check: _DenseCheck, a: np.ndarray,
+                        X_batch: np.ndarray | None) -> float:
+        """An upper bound of ‖a‖² for a finite a (inf or NaN when a is not finite)."""
+        if check.data_input and a is X_batch:
+            return self.data_sq_norm
+        if check.bounded_input is not None:
+            activation, previous = check.bounded_input
+            if a is activation.output and previous.delta_finite:
+                return float(a.size)
+        return squared_norm(a)
 
     def nonfinite_gradients(self) -> list[int]:
         """Indices (in ``params`` order) of the gradients with a non-finite entry."""
-        bad = []
-        for index, flat in enumerate(self.flat_grads):
-            squared = float(np.dot(flat, flat))
-            self.grad_norms[index] = math.sqrt(squared)  # inf if the dot overflowed
-            if not math.isfinite(squared) and not np.isfinite(flat).all():
-                bad.append(index)
-        return bad
+        return [index for index, norm in enumerate(self.norms)
+                if not math.isfinite(norm) and not np.isfinite(self.grads[index]).all()]
 
-    def apply(self) -> int | None:
-        """Apply the step; if it made params[i] non-finite, undo it and return i."""
+    # -- the update --------------------------------------------------------------------
+    def weight_squares(self) -> list[float]:
+        """w·w of every parameter as it is now (kept from the last step when still valid)."""
+        if self.weight_sq is None or not self.read_only:
+            self.weight_sq = [squared_norm(p) for p in self.params]
+        return list(self.weight_sq)
+
+    def apply(self, update_norms: bool = False, weight_norms: bool = False) -> int | None:
+        """Apply the step; if it made params[i] non-finite, undo it and return i.
+
+        ``update_norms``: measure Δw·Δw of the step (``update_sq``); ``weight_norms``: keep
+        w·w of the new weights (``weight_squares``), both where it costs least.
+        """
         self.backup_is_current = False
-        if self.axpy is not None and self._sgd_is_safe():
+        self.update_sq = None
+        if _plain_sgd(self.optimizer) and self._sgd_is_safe():
             rate = self.optimizer.lr
-            pairs = zip(self.flat_params, self.flat_grads, strict=True)
-            for index, (param, grad) in enumerate(pairs):
-                self.axpy(grad, param, a=-rate)  # w += (−η)·g, in place
-                grown = self.bounds[index] + rate * self.grad_norms[index]
-                self.bounds[index] = grown * (1 + 1e-6)  # ‖w − ηg‖ ≤ ‖w‖ + η‖g‖, + rounding
+            self.optimizer.step(self.params, self.grads)
+            if update_norms:  # Δw = −η g exactly, up to rounding
+                self.update_sq = [(rate * norm) ** 2 for norm in self.norms]
+            if weight_norms:  # one pass over weights still in cache; also exact bounds
+                self.weight_sq = [squared_norm(p) for p in self.params]
+                self.bounds = [math.sqrt(value) for value in self.weight_sq]
+            else:
+                self.weight_sq = None
+                bounds = self.bounds
+                for index, norm in enumerate(self.norms):  # ‖w − ηg‖ ≤ ‖w‖ + η‖g‖ (+ rounding)
+                    bounds[index] = (bounds[index] + rate * norm) * (1 + 1e-6)
             return None
-        return self._guarded_step()
+        return self._guarded_step(update_norms)
 
     def _sgd_is_safe(self) -> bool:
-        rate = self.optimizer.lr
-        if self.weights_may_change:
-            self.bounds = self._exact_norms()
-        if self._within_limit(rate):
+        if not self.read_only:
+            self.bounds = self._weight_norms()
+        if self._within_limit():
             return True
-        self.bounds = self._exact_norms()  # the running bound may just be loose
-        return self._within_limit(rate)
+        self.bounds = self._weight_norms()  # the running bound may just be loose
+        return self._within_limit()
 
-    def _within_limit(self, rate: float) -> bool:
-        pairs = zip(self.bounds, self.grad_norms, strict=True)
-        return all(bound + rate * norm < self.limit for bound, norm in pairs)
+    def _within_limit(self) -> bool:
+        rate, limit = self.optimizer.lr, self.limit
+        for bound, norm in zip(self.bounds, self.norms, strict=True):
+            if not bound + rate * norm < limit:  # also True for NaN
+                return False
+        return True
 
-    def _guarded_step(self) -> int | None:
+    def _guarded_step(self, update_norms: bool) -> int | None:
         if self.backup is None:
             self.backup = [np.empty_like(p) for p in self.params]
         for saved, param in zip(self.backup, self.params, strict=True):
             np.copyto(saved, param)
         self.backup_is_current = True
-        if self.axpy is not None:
-            rate = self.optimizer.lr
-            for param, grad in zip(self.flat_params, self.flat_grads, strict=True):
-                self.axpy(grad, param, a=-rate)
-        else:
-            self.optimizer.step(self.params, self.grads)
+        self.weight_sq = None
+        self.optimizer.step(self.params, self.grads)
+        squares = []
         for index, param in enumerate(self.params):
-            if not finite(param):
+            square = squared_norm(param)
+            if not math.isfinite(square) and not np.isfinite(param).all():
                 self.restore()
                 return index
-        if self.axpy is not None:
-            self.bounds = self._exact_norms()
+            squares.append(square)
+        self.weight_sq = squares  # the check's dots are the new weights' norms
+        if _plain_sgd(self.optimizer):
+            self.bounds = [math.sqrt(value) for value in squares]
+        if update_norms:  # Δw = w_new − w_old, in the backup (no longer needed)
+            self.backup_is_current = False
+            self.update_sq = []
+            for saved, param in zip(self.backup, self.params, strict=True):
+                np.subtract(param, saved, out=saved)
+                self.update_sq.append(squared_norm(saved))
         return None
 
     def restore(self) -> None:
@@ -157,3 +251,4 @@ class StepApplier:
         if self.backup is not None and self.backup_is_current:
             for saved, param in zip(self.backup, self.params, strict=True):
                 np.copyto(param, saved)
+            self.weight_sq = None

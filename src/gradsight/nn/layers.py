@@ -142,6 +142,7 @@ class Dense(Layer):
         self.grad_W: Array = np.zeros_like(self.W)
         self.grad_b: Array = np.zeros_like(self.b)
         self.inputs: Array | None = None
+        self.delta: Array | None = None  # δ = ∂C/∂z of the last backward call (not a copy)
         self.input_grad = True  # whether backward computes ∂C/∂a_prev
         self.name = "dense"
 
@@ -163,7 +164,7 @@ class Dense(Layer):
         layer.dtype, layer.init, layer.bias_init = dtype, init, bias_init
         layer.W, layer.b = W_array.astype(dtype), b_array.astype(dtype)
         layer.grad_W, layer.grad_b = np.zeros_like(layer.W), np.zeros_like(layer.b)
-        layer.inputs, layer.input_grad, layer.name = None, True, "dense"
+        layer.inputs, layer.delta, layer.input_grad, layer.name = None, None, True, "dense"
         return layer
 
     def forward(self, X: Array, reuse: bool = False) -> Array:
@@ -192,6 +193,7 @@ class Dense(Layer):
             )
         if self.grad_W.shape != self.W.shape or self.grad_W.dtype != self.W.dtype:
             self.grad_W, self.grad_b = np.zeros_like(self.W), np.zeros_like(self.b)
+        self.delta = dZ
         np.matmul(X.T, dZ, out=self.grad_W)  # transposed view: BLAS reads it without a copy
         # 1ᵀ·δ sums the batch through BLAS, faster than np.sum(δ, axis=0)
         np.matmul(self._buffer("ones", (X.shape[0],), dZ.dtype, fill=1.0), dZ, out=self.grad_b)
@@ -219,7 +221,8 @@ class Dense(Layer):
 
 # ---- in-place kernels for the common activations -------------------------------------------
 # forward(z, out): out = f(z) (out may be z);  backward(a, dA, out, scratch): out = dA ⊙ f′
-# read off the output a (out may be dA). Other activations use gradsight.activations directly.
+# read off the output a (out may be dA), leaving f′ in scratch. Other activations use
+# gradsight.activations directly.
 Kernel = tuple[Callable[[Array, Array], None], Callable[[Array, Array, Array, Array], None]]
 
 
@@ -271,7 +274,9 @@ class Activation(Layer):
     """Elementwise a = f(z) for an activation of :mod:`gradsight.activations`.
 
     ``Activation("sigmoid")``; ``.activation`` is the :class:`ActivationFunction`,
-    ``.output`` the cached a, ``.inputs`` the cached z (None when f′ is read off a).
+    ``.output`` the cached a, ``.inputs`` the cached z (None when f′ is read off a),
+    ``.local_derivative`` the f′ the last backward pass used — None after a forward pass
+    until backward runs (a buffer when ``reuse``: copy it to keep it).
 
     >>> layer = Activation("sigmoid")
     >>> a = layer.forward(np.zeros((1, 2)))
@@ -285,6 +290,7 @@ class Activation(Layer):
         self.name = self.activation.base_name
         self.inputs: Array | None = None
         self.output: Array | None = None
+        self.local_derivative: Array | None = None  # f′ of the current forward pass
         self.in_place = False  # set by Sequential when z is a buffer nobody else needs
         self._kernel = _KERNELS.get(self.activation.name)
         self._from_output = self.activation.has_output_derivative
@@ -298,7 +304,7 @@ class Activation(Layer):
         else:
             out = np.asarray(self.activation(z), dtype=z.dtype)
             self.inputs = None if self._from_output else z
-        self.output = out
+        self.output, self.local_derivative = out, None
         return out
 
     def backward(self, dA: Array, reuse: bool = False) -> Array:
@@ -314,12 +320,14 @@ class Activation(Layer):
         if self._kernel is not None:
             out = dA if reuse else np.empty_like(a)
             scratch = self._out("scratch", a.shape, a.dtype, reuse)
-            self._kernel[1](a, dA, out, scratch)
+            self._kernel[1](a, dA, out, scratch)  # leaves f′ in scratch
+            self.local_derivative = scratch
             return out
         if self._from_output:
             local: Any = self.activation.derivative_from_output(a)
         else:
             local = self.activation.derivative(self.inputs)  # type: ignore[arg-type]
+        self.local_derivative = np.asarray(local)
         if reuse:
             dA *= local
             return dA

@@ -34,6 +34,8 @@ one-hot targets compare argmaxes. Real-valued (regression) targets have no accur
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
@@ -168,6 +170,15 @@ class Loss:
 
     _threshold = 0.5
 
+    def _training_step(self, output: Array, target: np.ndarray, out: Array,
+                       labels: np.ndarray | None) -> tuple[float, Array, int]:
+        """(C, ∂C/∂output written into ``out``, number of rows whose predicted class equals
+        ``labels`` — 0 when ``labels`` is None): what the training loop needs of a batch."""
+        value, gradient = self._value_and_gradient(output, target, out)
+        if labels is None:
+            return value, gradient, 0
+        return value, gradient, int(np.count_nonzero(self.predicted_labels(output) == labels))
+
     # -- the formulas (subclasses) ---------------------------------------------------------
     def _value(self, output: Array, target: np.ndarray) -> float:
         return self._value_and_gradient(output, target, np.empty(output.shape, output.dtype))[0]
@@ -239,6 +250,9 @@ class CrossEntropy(Loss):
 
     name = "cross_entropy"
 
+    def __init__(self) -> None:
+        self._cache: dict[tuple[Any, ...], np.ndarray] = {}  # index offsets and ones vectors
+
     def prepare_target(
         self, target: ArrayLike, output_shape: tuple[int, ...], dtype: DTypeLike
     ) -> np.ndarray:
@@ -267,17 +281,49 @@ class CrossEntropy(Loss):
     def _value_and_gradient(
         self, output: Array, target: np.ndarray, out: Array
     ) -> tuple[float, Array]:
+        return self._softmax(output, target, out, _row_max(output)), out
+
+    def _training_step(self, output: Array, target: np.ndarray, out: Array,
+                       labels: np.ndarray | None) -> tuple[float, Array, int]:
+        own = (type(self)._value_and_gradient is CrossEntropy._value_and_gradient
+               and type(self).predicted_labels is CrossEntropy.predicted_labels)
+        if not own:  # a subclass changed the formula: take the general path
+            return super()._training_step(output, target, out, labels)
+        # one argmax serves both: the predicted class and, read at it, the row maximum
+        predicted = _argmax_rows(output)
         n, k = output.shape
-        np.subtract(output, _row_max(output)[:, None], out=out)  # z − max z ≤ 0: no overflow
+        row_max = output.reshape(-1)[predicted + self._offsets(n, k)]
+        value = self._softmax(output, target, out, row_max)
+        correct = 0 if labels is None else int(np.count_nonzero(predicted == labels))
+        return value, out, correct
+
+    def _offsets(self, n: int, k: int) -> NDArray[np.intp]:
+        """0, k, 2k, …: added to a column index per row, the flat index into an (n, k) array."""
+        cached = self._cache.get(("offsets", n, k))
+        if cached is None:
+            cached = self._cache[("offsets", n, k)] = np.arange(0, n * k, k)
+        return cached
+
+    def _ones(self, k: int, dtype: np.dtype) -> np.ndarray:
+        cached = self._cache.get(("ones", k, dtype))
+        if cached is None:
+            cached = self._cache[("ones", k, dtype)] = np.ones(k, dtype=dtype)
+        return cached
+
+    def _softmax(self, output: Array, target: np.ndarray, out: Array, row_max: Array) -> float:
+        """C, and (softmax(z) − onehot(y))/N written into ``out``, given max z per row."""
+        n, k = output.shape
+        np.subtract(output, row_max[:, None], out=out)  # z − max z ≤ 0: no overflow
         flat = out.reshape(-1)
-        true_class = target + np.arange(0, n * k, k)  # flat index of z_{n, yₙ}
+        true_class = target + self._offsets(n, k)  # flat index of z_{n, yₙ}
         picked = flat[true_class]
         np.exp(out, out=out)
-        total = out @ np.ones(k, dtype=out.dtype)  # Σₖ e^z per row
+        total = out @ self._ones(k, out.dtype)  # Σₖ e^z per row
         value = float(np.log(total).sum() - picked.sum()) / n  # mean of log Σ e^z − z_y
-        np.divide(out, (total * n)[:, None], out=out)  # softmax(z)/N
+        total *= n
+        np.divide(out, total[:, None], out=out)  # softmax(z)/N
         flat[true_class] -= 1.0 / n  # − onehot(y)/N
-        return value, out
+        return value
 
 
 _LOSSES: dict[str, type[Loss]] = {

@@ -236,7 +236,7 @@ class Sequential:
         """Free the work buffers and the forward caches of every layer."""
         for layer in self.layers:
             layer.clear_buffers()
-            for cache in ("inputs", "output"):
+            for cache in ("inputs", "output", "delta", "local_derivative"):
                 if hasattr(layer, cache):
                     setattr(layer, cache, None)
 

@@ -8,26 +8,40 @@ the activation classes below. Activations applied as functions inside ``forward`
 The saturation and death rules read the activation's output a, like the NumPy engine:
 
     sigmoid    saturated where σ′ = a(1−a) < 0.01·¼ (1% of its maximum ¼), i.e. a outside
-               ½(1 ∓ √0.99) — the same bounds as the engine's Monitor
+               [lo, hi] = ½(1 ∓ √0.99) — the same bounds as the engine's Monitor
     tanh       saturated where tanh′ = 1−a² < 0.01 (1% of its maximum 1), i.e. |a| > √0.99
-    softsign   saturated where (1−|a|)² < 0.01
+    softsign   saturated where (1−|a|)² < 0.01, i.e. |a| > 0.9
     hardtanh   saturated where a sits on a bound (derivative 0); hardsigmoid likewise
     relu, leaky_relu, elu, relu6, selu, celu, prelu, rrelu: a unit is *dead* when a ≤ 0
                (so z ≤ 0) on every sample of the batch; for a conv output (N, C, ...) a
                unit is a channel.
+
+Each rule is a :class:`Saturation` interval (counted by comparisons with the interval's
+ends, see :mod:`._reduce`). ``finite`` records what a module's output can be, which decides
+how its NaN/±inf values are counted cheaply: ``"bounded"`` (within a finite interval or NaN:
+sigmoid, tanh, ...), ``"below"`` (never −inf: relu, elu, gelu, silu, ... — checked by the
+test suite on ±inf inputs) or ``"any"``. Only the exact classes named here get ``"bounded"``
+or ``"below"``; a subclass may compute anything, so it gets ``"any"``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
 from dataclasses import dataclass
 from typing import Any
 
 #: f′ below this fraction of its maximum counts as saturated (as in LayerStats).
 SATURATION_LEVEL = 0.01
 
-# (output a, a work tensor shaped like a) -> number of saturated values (0-d tensor)
-Rule = Callable[[Any, Any], Any]
+
+@dataclass(frozen=True)
+class Saturation:
+    """a is saturated where a < lo or a > hi; with ``inclusive`` also on a bound (a ≤ lo or
+    a ≥ hi: hardtanh's derivative is 0 there)."""
+
+    lo: float
+    hi: float
+    inclusive: bool = False
 
 
 @dataclass
@@ -43,70 +57,19 @@ class ActivationLayer:
     name: str
     module: Any
     activation: str
-    saturated: Rule | None  # None: the activation does not saturate on both sides
+    saturation: Saturation | None  # None: the activation does not saturate on both sides
     dead_rule: bool  # ReLU family: record dead_fraction
     unit_dim: int = 1  # 1 for (N, C, ...) conv outputs; -1 after a Linear on (N, ..., F)
+    finite: str = "any"  # "bounded", "below" (never −inf) or "any": see the module docstring
+    nonnegative: bool = False  # a ≥ 0 (relu, relu6): a dead unit's peak is exactly 0
 
 
-def _outside(low: float, high: float) -> Rule:
-    """Count of a < low or a > high, i.e. of (a − c)² > h² (c, h: centre and half-width).
-
-    Arithmetic kernels only (a boolean comparison is several times slower on the CPU):
-    threshold(x, t, 0) keeps x where x > t and puts 0 elsewhere, and the sum of its signs
-    counts the x > t. For c = 0 (tanh) x = a² and t = h². Otherwise x = u = 2c·a − a²
-    (for sigmoid u = a(1 − a) = σ′ itself) and t = c² − h²: u > t marks the values that do
-    *not* saturate, and the count is n minus theirs. A NaN counts in neither way (the
-    engine reports no fraction for a layer with NaN values).
-    """
-    centre, half = 0.5 * (low + high), 0.5 * (high - low)
-    offset = centre * centre - half * half
-
-    if centre != 0.0 and offset <= 0.0:  # u > t would not imply u > 0: compare instead
-        return _bounds_strict(low, high)
-
-    def saturated(a: Any, work: Any) -> Any:
-        import torch
-        from torch.nn.functional import threshold
-
-        if centre == 0.0:
-            squares = torch.mul(a, a, out=work)
-            return threshold(squares, half * half, 0.0, inplace=True).sign_().sum()
-        if centre == 0.5:
-            u = torch.addcmul(a, a, a, value=-1.0, out=work)  # a − a² = a(1 − a)
-        else:
-            u = torch.mul(a, 2.0 * centre, out=work).addcmul_(a, a, value=-1.0)
-        return a.numel() - threshold(u, offset, 0.0, inplace=True).sign_().sum()
-
-    return saturated
-
-
-def _bounds_strict(low: float, high: float) -> Rule:
-    def saturated(a: Any, work: Any = None) -> Any:
-        return ((a < low) | (a > high)).sum(dtype=a.dtype)
-
-    return saturated
-
-
-def _saturating(name: str) -> Rule:
+def _saturating(name: str) -> Saturation:
     """sigmoid/tanh: f′ < 1% of max f′ ⇔ a outside the engine Monitor's bounds (lo, hi)."""
     from .. import activations
     from ..diagnostics.monitor import saturation_bounds
 
-    return _outside(*saturation_bounds(activations.get(name), SATURATION_LEVEL))
-
-
-def _softsign_saturated(a: Any, work: Any = None) -> Any:
-    gap = 1.0 - a.abs()
-    return (gap * gap < SATURATION_LEVEL).sum(dtype=a.dtype)
-
-
-def _bounds(low: float, high: float) -> Rule:
-    """Count of a on or beyond a bound (hardtanh, hardsigmoid: derivative 0 there)."""
-
-    def saturated(a: Any, work: Any = None) -> Any:
-        return ((a <= low) | (a >= high)).sum(dtype=a.dtype)
-
-    return saturated
+    return Saturation(*saturation_bounds(activations.get(name), SATURATION_LEVEL))
 
 
 def _registry_name(base: str, parameter: float, default: float) -> str:
@@ -121,8 +84,27 @@ def _registry_name(base: str, parameter: float, default: float) -> str:
         return base
 
 
-def activation_of(module: Any, nn: Any) -> tuple[str, Rule | None, bool] | None:
-    """(name, saturation rule, dead rule) for an activation module, else None."""
+def activation_of(module: Any, nn: Any) -> dict[str, Any] | None:
+    """The judging rules of an activation module (ActivationLayer fields), else None."""
+    spec = _activation_spec(module, nn)
+    if spec is None:
+        return None
+    name, saturation, dead = spec
+    kind = type(module)
+    if kind in (nn.Sigmoid, nn.Tanh, nn.ReLU6, nn.Hardsigmoid, nn.Softsign) or (
+            kind is nn.Hardtanh and math.isfinite(module.min_val + module.max_val)):
+        finite = "bounded"
+    elif kind in (nn.ReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish, nn.Hardswish) \
+            or (kind is nn.Softplus and float(module.beta) > 0):
+        finite = "below"
+    else:
+        finite = "any"
+    return {"activation": name, "saturation": saturation, "dead_rule": dead,
+            "finite": finite, "nonnegative": kind in (nn.ReLU, nn.ReLU6)}
+
+
+def _activation_spec(module: Any, nn: Any) -> tuple[str, Saturation | None, bool] | None:
+    """(name, saturation interval, dead rule) for an activation module, else None."""
     # Order matters: ReLU6 subclasses Hardtanh.
     if isinstance(module, nn.Sigmoid):
         return "sigmoid", _saturating("sigmoid"), False
@@ -138,11 +120,11 @@ def activation_of(module: Any, nn: Any) -> tuple[str, Rule | None, bool] | None:
         return _registry_name("elu", float(module.alpha), 1.0), None, True
     if isinstance(module, nn.Hardtanh):
         low, high = float(module.min_val), float(module.max_val)
-        return "hardtanh", _bounds(low, high), False
+        return "hardtanh", Saturation(low, high, inclusive=True), False
     if isinstance(module, nn.Hardsigmoid):
-        return "hardsigmoid", _bounds(0.0, 1.0), False
-    if isinstance(module, nn.Softsign):
-        return "softsign", _softsign_saturated, False
+        return "hardsigmoid", Saturation(0.0, 1.0, inclusive=True), False
+    if isinstance(module, nn.Softsign):  # (1 − |a|)² < 0.01 ⇔ |a| > 0.9 (as |a| < 1)
+        return "softsign", Saturation(-0.9, 0.9), False
     relu_like = {nn.SELU: "selu", nn.CELU: "celu", nn.PReLU: "prelu", nn.RReLU: "rrelu"}
     smooth = {nn.Softplus: "softplus", nn.SiLU: "silu", nn.GELU: "gelu", nn.Mish: "mish",
               nn.Hardswish: "hardswish"}
@@ -167,7 +149,8 @@ def find_layers(model: Any, nn: Any) -> tuple[list[ParamLayer], list[ActivationL
         label = name or type(module).__name__.lower()
         spec = activation_of(module, nn)
         if spec is not None:  # PReLU has a weight but is judged as an activation
-            acts.append(ActivationLayer(label, module, *spec, unit_dim=1 if last_is_conv else -1))
+            acts.append(ActivationLayer(label, module, **spec,
+                                        unit_dim=1 if last_is_conv else -1))
             continue
         weight = getattr(module, "weight", None)
         is_leaf = next(module.children(), None) is None

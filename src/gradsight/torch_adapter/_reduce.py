@@ -4,6 +4,11 @@ Every statistic is first computed as a small tensor on the device of the data it
 summarises. :class:`Transfer` collects them, concatenates them per device and moves each
 device's values to the host with one ``.cpu().tolist()`` — one synchronisation per
 recorded step, never one ``.item()`` per layer.
+
+A step of a small network lasts about a millisecond, and every tensor operation costs a few
+microseconds of dispatch on top of its pass over the data, so the activation statistics
+are written with as few operations (and passes) as exactness allows: see
+:class:`ActivationReducer`.
 """
 
 from __future__ import annotations
@@ -15,6 +20,9 @@ from typing import Any
 from ._layers import ActivationLayer
 from ._torch import require_torch
 
+#: 0/1 flags summed in float32 are exact integers up to 2**24 elements; beyond, float64.
+EXACT_FLOAT32_COUNT = 1 << 24
+
 
 class Transfer:
     """Tensors to bring to the host together: ``add`` returns where a tensor's values will
@@ -24,15 +32,19 @@ class Transfer:
     the ones not added as ``summed`` (counts are) divided by the number of ranks.
     """
 
+    __slots__ = ("_parts", "_summed", "_size")
+
     def __init__(self) -> None:
-        self._parts: list[tuple[Any, bool]] = []
+        self._parts: list[Any] = []
+        self._summed: list[bool] = []
         self._size = 0
 
     def add(self, tensor: Any, summed: bool = False) -> int:
         at = self._size
-        flat = tensor.reshape(-1)
-        self._parts.append((flat, summed))
-        self._size += flat.numel()
+        flat = tensor.reshape(-1) if tensor.dim() != 1 else tensor
+        self._parts.append(flat)
+        self._summed.append(summed)
+        self._size += flat.shape[0]
         return at
 
     def add_scalars(self, tensors: list[Any], summed: bool = False) -> int:
@@ -52,33 +64,35 @@ class Transfer:
         """(the values, the number of ranks they were reduced over)."""
         torch = require_torch()
         world = _world_size() if all_reduce else 1
-        if not self._parts:
+        parts = self._parts
+        if not parts:
             return [], world
+        device = parts[0].device
+        if world == 1 and all(p.device == device for p in parts):  # the usual case
+            joined = torch.cat(parts)  # promotes dtypes (counts exact in float32/64)
+            return (joined.tolist() if device.type == "cpu" else joined.cpu().tolist()), world
         by_device: dict[Any, list[int]] = {}
-        for i, (flat, _) in enumerate(self._parts):
+        for i, flat in enumerate(parts):
             by_device.setdefault(flat.device, []).append(i)
-        if len(by_device) == 1 and world == 1:  # the usual case: one device, one process
-            joined = torch.cat([flat for flat, _ in self._parts])
-            return (joined.tolist() if joined.device.type == "cpu"
-                    else joined.cpu().tolist()), world
         values: list[float] = [math.nan] * self._size
         starts, start = [], 0
-        for flat, _ in self._parts:
+        for flat in parts:
             starts.append(start)
-            start += flat.numel()
+            start += flat.shape[0]
         for indices in by_device.values():
-            joined = torch.cat([self._parts[i][0] for i in indices])  # promotes dtypes
+            joined = torch.cat([parts[i] for i in indices])
             if world > 1:
                 import torch.distributed as dist
 
+                if not joined.is_floating_point():
+                    joined = joined.double()
                 dist.all_reduce(joined)
             host = joined.tolist() if joined.device.type == "cpu" else joined.cpu().tolist()
             position = 0
             for i in indices:  # the one host transfer of this device, spread back
-                flat, summed = self._parts[i]
-                size = flat.numel()
+                size = parts[i].shape[0]
                 chunk = host[position:position + size]
-                if world > 1 and not summed:
+                if world > 1 and not self._summed[i]:
                     chunk = [v / world for v in chunk]
                 values[starts[i]:starts[i] + size] = chunk
                 position += size
@@ -95,69 +109,163 @@ def _world_size() -> int:
 
 @dataclass
 class ActivationCall:
-    """Reductions of one call of an activation module on a batch (tensors on device)."""
+    """Reductions of one call of an activation module on a batch (tensors on device).
+
+    parts : 1-d tensors whose values are, in order, Σa, ‖a − mean‖ and the layer's counts
+        (see :class:`ActivationReducer`). peak : per-unit max of a over the batch (ReLU
+        family), for dead units.
+    """
 
     numel: int
-    sums: Any  # [Σa, Σ(a − mean)², non-finite count, saturated count (if it saturates)]
-    peak: Any | None  # per-unit max of a over the batch (ReLU family), for dead units
+    parts: list[Any]
+    peak: Any | None
 
 
 class Scratch:
-    """One work buffer per device and dtype, reused by every activation layer's reductions.
+    """Work buffers per device and dtype, reused by every activation layer's reductions.
 
     Temporaries as large as an activation would otherwise be allocated and freed several
-    times per layer and step — on the CPU each a fresh mapping whose pages fault in. The
+    times per layer and step — on the CPU each a fresh mapping whose pages fault in. A
     buffer grows to the largest activation watched (up to ``limit`` elements; larger ones
-    use ordinary temporaries).
+    use ordinary temporaries). ``flat`` hands out views, cached per size.
     """
 
-    def __init__(self, limit: int = 1 << 24) -> None:
+    def __init__(self, limit: int = 1 << 26) -> None:
         self.limit = limit
-        self._buffers: dict[tuple[Any, Any], Any] = {}
+        self._buffers: dict[tuple[Any, ...], Any] = {}
+        self._views: dict[tuple[Any, ...], Any] = {}
 
-    def like(self, a: Any) -> Any:
-        n = a.numel()
-        if n > self.limit:
-            return require_torch().empty_like(a, memory_format=require_torch().contiguous_format)
-        key = (a.device, a.dtype)
-        buffer = self._buffers.get(key)
-        if buffer is None or buffer.numel() < n:
-            buffer = self._buffers[key] = require_torch().empty(n, device=a.device,
-                                                                dtype=a.dtype)
-        return buffer[:n].view(a.shape)
+    def flat(self, role: str, device: Any, dtype: Any, size: int) -> Any:
+        """A 1-d tensor of ``size`` elements (``role`` keeps buffers used together apart)."""
+        key = (role, device, dtype, size)
+        view = self._views.get(key)
+        if view is not None:
+            return view
+        torch = require_torch()
+        if size > self.limit:
+            return torch.empty(size, device=device, dtype=dtype)
+        base_key = (role, device, dtype)
+        buffer = self._buffers.get(base_key)
+        if buffer is None or buffer.numel() < size:
+            buffer = self._buffers[base_key] = torch.empty(size, device=device, dtype=dtype)
+            self._views = {k: v for k, v in self._views.items() if k[:3] != base_key}
+        view = self._views[key] = buffer[:size]
+        return view
 
 
-def reduce_activation(layer: ActivationLayer, output: Any, scratch: Scratch) -> ActivationCall:
-    """Reduce an activation's output a = f(z) right away, before an in-place op changes it.
+class ActivationReducer:
+    """The statistics of one activation layer's output a = f(z), taken in its forward hook.
 
-    Written with sums and a dot product (cheap, vectorised kernels), each temporary in the
-    one work buffer: mean = Σa/n and variance = Σ(a − mean)²/n (two passes, no
-    cancellation); a non-finite value makes a − a NaN, counted as 1.
+    They are computed at once, before an in-place op can change a, with few operations —
+    each a pass over a:
+
+    * Σa, then ‖a − mean‖ (mean = Σa/n): two passes, so the variance Σ(a − mean)²/n
+      suffers no cancellation; the difference goes to a work buffer (``squared``: the
+      norm is squared on the device, for sums over ranks);
+    * the counts, as 0/1 comparisons written to one float buffer and summed per row:
+      - a saturating activation (saturated where a < lo or a > hi) compares a with three
+        thresholds at once, t = (hi, the largest value below lo, −inf) in a's dtype:
+        c₀ = #(a > hi), c₁ = #(a ≥ lo), c₂ = #(a > −inf), so saturated = c₀ + c₂ − c₁ and,
+        as its values are finite or NaN, non-finite = n − c₂ (hardtanh's rule "on a bound"
+        uses the largest value below hi and lo itself);
+      - otherwise c = #finite: a < inf for an output that is never −inf, else
+        #(a − a == 0) (x − x is NaN exactly for NaN and ±inf);
+    * ReLU family: the per-unit max of a over the batch (a unit is dead iff it is ≤ 0).
+
+    Comparisons are exact in a's dtype: a > t ⇔ a > hi for the largest t ≤ hi, and so on.
     """
+
+    def __init__(self, layer: ActivationLayer, scratch: Scratch, squared: bool = False) -> None:
+        self.layer, self.scratch, self.squared = layer, scratch, squared
+        self.torch = require_torch()
+        self.counts = 3 if layer.saturation is not None else 1
+        self._thresholds: dict[tuple[Any, Any], Any] = {}
+        self._dims: dict[int, tuple[int, ...]] = {}
+
+    def __call__(self, output: Any) -> ActivationCall | None:
+        torch = self.torch
+        a = output.detach()
+        if a.dtype in (torch.float16, torch.bfloat16):
+            a = a.float()  # reduce low-precision outputs in float32
+        flat = a.reshape(-1)
+        n = flat.shape[0]
+        if n == 0:
+            return None
+        device, dtype, scratch = flat.device, flat.dtype, self.scratch
+        total = torch.sum(flat, 0, keepdim=True)
+        work = torch.sub(flat, total, alpha=1.0 / n, out=scratch.flat("work", device, dtype, n))
+        spread = torch.linalg.vector_norm(work, 2, 0, True)
+        parts = [total, spread.square_() if self.squared else spread]
+        flags = scratch.flat("flags", device, torch.float32 if n <= EXACT_FLOAT32_COUNT
+                             else torch.float64, self.counts * n)
+        if self.counts == 3:
+            rows = flags.view(3, n)
+            torch.gt(flat, self._thresholds_for(device, dtype), out=rows)
+            parts.append(rows.sum(1))
+        else:
+            if self.layer.finite == "any":
+                torch.sub(flat, flat, out=flags)  # 0, or NaN where a is NaN or ±inf
+                torch.eq(flags, 0.0, out=flags)
+            else:
+                torch.lt(flat, math.inf, out=flags)
+            parts.append(torch.sum(flags, 0, keepdim=True))
+        peak = None
+        if self.layer.dead_rule:
+            peak = flat if a.dim() <= 1 else torch.amax(a, self._unit_dims(a.dim()))
+        return ActivationCall(n, parts, peak)
+
+    def _unit_dims(self, ndim: int) -> tuple[int, ...]:
+        dims = self._dims.get(ndim)
+        if dims is None:
+            unit = self.layer.unit_dim % ndim
+            dims = self._dims[ndim] = tuple(d for d in range(ndim) if d != unit)
+        return dims
+
+    def _thresholds_for(self, device: Any, dtype: Any) -> Any:
+        """(t₀, t₁, −inf) as a (3, 1) tensor: a > t₀ ⇔ saturated high, a > t₁ ⇔ not low."""
+        key = (device, dtype)
+        found = self._thresholds.get(key)
+        if found is None:
+            sat = self.layer.saturation
+            assert sat is not None
+            if sat.inclusive:  # a ≥ hi ⇔ a > (largest < hi); a > lo ⇔ a > (largest ≤ lo)
+                high, low = _below(sat.hi, dtype), _at_most(sat.lo, dtype)
+            else:  # a > hi ⇔ a > (largest ≤ hi); a ≥ lo ⇔ a > (largest < lo)
+                high, low = _at_most(sat.hi, dtype), _below(sat.lo, dtype)
+            found = self._thresholds[key] = self.torch.tensor(
+                [[high], [low], [-math.inf]], dtype=dtype, device=device)
+        return found
+
+
+def _at_most(x: float, dtype: Any) -> float:
+    """The largest value of ``dtype`` that is ≤ x."""
     torch = require_torch()
-    a = output.detach()
-    if a.dtype in (torch.float16, torch.bfloat16):
-        a = a.float()  # reduce low-precision outputs in float32
-    n = a.numel()
-    work = scratch.like(a)
-    total = a.sum()
-    centred = torch.sub(a, total, alpha=1.0 / max(n, 1), out=work).view(-1)  # a − mean
-    spread = torch.dot(centred, centred)  # Σ(a − mean)²: two passes, no cancellation
-    nonfinite = torch.sub(a, a, out=work).nan_to_num_(nan=1.0).sum()  # NaN iff a not finite
-    parts = [total, spread, nonfinite]
-    if layer.saturated is not None:
-        parts.append(layer.saturated(a, work))
-    peak = _unit_peak(a, layer.unit_dim) if layer.dead_rule else None
-    return ActivationCall(n, torch.stack(parts), peak)
+    t = torch.tensor(x, dtype=torch.float64).to(dtype)
+    if float(t) > x:
+        t = torch.nextafter(t, torch.tensor(-math.inf, dtype=dtype))
+    return float(t)
 
 
-def _unit_peak(a: Any, unit_dim: int) -> Any:
-    """max over the batch (and spatial positions) of each unit; a unit is dead iff peak ≤ 0."""
-    if a.dim() <= 1:
-        return a.reshape(-1)
-    unit = unit_dim % a.dim()
-    dims = tuple(d for d in range(a.dim()) if d != unit)
-    return a.amax(dim=dims)
+def _below(x: float, dtype: Any) -> float:
+    """The largest value of ``dtype`` that is < x."""
+    torch = require_torch()
+    t = torch.tensor(_at_most(x, dtype), dtype=dtype)
+    if float(t) == x:
+        t = torch.nextafter(t, torch.tensor(-math.inf, dtype=dtype))
+    return float(t)
+
+
+def alive_units(layer: ActivationLayer, peaks: list[Any]) -> Any:
+    """#units whose peak over the step's calls is > 0 (a 1-element device tensor); the
+    dead ones — a ≤ 0 on every sample of every call — are the others. A NaN peak counts as
+    alive: a layer with NaN values reports no fractions."""
+    torch = require_torch()
+    peak = peaks[0]
+    for other in peaks[1:]:
+        peak = torch.maximum(peak, other)
+    if not layer.nonnegative:
+        peak = torch.clamp_min(peak, 0.0)  # ≤ 0 becomes 0: not counted
+    return torch.count_nonzero(peak).reshape(1)
 
 
 def combine_moments(parts: list[tuple[int, float, float]]) -> tuple[float, float]:

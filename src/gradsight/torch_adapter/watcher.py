@@ -38,7 +38,11 @@ device and reach the host in one transfer per recorded step (the LayerStats are 
 those numbers when ``history`` is read).
 Nothing non-finite is hidden: NaN/inf values are counted in ``nonfinite``, norms stay NaN/inf.
 
-Memory: with an optimizer, one copy of the watched weights (W before the update, for ‖ΔW‖).
+Update ratios: with ``torch.optim.SGD`` without momentum ‖ΔW‖ = η‖∂C/∂W‖, with momentum
+(not Nesterov) ‖ΔW‖ = η‖b‖ of its momentum buffer — exact identities of its update rule
+(see :mod:`._update`); for other optimizers W is copied before the step and ‖W_new − W_old‖
+measured after it. Memory: that copy of the watched weights (other optimizers only) and one
+work buffer of about four times the largest watched activation.
 """
 
 from __future__ import annotations
@@ -49,8 +53,9 @@ from ..diagnostics.stats import LayerStats
 from ..errors import GradsightError, InvalidValueError
 from ._amp import found_inf, loss_scale
 from ._layers import ActivationLayer, find_layers
+from ._params import ParamReader
 from ._records import ActivationSlots, ParamSlots, Reading
-from ._reduce import ActivationCall, Scratch, Transfer, reduce_activation
+from ._reduce import ActivationCall, ActivationReducer, Scratch, Transfer
 from ._torch import require_torch, unwrap
 
 
@@ -82,16 +87,14 @@ class Watcher:
                 f"{type(self.model).__name__} has no module gradsight can watch: no leaf "
                 "module with a weight and no activation module (nn.ReLU, nn.Sigmoid, ...)"
             )
-        self._act_by_name = {layer.name: layer for layer in self._acts}
         self._order: dict[str, int] = {}
         self._handles: list[Any] = []
         self._order_handles: list[Any] = []
         self._act_handles: list[Any] = []
-        self._pending: dict[str, list[ActivationCall]] = {}
+        self._calls: list[tuple[ActivationLayer, ActivationCall]] = []
         self._reading: Reading | None = None
-        self._snapshot: list[Any] | None = None
-        self._buffers: list[Any] | None = None
         self._scratch = Scratch()
+        self._param_reader = ParamReader(torch, self._params, self.optimizer)
         self._delta: list[Any] | str | None = None
         self._stepped = False
         self._in_scaler_step = False
@@ -157,7 +160,8 @@ class Watcher:
             return
         self._active = False
         self._uninstall()
-        self._pending, self._reading, self._snapshot, self._delta = {}, None, None, None
+        self._calls, self._reading, self._delta = [], None, None
+        self._param_reader.plan = None
 
     def __enter__(self) -> Watcher:
         return self
@@ -185,7 +189,7 @@ class Watcher:
         when ``history`` is read (the same list object grows).
         """
         for base, values, world, acts, params in self._raw:
-            records = [slots.record(base(name), values, world) for name, slots in acts.items()]
+            records = [slots.record(base(slots.layer.name), values, world) for slots in acts]
             records += params.records(base, values)
             records.sort(key=lambda r: r.index)
             self._history.extend(records)
@@ -207,61 +211,33 @@ class Watcher:
 
     def _activation_hook(self, layer: ActivationLayer) -> Any:
         torch, order, name = self._torch, self._order, layer.name
+        reduce = ActivationReducer(layer, self._scratch, squared=self.all_reduce)
+        grad_enabled, tensor = torch.is_grad_enabled, torch.Tensor
 
         def hook(module: Any, args: Any, output: Any) -> None:
             if name not in order:
                 order[name] = len(order)
-            if self.step % self.every or not torch.is_grad_enabled():
+            if self.step % self.every or not grad_enabled():
                 return
-            if isinstance(output, torch.Tensor) and output.is_floating_point():
-                self._pending.setdefault(name, []).append(
-                    reduce_activation(layer, output, self._scratch))
+            if isinstance(output, tensor) and output.is_floating_point():
+                call = reduce(output)
+                if call is not None:
+                    self._calls.append((layer, call))
 
         return hook
 
     # ---- reading parameters ---------------------------------------------------------------
-    def _read_params(self, scale: Any = None) -> Reading:
-        """‖∂C/∂W‖, ‖∂C/∂b‖ (divided by the loss scale if given) and ‖W‖, on device."""
-        torch = self._torch
-        reading = Reading()
-        for layer in self._params:
-            for role, param in (("W", layer.weight), ("b", layer.bias)):
-                if param is not None and param.grad is not None:
-                    reading.keys.append((layer.name, role))
-                    reading.grads.append(_dense(param.grad))
-        reading.grad_norms = _norms(torch, reading.grads)
-        if scale is not None and reading.grad_norms:  # a power of 2: the division is exact
-            reading.grad_norms = list(torch._foreach_div(reading.grad_norms, scale))
-        reading.weight_norms = _norms(torch, [layer.weight.detach() for layer in self._params])
-        return reading
-
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         self._stepped = True
         if not self._recording():
             return
         if not self._in_scaler_step:
-            self._reading = self._read_params()
-        self._snapshot = self._copy_weights()
-
-    def _copy_weights(self) -> list[Any]:
-        """W before the update, into buffers allocated once (one copy of the weights)."""
-        weights = [layer.weight.detach() for layer in self._params]
-        buffers = self._buffers
-        if buffers is not None:
-            try:
-                self._torch._foreach_copy_(buffers, weights)
-                return buffers
-            except RuntimeError:  # a weight was replaced by one of another shape or device
-                pass
-        self._buffers = [w.clone() for w in weights]
-        return self._buffers
+            self._reading = self._param_reader.read()
+        self._param_reader.before_step(args, kwargs)
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
-        if self._snapshot is not None:
-            current = [layer.weight.detach() for layer in self._params]
-            self._torch._foreach_sub_(self._snapshot, current)  # W_old − W_new = −ΔW
-            self._delta = _norms(self._torch, self._snapshot)
-            self._snapshot = None
+        if self._param_reader.plan is not None:
+            self._delta = self._param_reader.after_step()
         if not self._in_scaler_step:
             self._end_step()
 
@@ -280,7 +256,7 @@ class Watcher:
     def _scaler_step(self, original: Any, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
         recording = self._recording()
         if recording:
-            self._reading = self._read_params(scale=loss_scale(self.scaler, optimizer))
+            self._reading = self._param_reader.read(loss_scale(self.scaler, optimizer))
         self._in_scaler_step, self._stepped = True, False
         try:
             result = original(optimizer, *args, **kwargs)
@@ -305,7 +281,7 @@ class Watcher:
         self._backward_queued = False
         if self._active:
             if self._recording():
-                self._reading = self._read_params()
+                self._reading = self._param_reader.read()
             self._end_step()
 
     # ---- recording ------------------------------------------------------------------------
@@ -314,16 +290,26 @@ class Watcher:
             if self._recording() and self._reading is not None:
                 self._record(self._reading, inf_flags)
         finally:
-            self._pending, self._reading, self._delta = {}, None, None
+            self._calls, self._reading, self._delta = [], None, None
+            self._param_reader.plan = None
             self.step += 1
             if self.every > 1 and self._active:
                 self._act_hooks(self._recording())
 
     def _record(self, reading: Reading, inf_flags: Any) -> None:
-        transfer = Transfer()
-        acts = {name: ActivationSlots(self._act_by_name[name], calls, transfer)
-                for name, calls in self._pending.items()}
-        params = ParamSlots(self._params, reading, self._delta, transfer)
+        torch, transfer = self._torch, Transfer()
+        acts = self._activation_slots(transfer)
+        plan: Any = self._param_reader.plan
+        if self._delta == "skipped":
+            plan = "skipped"
+        stacked = torch.stack(reading.squares) if reading.squares else None
+        changes = torch.stack(self._delta) if isinstance(self._delta, list) and self._delta \
+            else None
+        if self.all_reduce:  # average norms over the ranks, not squares
+            stacked = stacked.sqrt_() if stacked is not None else None
+            changes = changes.sqrt_() if changes is not None else None
+        params = ParamSlots(self._params, reading, plan, changes, transfer, stacked,
+                            rooted=self.all_reduce)
         inf_at = transfer.add(inf_flags, summed=True) if inf_flags is not None else None
         values, world = transfer.run(self.all_reduce)
         params.count_nonfinite(values)  # exact counts now, while the gradients exist
@@ -342,28 +328,21 @@ class Watcher:
 
         self._raw.append((base, values, world, acts, params))
 
+    def _activation_slots(self, transfer: Transfer) -> list[ActivationSlots]:
+        """The step's activation calls grouped per layer (a module called several times in
+        a step pools its calls), in the order of their first call."""
+        calls = self._calls
+        if len({id(layer) for layer, _ in calls}) == len(calls):  # one call each
+            return [ActivationSlots(layer, [call], transfer, self.all_reduce)
+                    for layer, call in calls]
+        grouped: dict[int, tuple[ActivationLayer, list[ActivationCall]]] = {}
+        for layer, call in calls:
+            grouped.setdefault(id(layer), (layer, []))[1].append(call)
+        return [ActivationSlots(layer, group, transfer, self.all_reduce)
+                for layer, group in grouped.values()]
+
 
 # ---- helpers ----------------------------------------------------------------------------------
-def _dense(grad: Any) -> Any:
-    return grad.coalesce().values() if grad.is_sparse else grad
-
-
-def _norms(torch: Any, tensors: list[Any]) -> list[Any]:
-    """Frobenius norms ‖t‖ = √(t·t) as 0-d device tensors.
-
-    The dot product (BLAS) reads the tensor once, two to three times faster on the CPU than
-    ATen's norm kernel; half-precision tensors are widened first. A float32 t·t that
-    overflows (entries ≳ 1e19) gives inf and is recomputed exactly after the transfer.
-    """
-    result = []
-    for tensor in tensors:
-        flat = tensor.reshape(-1)
-        if flat.dtype in (torch.float16, torch.bfloat16):
-            flat = flat.float()
-        result.append(torch.dot(flat, flat).sqrt_())
-    return result
-
-
 def _positive_int(name: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise InvalidValueError(f"{name} must be an integer ≥ 1, got {value!r}")
