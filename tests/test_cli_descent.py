@@ -11,6 +11,7 @@ from gradsight.cli import app
 
 EXPECTED_KEYS = {"expression", "variables", "optimizer", "lr", "iterations", "verdict",
                  "x_final", "f_final"}
+EXTRA_KEYS = {"verdict_reason", "hyperparameters", "tol"}     # documented additions, no more
 
 
 def run(*args: str):
@@ -35,7 +36,7 @@ def test_json_shape_and_numbers():
     result = run("x^2 - 4*x + 6", "--x0", "8", "--lr", "0.1", "--json")
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
-    assert EXPECTED_KEYS <= set(doc)
+    assert set(doc) == EXPECTED_KEYS | EXTRA_KEYS
     assert doc["variables"] == ["x"] and doc["optimizer"] == "sgd" and doc["lr"] == 0.1
     assert doc["verdict"] == "converged"
     steps = doc["iterations"]
@@ -57,6 +58,14 @@ def test_two_variables_order_and_optimizer():
     assert doc["iterations"][0]["grad"] == [pytest.approx(-155.0), pytest.approx(-50.0)]
     assert doc["verdict"] == "converged"
     assert doc["x_final"] == [pytest.approx(1.0, abs=1e-6), pytest.approx(1.0, abs=1e-6)]
+
+
+def test_two_variables_without_equals_sign():
+    result = run("y^2 + (x - 1)^2", "--x0", "-1.5,2", "--max-iter", "1", "--json")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["variables"] == ["x", "y"] and doc["iterations"][0]["x"] == [-1.5, 2.0]
+    assert doc["iterations"][1]["x"] == [pytest.approx(-1.0), pytest.approx(1.6)]
 
 
 def test_two_variable_table_prints_the_variable_order():
@@ -88,7 +97,12 @@ def test_compare_lr_json_and_table():
     assert result.exit_code == 0
     doc = json.loads(result.stdout)
     assert set(doc) == {"runs"} and len(doc["runs"]) == 4
-    assert all(EXPECTED_KEYS <= set(r) for r in doc["runs"])
+    assert all(set(r) == EXPECTED_KEYS | EXTRA_KEYS for r in doc["runs"])
+    assert all(set(s) == {"step", "x", "f", "grad"} for r in doc["runs"] for s in r["iterations"])
+    for run_doc in doc["runs"][:3]:                  # x_k = 8·(1 − 2η)^k, step 0 is x0
+        factor = 1 - 2 * run_doc["lr"]
+        for s in run_doc["iterations"]:
+            assert s["x"][0] == pytest.approx(8 * factor ** s["step"], rel=1e-9, abs=1e-300)
     assert [r["lr"] for r in doc["runs"]] == [0.01, 0.1, 0.9, 1.1]
     assert [r["verdict"] for r in doc["runs"]][-1] == "diverged"
     table = run("x^2", "--x0", "8", "--compare-lr", "0.01,0.1,0.9,1.1").stdout
@@ -130,6 +144,14 @@ def test_plot_and_animation_files(tmp_path):
     ["x^2", "--x0", "1", "--compare-lr", "0.1,,2"],
     ["x^2", "--x0", "1", "--compare-lr", "0.1,-1"],
     ["x^2", "--x0", "1", "--animate", "out.png"],
+    ["x^2", "--x0", "1", "--lr", "fast", "--compare-lr", "0.1,1"],
+    ["x^2", "--x0", "1", "--compare-lr", "0.1,1", "--animate", "out.gif"],
+    ["x^2", "--x0", "1", "--plot", "out.gif"],
+    ["x^2", "--x0", "1", "--lr", "inf"],
+    ["x^2", "--x0", "1,nan"],
+    ["x^2 + y^2", "--x0", "1"],
+    ["w*x*y*z", "--x0", "1,2,3,4", "--json"],
+    ["sqrt(x)", "--x0", "0"],
 ])
 def test_bad_input_is_one_line_and_exit_2(args, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -185,3 +207,40 @@ def test_compare_plot_is_the_log_gap_figure_readable_when_a_run_diverges(tmp_pat
     low, high = ax.get_ylim()  # one axis shows both: the tiny converged gap, the huge one
     assert low <= np.nanmin(np.asarray(lines[0].get_ydata(), float)) < 1e-6
     assert high >= np.nanmax(np.asarray(lines[1].get_ydata(), float)) > 1e6
+
+
+@pytest.mark.parametrize("outputs", [
+    ["--plot", "blocker/path.png"],
+    ["--animate", "blocker/path.gif"],
+    ["--plot", "fine.png", "--animate", "blocker/path.gif"],
+    ["--plot", "blocker/path.png", "--animate", "fine.gif"],
+    ["--plot", "fine.xyz", "--animate", "fine.gif"],
+])
+def test_unwritable_output_is_one_line_and_leaves_no_file(outputs, tmp_path, monkeypatch):
+    """A folder that is a file: exit 2, one line, and neither output written (the figure is
+    not left alone when the GIF fails, nor the other way round)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    result = run("x^2", "--x0", "1", "--max-iter", "3", "--json", *outputs)
+    assert result.exit_code == 2, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and result.stdout == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker"]
+
+
+def test_installed_command_bad_input_exit_2_without_traceback(tmp_path):
+    """The real console script (not CliRunner): log(x) at x0 = −1 is one line, exit 2."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(sys.executable).parent / "gradsight"
+    if not script.exists():
+        pytest.skip("console script not installed")
+    plot = tmp_path / "p.png"
+    done = subprocess.run([str(script), "descend", "log(x)", "--x0=-1", "--plot", str(plot)],
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and done.stdout == ""
+    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: ")
+    assert "log(x)" in done.stderr and "Traceback" not in done.stderr
+    assert not plot.exists()

@@ -68,6 +68,20 @@ def test_x_squared_lr_1_1_diverges_at_the_predicted_iteration():
     assert all(abs(it.x[0]) <= 1e6 for it in t.iterations[:-1])
 
 
+def test_a_far_start_that_comes_closer_is_not_divergence():
+    """The bound is at least 1000·|x0|: from 5e6, x_k = 5e6·0.8^k converges (it was called
+    "diverged at iteration 1" against the fixed bound 1e6), and x_k = 5e6·(−1.2)^k diverges
+    where it first passes 5e9."""
+    t = minimize("x^2", 5e6, lr=0.1)
+    assert t.verdict == "converged", t.verdict_reason
+    for it in t.iterations:
+        assert it.x[0] == pytest.approx(5e6 * 0.8**it.step, rel=1e-12)
+    far = minimize("x^2", 5e6, lr=1.1)
+    first_beyond = next(k for k in range(1000) if 5e6 * 1.2**k > 5e9)
+    assert far.verdict == "diverged" and far.n_steps == first_beyond
+    assert f"iteration {first_beyond}" in far.verdict_reason and "5e+09" in far.verdict_reason
+
+
 def test_x_squared_lr_1_oscillates_and_is_caught_early():
     t = minimize("x^2", 8, lr=1.0, max_iter=100_000)
     assert t.verdict == "oscillating"
@@ -100,6 +114,15 @@ def test_sigmoid_tail_stalls(text):
     assert "flat tail" in t.verdict_reason
     assert abs(t.iterations[0].grad[0]) == pytest.approx(sigma(-30) * (1 - sigma(-30)), rel=1e-9)
     assert abs(t.iterations[0].grad[0]) < 1e-12
+
+
+@pytest.mark.parametrize("x0", [-10.0, -12.0])
+def test_sigmoid_near_tail_stalls_and_names_the_vanishing_gradient(x0):
+    """σ′(−10) = 4.5e-5 > tol: descent moves, but by η·σ′ ≈ 4.5e-6 a step — stalled."""
+    t = minimize("sigmoid(x)", x0, lr=0.1)
+    assert t.verdict == "stalled" and "nearly vanished" in t.verdict_reason
+    assert t.iterations[1].x[0] == pytest.approx(x0 - 0.1 * sigma(x0) * (1 - sigma(x0)),
+                                                 rel=1e-15)
 
 
 def test_sigmoid_tail_stalls_with_numeric_gradient():
@@ -289,9 +312,9 @@ def test_momentum_option():
 def test_to_dict_json_shape():
     t = minimize(SEED, 8, lr=0.1)
     d = json.loads(dumps(t.to_dict()))
-    for key in ("expression", "variables", "optimizer", "lr", "iterations", "verdict",
-                "x_final", "f_final"):
-        assert key in d
+    # the issue's keys, plus three documented extras (nothing else)
+    assert set(d) == {"expression", "variables", "optimizer", "lr", "iterations", "verdict",
+                      "x_final", "f_final", "verdict_reason", "hyperparameters", "tol"}
     assert d["expression"] == SEED and d["variables"] == ["x"] and d["optimizer"] == "sgd"
     assert d["lr"] == 0.1 and d["verdict"] == "converged"
     assert [it["step"] for it in d["iterations"]] == list(range(t.n_steps + 1))
@@ -393,6 +416,24 @@ def test_maximum_or_saddle_stalls(text, x0):
     t = minimize(text, x0, max_iter=10_000)
     assert t.verdict == "stalled" and "saddle" in t.verdict_reason
     assert "curvature ≈ -2" in t.verdict_reason          # f″ = −2 along the falling axis
+
+
+@pytest.mark.parametrize(("f", "x0", "fragment"), [
+    (lambda x, y: x + y, 1.0, "does not take 1 argument"),
+    (lambda x: x * x, [1.0, 2.0], "does not take 2 argument"),
+    (lambda x: [x, x], 1.0, "one real number"),
+    (lambda x: complex(x, 1.0), 1.0, "one real number"),
+])
+def test_callable_that_does_not_fit_x0(f, x0, fragment):
+    """A Python function is called as f(*x0): a mismatch is a GradsightError, not TypeError."""
+    with pytest.raises(InvalidValueError) as info:
+        minimize(f, x0)
+    assert fragment in str(info.value) and "\n" not in str(info.value)
+
+
+def test_callable_with_varargs_is_accepted():
+    t = minimize(lambda *v: sum(c * c for c in v), [3.0, -4.0], lr=0.25, max_iter=1)
+    assert t.iterations[1].x == pytest.approx((1.5, -2.0))    # x − 0.25·2x
 
 
 def test_given_gradient_of_the_wrong_length():

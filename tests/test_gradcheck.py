@@ -148,3 +148,31 @@ def test_reports_and_errors() -> None:
         gradcheck(model, X, y, "cross_entropy", max_entries=0)
     with pytest.raises(ShapeError):
         gradcheck(model, X[:, :2], y, "cross_entropy")
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_a_well_fit_correct_model_is_not_flagged(seed: int) -> None:
+    # logits 12 apart, the larger on the right class: C ≈ 6e-6 is computed as logsumexp(z) − z_y,
+    # whose round-off is ε·|z|, not ε·|C|; the denominator floor must follow |z| or a
+    # correct model is reported "suspicious" or even "wrong"
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(1, 4))
+    model = nn.mlp("4-3-5-2", activation="elu", init="xavier_normal", bias_init="normal",
+                   seed=seed)
+    last = model.dense_layers[-1]
+    last.b[...] = 0.0
+    output = model.predict(X)
+    last.W *= 12 / abs(output[0, 0] - output[0, 1])  # the logits now differ by 12
+    y = np.argmax(output, axis=1)
+    result = gradcheck(model, X, y, "cross_entropy")
+    assert result.cost < 1e-3
+    assert result.band == "fine" and result.passed, str(result)
+
+
+def test_the_floor_still_catches_a_small_error_in_a_well_fit_model() -> None:
+    X, y = data()
+    layers = [nn.Dense(3, 4, seed=0), SlightlyWrongTanh("tanh"), nn.Dense(4, 2, seed=1)]
+    model = nn.Sequential(layers)
+    model.dense_layers[-1].W *= 3.0  # larger logits, smaller cost
+    result = gradcheck(model, X, y, "cross_entropy")
+    assert not result.passed and result.band != "fine"

@@ -58,3 +58,27 @@ def test_require_finite_names_the_value(bad):
 def test_require_positive(bad):
     with pytest.raises(InvalidValueError, match=r"lr must be > 0"):
         require_positive("lr", bad)
+
+
+def test_unwritable_targets_raise_one_line_output_errors(tmp_path):
+    from gradsight.errors import OutputError
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    with pytest.raises(OutputError, match="cannot write .*file/out.png"):
+        atomic_write_text(blocker / "out.png", "never")
+    with pytest.raises(OutputError, match="it is a folder"):
+        atomic_write_text(tmp_path, "never")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_cli_unwritable_plot_path_exits_2_without_traceback(tmp_path):
+    from typer.testing import CliRunner
+
+    from gradsight.cli import app
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    result = CliRunner().invoke(app, ["activations", "--plot", str(blocker / "a.png")])
+    assert result.exit_code == 2
+    assert "cannot write" in result.output and "Traceback" not in result.output

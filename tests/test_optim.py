@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import numpy as np
 import pytest
@@ -16,7 +17,7 @@ SHAPES = [(3,), (4, 5), (2, 3, 2), (1,)]
 STEPS = 250
 
 # (our class, torch class name, hyperparameters) — every option and the useful combinations
-CASES = [
+CASES: list[tuple[type[optim.Optimizer], str, dict[str, Any]]] = [
     (optim.SGD, "SGD", {"lr": 0.05}),
     (optim.SGD, "SGD", {"lr": 0.05, "momentum": 0.9}),
     (optim.SGD, "SGD", {"lr": 0.05, "momentum": 0.8, "dampening": 0.3}),
@@ -39,6 +40,12 @@ CASES = [
     (optim.Adam, "Adam", {"lr": 0.01, "amsgrad": True}),
     (optim.Adam, "Adam", {"lr": 0.01, "weight_decay": 0.1}),
     (optim.Adam, "Adam", {"lr": 0.01, "weight_decay": 0.05, "amsgrad": True}),
+    # β, α < 0.5: torch's lerp takes its other branch, end − (end − start)·(1 − w)
+    (optim.Adam, "Adam", {"lr": 0.01, "betas": (0.3, 0.4), "amsgrad": True}),
+    (optim.RMSProp, "RMSprop", {"lr": 0.01, "alpha": 0.3, "centered": True, "momentum": 0.3,
+                                "weight_decay": 0.01}),
+    (optim.AdaGrad, "Adagrad", {"lr": 0.1, "lr_decay": 0.05, "weight_decay": 0.1,
+                                "initial_accumulator_value": 0.2}),
 ]
 
 
@@ -187,8 +194,6 @@ def test_defaults_equal_torch_defaults():
         their_params = inspect.signature(theirs.__init__).parameters
         for name, value in ours().hyperparameters().items():
             default = their_params[name].default
-            if name == "lr" and ours is optim.SGD:
-                default = 0.01     # torch's SGD has lr=1e-3; the brief fixes 0.01 for ours
             expected = list(default) if isinstance(default, tuple) else default
             assert value == expected, (ours.__name__, name)
 
@@ -273,3 +278,31 @@ def test_a_bad_array_leaves_every_parameter_untouched():
     with pytest.raises(ShapeError):
         optim.SGD(lr=0.1).step([first, second], [np.ones(2), np.ones(4)])
     np.testing.assert_array_equal(first, np.ones(2))
+
+
+@pytest.mark.parametrize(("cls", "torch_name", "hyper"), [
+    (optim.SGD, "SGD", {"momentum": 0.9, "nesterov": True}),
+    (optim.AdaGrad, "Adagrad", {"lr_decay": 0.1}),
+    (optim.RMSProp, "RMSprop", {"momentum": 0.5, "centered": True}),
+    (optim.Adam, "Adam", {"amsgrad": True}),
+])
+def test_learning_rate_schedule_matches_torch(cls, torch_name, hyper):
+    """lr changed between steps (η_k = 0.1·0.99^k) acts like a torch param_group change."""
+    ours = cls(lr=0.1, **hyper)
+    params = initial_params()
+    tensors = [torch.tensor(p) for p in params]
+    theirs = getattr(torch.optim, torch_name)(tensors, lr=0.1, foreach=False, **hyper)
+    for k in range(STEPS):
+        ours.lr = theirs.param_groups[0]["lr"] = 0.1 * 0.99**k
+        ours.step(params, [gradient(p, i, k) for i, p in enumerate(params)])
+        for i, t in enumerate(tensors):
+            t.grad = torch.from_numpy(gradient(t.numpy().copy(), i, k))
+        theirs.step()
+    assert max_relative_error([params], [[t.numpy() for t in tensors]]) < 1e-10
+
+
+def test_sgd_default_lr_is_torchs():
+    import inspect
+
+    default = inspect.signature(torch.optim.SGD.__init__).parameters["lr"].default
+    assert optim.SGD().lr == default

@@ -138,3 +138,32 @@ def test_lazy_export():
     assert plots.plot_contour_2d is figures.plot_contour_2d
     assert set(figures.__all__) >= {"plot_path_1d", "plot_contour_2d", "plot_comparison",
                                     "plot_loss", "animate"}
+
+
+def test_every_figure_is_made_without_a_display_or_pyplot(tmp_path):
+    """In a fresh process with no DISPLAY and an interactive backend asked for, all five
+    figures are made and saved, and pyplot (which would need a display) is never imported."""
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from gradsight.descent import minimize, compare\n"
+        "from gradsight.plots import descent as F, save_figure\n"
+        "a = minimize('x^2 - 4*x + 6', 8, lr=0.1)\n"
+        "b = minimize('x^2 + 3*y^2', [1, 1], lr=0.1)\n"
+        "c = compare('x^2', 8, lrs=[0.1, 1.1])\n"
+        "figs = [F.plot_path_1d(a), F.plot_contour_2d(b), F.plot_comparison(c), F.plot_loss(c)]\n"
+        "for i, f in enumerate(figs): save_figure(f, f'f{i}.png')\n"
+        "F.animate(b, 'b.gif', max_frames=3)\n"
+        "print([len(f.axes) for f in figs], 'matplotlib.pyplot' in sys.modules)\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    env["MPLBACKEND"] = "TkAgg"
+    done = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[0] == "[1, 2, 2, 1] False"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.gif", "f0.png", "f1.png",
+                                                          "f2.png", "f3.png"]

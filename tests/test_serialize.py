@@ -5,13 +5,14 @@ from __future__ import annotations
 import json
 import zipfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
 
 import gradsight
 from gradsight import nn, optim
-from gradsight.errors import DataError, InvalidValueError
+from gradsight.errors import DataError, GradsightError, InvalidValueError
 from gradsight.serialize import load, save
 
 
@@ -65,7 +66,7 @@ def test_write_is_atomic_and_keeps_the_given_name(tmp_path: Path) -> None:
     with pytest.raises(InvalidValueError):
         save("not a model", target)  # type: ignore[arg-type]
     (target.parent / "a_directory").mkdir()
-    with pytest.raises(DataError, match="cannot write"):
+    with pytest.raises(GradsightError, match="cannot write"):
         save(model, target.parent / "a_directory")
     assert target.read_bytes() == before
     assert sorted(p.name for p in target.parent.iterdir()) == ["a_directory", "model.bin"]
@@ -111,3 +112,31 @@ def test_bad_files_raise_data_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         load(truncated)
     assert zipfile.is_zipfile(good)
+
+
+def test_a_save_interrupted_mid_write_leaves_the_old_file_whole(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    old, new = nn.mlp("3-4-2", seed=0), nn.mlp("3-4-2", seed=1)
+    target = save(old, tmp_path / "model.npz")
+    before = target.read_bytes()
+
+    def half_then_ctrl_c(file: Any, **arrays: Any) -> None:
+        file.write(b"PK\x03\x04 half of a zip")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(np, "savez", half_then_ctrl_c)
+    with pytest.raises(KeyboardInterrupt):
+        save(new, target)
+    monkeypatch.undo()
+    assert target.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["model.npz"]  # no temp file left
+    X = np.ones((2, 3))
+    np.testing.assert_array_equal(load(target).predict(X), old.predict(X))
+
+
+def test_a_file_that_is_not_a_zip_gets_a_plain_message(tmp_path: Path) -> None:
+    text = tmp_path / "notes.npz"
+    text.write_text("hello")
+    with pytest.raises(DataError, match="not an .npz") as error:
+        load(text)
+    assert "pickle" not in str(error.value)

@@ -63,8 +63,11 @@ def stationary(problem: _Problem, its: list[Iterate], tol: float) -> tuple[str, 
     if lower is not None:
         if curvature < -tol:
             hint = "x is near a maximum or saddle point (f″ < 0 there), not a minimum"
-        elif grad_norm >= tol:
+        elif grad_norm >= 1e3 * tol:
             hint = "the learning rate is too small for this gradient"
+        elif grad_norm >= tol:      # σ′(−10) = 4.5e-5: steps of 4.5e-6 from a normal rate
+            hint = (f"the gradient has nearly vanished (|grad| = {grad_norm:.3g}, a flat tail) "
+                    "or the learning rate is too small")
         else:
             hint = "the gradient vanished on a slope (a flat tail, like a saturated sigmoid's)"
         return "stalled", (f"stalled at iteration {k}: {why} but f still decreases towards "

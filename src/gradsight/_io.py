@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from .errors import OutputError
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -22,10 +24,15 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     the target is untouched.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(
-        prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent
-    )
+    if target.is_dir():
+        raise OutputError(f"cannot write {str(target)!r}: it is a folder; give a file name")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp_name = tempfile.mkstemp(
+            prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent
+        )
+    except OSError as error:
+        raise OutputError(f"cannot write {str(target)!r}: {error.strerror or error}") from None
     os.close(fd)
     tmp = Path(tmp_name)
     try:
@@ -35,6 +42,8 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.umask(umask)
         os.chmod(tmp, 0o666 & ~umask)
         os.replace(tmp, target)
+    except OSError as error:  # e.g. a full disk while writing: the target is untouched
+        raise OutputError(f"cannot write {str(target)!r}: {error.strerror or error}") from None
     finally:
         if tmp.exists():
             tmp.unlink()

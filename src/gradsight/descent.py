@@ -8,8 +8,9 @@ every iterate and a verdict.
 
 Verdicts (checked at every iterate, in this order):
 
-- ``diverged`` — x, f or the gradient became non-finite, or ``max|x_i| > bound``; the run stops
-  at the first such iterate.
+- ``diverged`` — x, f or the gradient became non-finite, or ``max|x_i|`` exceeds the bound
+  ``max(bound, 1000·max|x0_i|)`` (a far start that comes closer is no divergence; a minimum
+  beyond 1e6 needs a larger ``bound``); the run stops at the first such iterate.
 - ``converged`` / ``stalled`` — the gradient is tiny (``‖∇f‖ < tol``) or the last step is
   (``‖Δx‖ < tol·max(1, ‖x‖)``). Which of the two is decided by a *probe*: f is evaluated at
   ``x ± δ_i e_i`` with ``δ_i = 0.01·max(1, |x_i|)``. If every probe is higher than f(x), x sits
@@ -30,6 +31,7 @@ from __future__ import annotations
 
 import copy
 import html
+import inspect
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -43,13 +45,7 @@ from ._descent_verdict import STEADY as STEADY
 from ._descent_verdict import VERDICTS as VERDICTS
 from ._descent_verdict import WINDOW as WINDOW
 from ._descent_verdict import diverged, oscillating, stationary
-from .errors import (
-    GradsightError,
-    InvalidValueError,
-    ShapeError,
-    require_finite,
-    require_positive,
-)
+from .errors import GradsightError, InvalidValueError, ShapeError, require_finite, require_positive
 
 __all__ = ["Comparison", "Iterate", "Trajectory", "compare", "minimize"]
 
@@ -221,10 +217,16 @@ def _from_callable(f: Callable[..., Any], n: int, grad: Callable[..., Any] | Non
                    variables: Sequence[str] | None) -> _Problem:
     default = ("x", "y") if n <= 2 else tuple(f"x{i}" for i in range(1, n + 1))
     names = tuple(variables) if variables is not None else default[:n]
-    _check_count(names, getattr(f, "__name__", "f"))
+    label = getattr(f, "__name__", "f")
+    _check_count(names, label)
+    _check_arity(f, n, label)
 
     def value(x: np.ndarray) -> float:
-        return float(f(*x))
+        result = f(*x)
+        if np.ndim(result) != 0 or np.iscomplexobj(result):
+            raise InvalidValueError(f"{label} must return one real number, got "
+                                    f"{str(result)[:40]!r}")
+        return float(result)
 
     def gradient(x: np.ndarray) -> np.ndarray:
         if grad is None:
@@ -234,7 +236,7 @@ def _from_callable(f: Callable[..., Any], n: int, grad: Callable[..., Any] | Non
             raise ShapeError(f"grad returned {given.size} values for {x.size} variables")
         return given
 
-    return _Problem(value, gradient, names, getattr(f, "__name__", "f"), f)
+    return _Problem(value, gradient, names, label, f)
 
 
 def _central_difference(value: Callable[[np.ndarray], float], x: np.ndarray) -> np.ndarray:
@@ -248,6 +250,17 @@ def _central_difference(value: Callable[[np.ndarray], float], x: np.ndarray) -> 
         down[i] -= h
         out[i] = (value(up) - value(down)) / (up[i] - down[i])
     return out
+
+
+def _check_arity(f: Callable[..., Any], n: int, label: str) -> None:
+    """f is called as f(*x): it must accept one number per value of x0."""
+    try:
+        inspect.signature(f).bind(*[0.0] * n)
+    except TypeError:
+        raise InvalidValueError(f"{label} does not take {n} argument(s), one per value of "
+                                f"x0") from None
+    except ValueError:      # no signature (some builtins): a mismatch shows when f is called
+        pass
 
 
 def _check_count(names: Sequence[str], text: str) -> None:
@@ -305,7 +318,8 @@ def minimize(f: str | Callable[..., Any], x0: float | Sequence[float],
     ``variables`` gives the order; exact symbolic gradient) or a Python function of 1 or 2
     numbers (gradient ``grad`` if given, else central differences). ``optimizer`` is a name
     of :func:`gradsight.optim.get` built with ``lr`` (and ``momentum``), or an optimizer
-    object (copied and reset; its own lr is used). Divergence is a verdict, not an error.
+    object (copied and reset; its own lr is used). Divergence is a verdict, not an error;
+    ``bound`` is raised to 1000·max|x0_i| for a far start.
 
     >>> t = minimize("x^2 - 4*x + 6", 8, lr=0.1)
     >>> [round(it.x[0], 2) for it in t.iterations[1:4]], t.verdict
@@ -324,6 +338,7 @@ def minimize(f: str | Callable[..., Any], x0: float | Sequence[float],
         raise InvalidValueError(f"{problem.text!r}: {what} is undefined or not finite at x0 "
                                 f"({point}); start where f is defined")
     iterations = [Iterate(0, tuple(x.tolist()), f0, tuple(g0.tolist()), (0.0,) * x.size)]
+    bound = max(bound, 1e3 * float(np.max(np.abs(x))))
     verdict, reason = _run(problem, opt, x, iterations, max_iter, tol, bound)
     return Trajectory(iterations, verdict, reason, problem.variables, problem.text, opt.name,
                       opt.lr, opt.hyperparameters(), tol, problem.pointwise)

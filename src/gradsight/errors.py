@@ -45,6 +45,11 @@ class TrainingError(GradsightError):
     """Training that cannot go on (non-finite loss or gradients)."""
 
 
+class OutputError(GradsightError):
+    """A file that cannot be written where the user asked (a missing permission, a folder
+    that is really a file, a full disk)."""
+
+
 def require_finite(name: str, value: float) -> float:
     """Return ``float(value)`` or raise :class:`InvalidValueError` naming ``name``.
 

@@ -15,9 +15,11 @@ relative error |a − n| / max(|a|, |n|) (cs231n's "gradient checks"), read in w
 The check runs in float64 on a copy of the model (a float32 model is converted), so what is
 tested is the engine's mathematics, not float32 rounding. Two details keep it honest:
 
-* the denominator is floored at τ = 10⁸·ε·|C|/h (ε = 2.2e-16): a difference as small as the
-  central difference's own round-off ε|C|/h then counts at most 1e-8, and entries where
-  both a and n are ~0 (a dead ReLU's weights) are not reported as 100% wrong;
+* the denominator is floored at τ = 10⁸·ε·S/h (ε = 2.2e-16), S = max(|C|, max|ŷ|): a
+  difference as small as the central difference's own round-off ε·S/h then counts at most
+  1e-8, and entries where both a and n are ~0 (a dead ReLU's weights) are not reported as
+  100% wrong. S is not just |C|: a cost near 0 is computed from terms of the size of the
+  outputs (C = logsumexp(z) − z_y cancels logits of size |z|), so its round-off is ε·|z|;
 * an entry whose w ± h switches a relu-family unit on or off (the two evaluations straddle
   a kink, so their difference is not a derivative) is skipped and counted in ``kinks``;
 * a large parameter is checked on ``max_entries`` entries drawn with ``seed`` (always
@@ -239,7 +241,8 @@ def gradcheck(
     output = work.forward(X64)
     value, dY = cost._value_and_gradient(output, target, np.empty(output.shape))
     work.backward(dY)
-    floor = 1e8 * np.finfo(np.float64).eps * max(abs(value), 1e-300) / h
+    scale = max(abs(value), float(np.max(np.abs(output), initial=0.0)), 1e-300)
+    floor = 1e8 * np.finfo(np.float64).eps * scale / h  # see the module docstring
     rng = np.random.default_rng(seed)
     kinky = [layer for layer in work.layers if _has_kink(getattr(layer, "activation", None))]
     checks = []

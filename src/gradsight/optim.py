@@ -224,7 +224,7 @@ class SGD(Optimizer):
     Nesterov ``w ← w − η (g + μ b)`` — as ``torch.optim.SGD``.
     """
 
-    def __init__(self, lr: float = 0.01, momentum: float = 0.0, dampening: float = 0.0,
+    def __init__(self, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(lr)
         self.momentum = _non_negative("momentum", momentum)

@@ -32,7 +32,7 @@ from .errors import InvalidValueError
 
 __all__ = [
     "EmbeddedFigure", "Table", "Section", "Report", "build_report", "embed_figure",
-    "layer_summary", "render_html", "write_html", "write_json",
+    "hidden_units_section", "layer_summary", "render_html", "write_html", "write_json",
 ]
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -271,6 +271,36 @@ def _layer_section(history: list[Any], dpi: int) -> Section:
          "the last one's learns that much more slowly (the vanishing gradient)."],
         figures, _summary_tables(layer_summary(history)),
     )
+
+
+def hidden_units_section(model: Any, X: Any, y: Any = None, loss: Any = None,
+                         samples: int = 200, dpi: int = 100) -> Section:
+    """The hidden units of an engine model on (up to ``samples`` rows of) X: the units ×
+    samples map of local derivatives f′(z) (seed 002's "learning ability"), the distribution
+    of every layer's activations and, with ``y``, each layer's count of units per state
+    (:func:`~gradsight.diagnostics.classify_neurons`: dead, saturated-wrong/right, learning)."""
+    import numpy as np
+
+    from .diagnostics.neurons import classify_neurons, neuron_derivative_map
+    from .plots.diagnostics import plot_activation_distributions, plot_neuron_map
+
+    rows = np.asarray(X)[:samples]
+    order = np.argsort(np.asarray(y)[:samples], kind="stable") if y is not None else None
+    probe = rows if order is None or np.asarray(y).ndim != 1 else rows[order]
+    figures = [
+        embed_figure(plot_neuron_map(neuron_derivative_map(model, probe)), "neuron_map",
+                     "f′(z) per hidden unit (rows) and sample (columns, sorted by class); "
+                     "dark = the unit cannot learn from that sample", dpi),
+        embed_figure(plot_activation_distributions(model, rows), "activation_distributions",
+                     "distribution of each layer's activations a", dpi)]
+    tables = []
+    if y is not None:
+        states = classify_neurons(model, X, y, loss=loss)
+        tables.append(Table([{"layer": layer, **counts}
+                             for layer, counts in states.counts().items()],
+                            "hidden units per state (training samples)"))
+    return Section("Hidden units", [f"Local derivatives and activations on {len(rows)} "
+                                    "training samples."], figures, tables)
 
 
 def _summary_tables(rows: list[dict[str, Any]]) -> list[Table]:

@@ -76,6 +76,10 @@ def save(
 
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    # np.load reads a non-zip file as a .npy or a pickle: refuse it here, with a plain message
+    if not zipfile.is_zipfile(path):
+        raise DataError(f"cannot read {str(path)!r} as a gradsight model: it is not an .npz "
+                        f"(zip) archive written by gradsight.save")
     try:
         with np.load(path, allow_pickle=False) as archive:
             if "spec" not in archive.files:

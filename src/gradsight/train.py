@@ -423,7 +423,7 @@ class _ProgressBar:
 
 def _make_optimizer(optimizer: Any) -> Any:
     if optimizer is None:
-        return _optim.SGD()
+        return _optim.SGD(lr=0.01)  # torch's default 1e-3 is slow for a first run
     if isinstance(optimizer, str):
         return _optim.get(optimizer)
     if not callable(getattr(optimizer, "step", None)):

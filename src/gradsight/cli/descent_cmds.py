@@ -17,6 +17,7 @@ import typer
 from ._common import command, print_json
 
 HEAD_ROWS, TAIL_ROWS = 15, 5
+FIGURE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")     # plots.save_figure's formats
 VERDICT_STYLE = {"converged": "bold green", "diverged": "bold red", "oscillating": "bold yellow",
                  "stalled": "bold magenta", "max_iter": "bold cyan"}
 
@@ -148,11 +149,10 @@ def _descend(expression: str, x0: str | None, lr: str, optimizer: str, momentum:
         "x0": parse_floats(x0, "--x0"), "optimizer": optimizer.strip().lower(),
         "momentum": _number(momentum, "--momentum", None),
         "max_iter": _count(max_iter, "--max-iter"), "tol": _number(tol, "--tol", 1e-6)}
-    if animate is not None and Path(animate).suffix.lower() != ".gif":
-        raise InvalidValueError(f"--animate needs a .gif path, got {str(animate)!r}")
+    rate = _number(lr, "--lr", 0.1)      # checked even when --compare-lr replaces it
+    assert rate is not None
+    _check_outputs(plot, animate, compare_lr is not None)
     if compare_lr is not None:
-        if animate is not None:
-            raise InvalidValueError("--animate shows one run; leave out --compare-lr")
         rates = parse_floats(compare_lr, "--compare-lr")
         result = compare(expression, options.pop("x0"), lrs=rates, **options)
         _save_plots(result, plot, None)
@@ -161,8 +161,6 @@ def _descend(expression: str, x0: str | None, lr: str, optimizer: str, momentum:
         else:
             _print_comparison(result)
         return
-    rate = _number(lr, "--lr", 0.1)
-    assert rate is not None
     run = minimize(expression, options.pop("x0"), lr=rate, **options)
     _save_plots(run, plot, animate)
     if json_output:
@@ -171,21 +169,60 @@ def _descend(expression: str, x0: str | None, lr: str, optimizer: str, momentum:
         _print_run(run)
 
 
+def _check_outputs(plot: Path | None, animate: Path | None, comparing: bool) -> None:
+    """Reject output paths before any work: a wrong format, --animate with several runs."""
+    from ..errors import InvalidValueError
+
+    if plot is not None and Path(plot).suffix.lower() not in FIGURE_SUFFIXES:
+        raise InvalidValueError(f"--plot needs a .png, .svg, .pdf or .jpg path, got "
+                                f"{str(plot)!r}")
+    if animate is not None and Path(animate).suffix.lower() != ".gif":
+        raise InvalidValueError(f"--animate needs a .gif path, got {str(animate)!r}")
+    if animate is not None and comparing:
+        raise InvalidValueError("--animate shows one run; leave out --compare-lr")
+
+
+def _temp_for(stack: Any, path: Path) -> Path:
+    """A temp file beside ``path``, renamed onto it when ``stack`` closes without error."""
+    from .._io import atomic_path
+    from ..errors import InvalidValueError
+
+    try:
+        return Path(stack.enter_context(atomic_path(path)))
+    except OSError as error:    # a folder that is a file, no permission, ...
+        where = f" ({error.filename})" if error.filename else ""
+        raise InvalidValueError(f"cannot write {str(path)!r}: {error.strerror or error}"
+                                f"{where}") from None
+
+
 def _save_plots(result: Any, plot: Path | None, animate: Path | None) -> None:
+    """Draw the figure and/or the GIF into temp files and rename them only when both are
+    done: an error leaves no file behind, half-written or alone."""
     if plot is None and animate is None:
         return
+    from contextlib import ExitStack
+
+    from ..errors import InvalidValueError
     from ..plots import descent as figures
     from ..plots import save_figure
 
+    try:
+        with ExitStack() as stack:
+            plot_temp = None if plot is None else _temp_for(stack, plot)
+            animate_temp = None if animate is None else _temp_for(stack, animate)
+            if plot_temp is not None:
+                # several rates: f − f_min per iteration on a log scale, which stays readable
+                # when one run diverges (plot_comparison's linear f axis is swamped by it)
+                figure = (figures.plot_loss(result) if hasattr(result, "runs")
+                          else figures.plot_trajectory(result))
+                save_figure(figure, plot_temp)
+            if animate_temp is not None:
+                figures.animate(result, animate_temp)
+    except OSError as error:
+        raise InvalidValueError(f"cannot write the figure: {error.strerror or error}") from None
     if plot is not None:
-        # several rates: f − f_min per iteration on a log scale, which stays readable when
-        # one run diverges (plot_comparison's linear f axis is swamped by it)
-        figure = (figures.plot_loss(result) if hasattr(result, "runs")
-                  else figures.plot_trajectory(result))
-        save_figure(figure, plot)
         typer.echo(f"figure saved to {plot}", err=True)
     if animate is not None:
-        figures.animate(result, animate)
         typer.echo(f"animation saved to {animate}", err=True)
 
 

@@ -51,7 +51,7 @@ def run_doctor(options: dict[str, Any]) -> Any:
         data=o["data"], target=o["target"], hidden=_hidden(o["hidden"]),
         activation=o["activation"], init=o["init"], bias_init=o["bias_init"], loss=o["loss"],
         optimizer=o["optimizer"], lr=o["lr"], epochs=o["epochs"], batch_size=o["batch_size"],
-        seed=o["seed"], test_size=o["test_size"])
+        seed=o["seed"], test_size=o["test_size"], momentum=o.get("momentum"))
     candidates = list(o["try_changes"] or []) or None
     if o.get("factory"):  # the user's PyTorch model (torch imported only here)
         from ..torch_adapter.runner import runner_from_spec
@@ -84,15 +84,26 @@ def check_report_path(report: str | None) -> None:
 
 
 def write_report(result: Any, path: str) -> None:
-    """The before/after table first, then the original set-up's findings and evidence."""
+    """The original set-up's findings first, then the before/after table and the evidence:
+    its hidden units (engine runs) and per-layer gradient flow."""
     from ..report import build_report, write_html
 
     base = result.baseline.outcome
-    sections = [{"heading": "Before and after: every change on an equal budget",
-                 "text": (f"Held-out {result.eval_loss} cost of the original set-up and of "
-                          f"each candidate fix, trained with the same data, seed and number of "
-                          f"epochs. Best change: {result.best}."),
-                 "tables": [result.rows()]}]
+    sections: list[Any] = [{
+        "heading": "Before and after: every change on an equal budget",
+        "text": (f"Held-out {result.eval_loss} cost of the original set-up and of each "
+                 f"candidate fix, trained with the same data, seed and number of epochs. "
+                 f"Best change: {result.best}."),
+        "tables": [result.rows()]}]
+    trained = base.info.get("trained_model")
+    if trained is not None and base.info.get("training_data") is not None:
+        import numpy as np
+
+        from ..report import hidden_units_section
+
+        X, y = base.info["training_data"]
+        with np.errstate(all="ignore"):  # a diverged baseline: NaN is shown, not warned
+            sections.append(hidden_units_section(trained, X, y, result.baseline.config["loss"]))
     report = build_report("gradsight doctor", findings=base.findings,
                           layer_history=base.layer_history, train_history=base.history,
                           sections=sections, data={"doctor": result.to_dict()})
@@ -137,6 +148,8 @@ def register(app: typer.Typer) -> None:
         epochs: int = typer.Option(50, "--epochs", help="epochs of every run (equal budget)"),
         batch_size: int = typer.Option(32, "--batch-size"),
         seed: int = typer.Option(0, "--seed", help="seed of weights, split and shuffling"),
+        momentum: float | None = typer.Option(
+            None, "--momentum", help="momentum μ (sgd, momentum, nesterov, rmsprop)"),
         test_size: float = typer.Option(0.2, "--test-size", help="held-out fraction"),
         try_changes: Annotated[list[str] | None, typer.Option(
             "--try", help="a change to try instead of the proposed ones, e.g. "

@@ -180,8 +180,8 @@ def register(app: typer.Typer) -> None:
             return
         walk = run_explain(x, w, b, y, 0.5 if lr is None else lr, network, seed,
                            activation or "sigmoid")
-        if json_out:
-            print_json(walk.to_dict())
+        if json_out:  # the single neuron: exactly the keys; the network: + "check"
+            print_json(walk.to_dict(check=False) if network is None else walk.to_dict())
         else:
             for line in walk.lines():
                 typer.echo(line)

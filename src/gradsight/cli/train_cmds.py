@@ -200,7 +200,8 @@ def _neuron_table(neurons: dict[str, Any]) -> None:
 
 
 def _write_outputs(model: Any, history: Any, split: tuple[Any, ...], info: dict[str, Any],
-                   result: dict[str, Any], paths: dict[str, Path | None]) -> None:
+                   result: dict[str, Any], paths: dict[str, Path | None],
+                   monitor: Any = None) -> None:
     """The model (with what a user needs to feed it: x′ = (x − mean)/std, class names), the
     figure and the HTML report."""
     if paths["save"] is not None:
@@ -221,31 +222,73 @@ def _write_outputs(model: Any, history: Any, split: tuple[Any, ...], info: dict[
     if paths["plot"] is not None:
         save_figure(figure, paths["plot"])
     if paths["report"] is not None:
-        from ..report import build_report, write_html
-
-        config = result["config"]
-        rows = [{"setting": k, "value": v} for k, v in config.items()
-                if not isinstance(v, dict) and v is not None]
-        tables = [rows]
-        if "neurons" in result:
-            tables.append([{"layer": layer, **counts}
-                           for layer, counts in result["neurons"]["counts"].items()])
-        report = build_report(
-            f"gradsight train — {config['data']} ({config['spec']})", train_history=history,
-            sections=[{"heading": "Run", "tables": tables, "figures": {"training": figure},
-                       "text": _verdict_text(result)}],
-            data={"final": result["final"], "stopped": result["stopped"]})
-        write_html(report, paths["report"])
+        _write_report(paths["report"], model, history, monitor, split, result, figure)
 
 
-def _verdict_text(result: dict[str, Any]) -> str:
+# ---- train --report: findings first, then the evidence -------------------------------------
+#: at most about this many recorded steps in a report's Monitor (every k-th step beyond it)
+_REPORT_STEPS = 1000
+
+
+def _report_monitor(report: Path | None, built: dict[str, Any], n_train: int) -> Any:
+    """A Monitor for ``--report`` (None without it): every step, or every k-th step of a
+    long run so that the report's figures stay readable."""
+    if report is None:
+        return None
+    from ..diagnostics import Monitor
+
+    steps = built["epochs"] * -(-n_train // built["batch_size"])
+    return Monitor(every=max(1, steps // _REPORT_STEPS))
+
+
+def _write_report(path: Path, model: Any, history: Any, monitor: Any,
+                  split: tuple[Any, ...], result: dict[str, Any], figure: Any) -> None:
+    """Findings of :func:`gradsight.diagnostics.diagnose` first, then the run, the hidden
+    units (derivative map, activation distributions) and the per-layer gradient flow."""
+    import numpy as np
+
+    from ..diagnostics import diagnose
+    from ..report import build_report, hidden_units_section, write_html
+
+    X_train, _, y_train, _ = split
+    config = result["config"]
+    hidden = bool(config["hidden"])
+    findings = None
+    if hidden and monitor is not None and monitor.history:
+        with np.errstate(all="ignore"):  # a diverged run: NaN is a finding, not a warning
+            findings = diagnose(monitor, model, (X_train, y_train), history,
+                                loss=config["loss"])
+    rows = [{"setting": k, "value": v} for k, v in config.items()
+            if not isinstance(v, dict) and v is not None]
+    tables = [rows]
+    if "neurons" in result:
+        tables.append([{"layer": layer, **counts}
+                       for layer, counts in result["neurons"]["counts"].items()])
+    sections: list[Any] = [{"heading": "Run", "tables": tables, "figures": {"training": figure},
+                            "text": _verdict_text(result, hidden)}]
+    if hidden:
+        with np.errstate(all="ignore"):
+            sections.append(hidden_units_section(model, X_train, y_train, config["loss"]))
+    report = build_report(
+        f"gradsight train — {config['data']} ({config['spec']})", findings=findings,
+        layer_history=monitor, train_history=history, sections=sections,
+        data={"final": result["final"], "stopped": result["stopped"],
+              "findings": None if findings is None else findings.to_dict()})
+    write_html(report, path)
+
+
+def _verdict_text(result: dict[str, Any], hidden: bool = True) -> str:
     final = result["final"]
     parts = [f"{final['epochs']} epochs; final training cost {final['train_loss']:.4g}"]
     if final["test_accuracy"] is not None:
         parts.append(f"test accuracy {final['test_accuracy']:.1%}")
     if result["stopped"]:
         parts.append(f"training stopped: {result['stopped']}")
-    return "; ".join(parts) + "."
+    text = "; ".join(parts) + "."
+    if not hidden:
+        text += (" The model has no hidden layer, so there is no layer-to-layer gradient flow "
+                 "to diagnose (give e.g. --hidden 16,16).")
+    return text
 
 
 def _build(o: dict[str, Any], n_features: int, n_classes: int | None
@@ -289,9 +332,11 @@ def run_train(options: dict[str, Any]) -> dict[str, Any]:
     dataset, info, split = _prepare_data(o["data"], o["target"], o["test_size"], o["seed"])
     model, loss, optimizer, built = _build(o, dataset.n_features, dataset.n_classes)
     X_train, X_test, y_train, y_test = split
+    monitor = _report_monitor(paths["report"], built, len(y_train))
     history = fit(model, X_train, y_train, loss=loss, optimizer=optimizer, epochs=o["epochs"],
                   batch_size=o["batch_size"], seed=o["seed"],
                   validation=None if X_test is None else (X_test, y_test),
+                  callbacks=[] if monitor is None else [monitor],
                   progress=show_progress(o["quiet"]))
     train_loss, train_accuracy = _evaluate(model, loss, X_train, y_train)
     test_loss, test_accuracy = _evaluate(model, loss, X_test, y_test)
@@ -304,7 +349,7 @@ def run_train(options: dict[str, Any]) -> dict[str, Any]:
               "final": final, "stopped": history.stopped}
     if o.get("neurons"):
         result["neurons"] = _neuron_states(model, loss, X_train, y_train)
-    _write_outputs(model, history, split, info, result, paths)
+    _write_outputs(model, history, split, info, result, paths, monitor)
     return result
 
 

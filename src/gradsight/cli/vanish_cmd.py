@@ -132,6 +132,7 @@ def _figures(result: Any, mode: str) -> dict[str, Any]:
     from ..plots.diagnostics import (
         plot_activation_trajectory,
         plot_sigmoid_bound,
+        plot_speeds_over_training,
         plot_sweep,
         plot_vanish,
     )
@@ -144,6 +145,8 @@ def _figures(result: Any, mode: str) -> dict[str, Any]:
     speeds = [row["speed_at_init"] for row in result.layers]
     if result.config["activation"] == "sigmoid" and len(speeds) >= 2 and min(speeds) > 0:
         figures["sigmoid_bound"] = plot_sigmoid_bound(result)
+    if len(result.speeds_by_epoch) > 1:  # trained: Nielsen's speeds while training
+        figures["speeds_by_epoch"] = plot_speeds_over_training(result)
     return figures
 
 

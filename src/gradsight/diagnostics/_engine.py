@@ -17,6 +17,9 @@ import numpy as np
 from ..errors import InvalidValueError, UnknownNameError
 from .fixes import RunOutcome
 
+#: the optimizers that take a momentum μ (as ``gradsight train --momentum``)
+MOMENTUM_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop")
+
 
 def _as_dataset(dataset: Any, target: str | None) -> Any:
     from .. import data as gdata
@@ -116,15 +119,20 @@ class EngineRunner:
                        output_activation=output_activation, init=config["init"],
                        bias_init=config["bias_init"], dtype=self.dtype, seed=config["seed"])
         monitor = Monitor(self.monitor_every)
+        hyper = {"lr": config["lr"]}
+        if config.get("momentum") is not None and config["optimizer"] in MOMENTUM_OPTIMIZERS:
+            hyper["momentum"] = config["momentum"]
         history = fit(model, X_train, y_train, loss=config["loss"],
-                      optimizer=optim.get(config["optimizer"], lr=config["lr"]),
+                      optimizer=optim.get(config["optimizer"], **hyper),
                       epochs=config["epochs"], batch_size=config["batch_size"],
                       seed=config["seed"], callbacks=[monitor], progress=False)
         loss, accuracy = self.held_out(model, config, X_test, y_test)
         ratio = hidden_gradient_ratio(model, X_train[:1000], y_train[:1000], config["loss"])
         findings = diagnose(monitor, model, (X_train, y_train), history, loss=config["loss"])
         return RunOutcome(loss, accuracy, ratio, findings, history, monitor.history,
-                          {"stopped": history.stopped, "spec": "-".join(map(str, spec))})
+                          {"stopped": history.stopped, "spec": "-".join(map(str, spec)),
+                           # for doctor --report's hidden-unit figures (not serialised)
+                           "trained_model": model, "training_data": (X_train, y_train)})
 
     def held_out(self, model: Any, config: dict[str, Any], X: np.ndarray, y: np.ndarray
                  ) -> tuple[float, float | None]:

@@ -267,8 +267,15 @@ def exploding(ctx: Context) -> list[Finding]:
                      explanation, [LR_DOWN, XAVIER if ctx.saturating() else HE, CLIP, ADAM])]
 
 
+def _moving_updates(ctx: Context, layer: str) -> float:
+    """Median ‖ΔW‖/‖W‖ over the steps with a finite, non-zero ∂C/∂W: a zero gradient (dead or
+    saturated units) gives a zero step whatever η is, which says nothing about η."""
+    ratios, grads = ctx.values("update_ratio", layer), ctx.values("grad_W_norm", layer)
+    return _median(ratios[np.isfinite(grads) & (grads > 0)])
+
+
 def updates(ctx: Context) -> list[Finding]:
-    ratios = {p: _median(ctx.values("update_ratio", p)) for p in ctx.layers.layers_of("param")}
+    ratios = {p: _moving_updates(ctx, p) for p in ctx.layers.layers_of("param")}
     ratios = {p: r for p, r in ratios.items() if not math.isnan(r)}
     if not ratios:
         return []

@@ -10,7 +10,8 @@ close the last/first hidden-layer gradient ratio is to 1).
 Training goes through a *runner*, ``runner(config) -> RunOutcome``, so the same ranking
 serves the NumPy engine (:func:`engine_runner`, the default) and PyTorch models (the torch
 adapter supplies its runner). ``config`` has the keys activation, init, bias_init, loss,
-optimizer, lr, epochs, batch_size, hidden, seed and ``eval_loss``: the cost in which the
+optimizer, lr, epochs, batch_size, hidden, seed (and momentum when the set-up gives one) and
+``eval_loss``: the cost in which the
 held-out ``loss`` must be reported (the baseline's), so that a candidate trained with
 another cost is still compared in the same units.
 """
@@ -31,6 +32,8 @@ __all__ = ["DoctorSetup", "RunOutcome", "CandidateResult", "DoctorResult", "doct
 
 CONFIG_KEYS = ("activation", "init", "bias_init", "loss", "optimizer", "lr", "epochs",
                "batch_size", "hidden", "seed")
+#: settings a change may name besides CONFIG_KEYS
+EXTRA_KEYS = ("momentum", "lr_factor")
 NO_CHANGE = "no change"
 
 
@@ -40,6 +43,8 @@ class DoctorSetup:
 
     ``data`` is a data-set name or CSV path (:func:`gradsight.data.load`), a Dataset or an
     ``(X, y)`` pair; ``loss="auto"`` means cross-entropy for classes, quadratic otherwise.
+    ``momentum`` (μ, as ``gradsight train --momentum``) applies to the optimizers that have
+    one (sgd, momentum, nesterov, rmsprop); None keeps the optimizer's default.
     """
 
     data: Any = "moons"
@@ -55,6 +60,7 @@ class DoctorSetup:
     batch_size: int = 32
     seed: int = 0
     test_size: float = 0.2
+    momentum: float | None = None
 
     @classmethod
     def from_value(cls, value: DoctorSetup | dict[str, Any]) -> DoctorSetup:
@@ -71,11 +77,12 @@ class DoctorSetup:
         return cls(**value)
 
     def config(self) -> dict[str, Any]:
-        """The runner configuration of this set-up."""
+        """The runner configuration of this set-up (``momentum`` only when given)."""
+        extra = {} if self.momentum is None else {"momentum": float(self.momentum)}
         return {"activation": self.activation, "init": self.init, "bias_init": self.bias_init,
                 "loss": self.loss, "optimizer": self.optimizer, "lr": float(self.lr),
                 "epochs": int(self.epochs), "batch_size": int(self.batch_size),
-                "hidden": [int(h) for h in self.hidden], "seed": int(self.seed)}
+                "hidden": [int(h) for h in self.hidden], "seed": int(self.seed), **extra}
 
 
 @dataclass
@@ -141,9 +148,9 @@ def parse_change(text: str) -> dict[str, Any]:
             raise InvalidValueError(f"a change is 'key=value[, key=value]', got {text!r}")
         if key == "lr" and value[:1] in "x×*":
             key, value = "lr_factor", value[1:]
-        if key not in (*CONFIG_KEYS, "lr_factor"):
+        if key not in (*CONFIG_KEYS, *EXTRA_KEYS):
             raise InvalidValueError(f"unknown setting {key!r} in change {text!r}; known: "
-                                    f"{', '.join((*CONFIG_KEYS, 'lr_factor'))}")
+                                    f"{', '.join((*CONFIG_KEYS, *EXTRA_KEYS))}")
         change[key] = _change_value(key, value, text)
     return change
 
@@ -156,6 +163,15 @@ def _change_value(key: str, value: str, text: str) -> Any:
             number = math.nan
         if not (math.isfinite(number) and number > 0):
             raise InvalidValueError(f"{key} must be a number > 0, got {value!r} in {text!r}")
+        return number
+    if key == "momentum":
+        try:
+            number = float(value)
+        except ValueError:
+            number = math.nan
+        if not 0 <= number < 1:
+            raise InvalidValueError(f"momentum must be a number in [0, 1), got {value!r} in "
+                                    f"{text!r}")
         return number
     if key in ("epochs", "batch_size", "seed"):
         if not value.isdigit():
@@ -317,6 +333,23 @@ def _pct(value: Any) -> str:
 Runner = Callable[[dict[str, Any]], RunOutcome]
 
 
+def _checked_setup(setup: DoctorSetup | dict[str, Any], epochs: int | None, seed: int | None,
+                   engine: bool) -> DoctorSetup:
+    """The set-up with the overrides applied; its momentum checked, and hidden layers
+    required for the engine runner (its candidates change the hidden layers)."""
+    setup = DoctorSetup.from_value(setup)
+    if epochs is not None:
+        setup = DoctorSetup(**{**asdict(setup), "data": setup.data, "epochs": epochs})
+    if seed is not None:
+        setup = DoctorSetup(**{**asdict(setup), "data": setup.data, "seed": seed})
+    if setup.momentum is not None:
+        _change_value("momentum", str(setup.momentum), f"momentum={setup.momentum}")
+    if engine and not list(setup.hidden):
+        raise InvalidValueError("doctor compares fixes of the hidden layers, but the set-up "
+                                "has none (hidden = []); give e.g. hidden 16,16")
+    return setup
+
+
 def doctor(setup: DoctorSetup | dict[str, Any], candidates: Iterable[Any] | None = None,
            epochs: int | None = None, runner: Runner | None = None, seed: int | None = None,
            *, limit: int = 8, min_improvement: float = 0.01,
@@ -331,11 +364,7 @@ def doctor(setup: DoctorSetup | dict[str, Any], candidates: Iterable[Any] | None
     min_improvement : ``best`` names the top candidate only if its held-out loss is lower
         than the baseline's by more than this fraction; otherwise ``best`` is "no change".
     """
-    setup = DoctorSetup.from_value(setup)
-    if epochs is not None:
-        setup = DoctorSetup(**{**asdict(setup), "data": setup.data, "epochs": epochs})
-    if seed is not None:
-        setup = DoctorSetup(**{**asdict(setup), "data": setup.data, "seed": seed})
+    setup = _checked_setup(setup, epochs, seed, runner is None)
     if not (0 <= min_improvement < 1):
         raise InvalidValueError(f"min_improvement must be in [0, 1), got {min_improvement!r}")
     run = runner or engine_runner(setup.data, target=setup.target, test_size=setup.test_size)

@@ -17,7 +17,10 @@ from typing import Any
 class LayerStats:
     """Statistics of one layer at one recorded training step.
 
-    Fields (C is the cost of the batch, W and b the layer's weights and biases):
+    Fields (C is the cost of the batch, W and b the layer's weights and biases). A field that
+    does not apply to the layer is None: the gradient and weight fields on an activation
+    layer, the activation fields on a layer with weights, ``saturated_fraction`` outside
+    sigmoid/tanh, ``dead_fraction`` outside the ReLU family.
 
     layer : the layer's name (engine: ``"dense0"``, ``"sigmoid0"``; torch: module path).
     index : position of the layer in forward order (0 = first).

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from .._io import jsonable
-from ..errors import InvalidValueError
+from ..errors import GradsightError, InvalidValueError
 
 __all__ = ["Finding", "Findings", "Thresholds", "diagnose", "SEVERITIES"]
 
@@ -203,6 +203,10 @@ def diagnose(history: Any, model: Any = None, data: Any = None, train_history: A
     loss : the cost's name ("quadratic", ...): enables the quadratic-cost-with-sigmoid rule.
     thresholds, overrides : see :class:`Thresholds`; e.g. ``diagnose(h, vanishing_warning=5)``.
 
+    Raises :class:`~gradsight.GradsightError` for an empty history, for a network without a
+    hidden layer (the history holds fewer than two layers with weights, or ``model`` has no
+    activation before its last Dense layer) and for thresholds out of range.
+
     Rules: non-finite values, vanishing and exploding gradients, saturated layers, dead
     units, too large / too small updates, stalled or rising loss, quadratic cost with a
     sigmoid output, saturated-wrong neurons.
@@ -217,9 +221,32 @@ def diagnose(history: Any, model: Any = None, data: Any = None, train_history: A
 
     limits = (thresholds or Thresholds()).with_overrides(**overrides)
     context = _rules.Context.build(history, model, data, train_history, loss, limits)
+    _require_hidden_layer(context.layers.layers_of("param"), model)
     # a broken run holds inf and NaN: the rules handle them explicitly, without warnings
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         findings = [finding for rule in _rules.RULES for finding in rule(context)]
     order = {severity: i for i, severity in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: order[f.severity])
     return Findings(findings)
+
+
+def _require_hidden_layer(param_layers: list[str], model: Any) -> None:
+    """A clear error when the network has no hidden layer: with a single weight layer there
+    is no backward flow from layer to layer to judge (and no hidden unit to classify)."""
+    if len(param_layers) < 2:
+        found = ", ".join(param_layers) or "none"
+        raise GradsightError(
+            f"diagnose needs a network with at least one hidden layer, but the history holds "
+            f"{len(param_layers)} layer(s) with weights ({found}): without one there is no "
+            f"layer-to-layer gradient flow to judge")
+    if model is not None and hasattr(model, "layers"):  # an engine model (torch: no check)
+        from .neurons import hidden_layers
+
+        try:
+            hidden_layers(model)
+        except GradsightError:
+            raise GradsightError(
+                f"diagnose needs a model with at least one hidden layer; the model given "
+                f"({len(model.layers)} layer(s): "
+                f"{', '.join(getattr(x, 'name', '?') for x in model.layers)}) has none "
+                f"before its last Dense layer") from None

@@ -29,7 +29,11 @@ from ._common import (
     vec,
 )
 
-__all__ = ["NeuronWalkthrough", "explain_neuron", "NeuronTraining", "train_neuron"]
+__all__ = ["JSON_KEYS", "NeuronWalkthrough", "explain_neuron", "NeuronTraining", "train_neuron"]
+
+#: the keys of the single neuron's JSON document, in order
+JSON_KEYS = ("x", "w", "b", "y", "z", "y_hat", "dC_dyhat", "dyhat_dz", "dz_dw", "dC_dw",
+             "dC_db", "lr", "w_new", "b_new")
 
 
 @dataclass
@@ -74,15 +78,17 @@ class NeuronWalkthrough:
             "agree": self.agree,
         }
 
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON document of ``gradsight explain --json``."""
-        keys = ("x", "w", "b", "y", "z", "y_hat", "dC_dyhat", "dyhat_dz", "dz_dw", "dC_dw",
-                "dC_db", "lr", "w_new", "b_new")
+    def to_dict(self, check: bool = True) -> dict[str, Any]:
+        """The numbers by name: the keys :data:`JSON_KEYS` (``x, w, b, y, z, y_hat,
+        dC_dyhat, dyhat_dz, dz_dw, dC_dw, dC_db, lr, w_new, b_new``) plus, with ``check``,
+        ``"check"`` (:meth:`check`). ``gradsight explain --json`` prints it with
+        ``check=False``: exactly those keys (it exits 1 when the check disagrees)."""
         out: dict[str, Any] = {}
-        for key in keys:
+        for key in JSON_KEYS:
             value = getattr(self, key)
             out[key] = list(value) if isinstance(value, tuple) else value
-        out["check"] = self.check()
+        if check:
+            out["check"] = self.check()
         return out
 
     def lines(self) -> list[str]:

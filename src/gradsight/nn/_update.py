@@ -192,8 +192,8 @@ class StepApplier:
         if _plain_sgd(self.optimizer) and self._sgd_is_safe():
             rate = self.optimizer.lr
             self.optimizer.step(self.params, self.grads)
-            if update_norms:  # Δw = −η g exactly, up to rounding
-                self.update_sq = [(rate * norm) ** 2 for norm in self.norms]
+            if update_norms:  # Δw = −η g exactly, up to rounding; x*x overflows to inf, x**2 raises
+                self.update_sq = [(rate * norm) * (rate * norm) for norm in self.norms]
             if weight_norms:  # one pass over weights still in cache; also exact bounds
                 self.weight_sq = [squared_norm(p) for p in self.params]
                 self.bounds = [math.sqrt(value) for value in self.weight_sq]

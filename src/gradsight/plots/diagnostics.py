@@ -23,7 +23,7 @@ from ..errors import InvalidValueError
 __all__ = [
     "plot_layer_norms", "plot_norm_heatmap", "plot_saturation", "plot_neuron_map",
     "plot_activation_distributions", "plot_vanish", "plot_sweep", "plot_sigmoid_bound",
-    "plot_activation_trajectory",
+    "plot_activation_trajectory", "plot_speeds_over_training",
 ]
 
 
@@ -186,15 +186,21 @@ def plot_activation_distributions(model: Any, X: Any, bins: int = 40) -> Figure:
             outputs.append((layer.name, np.asarray(a, dtype=float).ravel()))
     if not outputs:
         raise InvalidValueError("the model has no activation layers to show")
-    fig = Figure(figsize=(3.2 * len(outputs), 3), layout="constrained")
-    axes = fig.subplots(1, len(outputs), squeeze=False)[0]
+    columns = min(len(outputs), 4)  # a deep net wraps onto several rows
+    rows = -(-len(outputs) // columns)
+    fig = Figure(figsize=(3.2 * columns, 2.8 * rows), layout="constrained")
+    grid = fig.subplots(rows, columns, squeeze=False).ravel()
+    for spare in grid[len(outputs):]:
+        spare.remove()
+    axes = grid[:len(outputs)]
     for ax, (name, values) in zip(axes, outputs, strict=True):
         finite = np.isfinite(values)
         ax.hist(values[finite], bins=bins, color="tab:blue")
         title = name if finite.all() else f"{name}\n{(~finite).sum()} non-finite values"
         ax.set_title(title, color="black" if finite.all() else "red", fontsize=9)
         ax.set_xlabel("a")
-    axes[0].set_ylabel("count")
+    for ax in grid[::columns]:
+        ax.set_ylabel("count")
     return fig
 
 
@@ -216,11 +222,16 @@ def plot_vanish(result: Any) -> Figure:
                 label="ours, after training")
     if data.get("nielsen"):
         ax.plot(x, data["nielsen"], "k^--", label="Nielsen (MNIST), at init")
+    cfg = data.get("config", {})
+    last = layers[-1]["speed_at_init"]
+    if cfg.get("activation") == "sigmoid" and len(x) > 1 and last and last > 0:
+        # each layer back multiplies δ by σ′(z) ≤ 0.25 (times Wᵀ): the σ′ factor alone
+        ax.plot(x, [last * 0.25 ** (x[-1] - layer) for layer in x], ":", color="gray",
+                label="σ′ ≤ 0.25 per layer (from the last)")
     ax.set_yscale("log")
     ax.set_xticks(x)
     ax.set_xlabel("hidden layer (1 = nearest the input)")
     ax.set_ylabel("speed ‖∂C/∂b‖")
-    cfg = data.get("config", {})
     ax.set_title(f"speed of learning per layer — {cfg.get('activation', '')}, "
                  f"{cfg.get('init', '')}, {cfg.get('data', '')}", fontsize=10)
     ax.legend(fontsize=8)
@@ -246,9 +257,15 @@ def plot_sweep(sweep_result: Any) -> Figure:
                               label=init)
             axes[1, col].plot(depths, [r["accuracy"] for r in sel], "o-", label=init)
         axes[0, col].axhline(1.0, color="gray", lw=0.8)
+        if activation == "sigmoid":  # δ shrinks by σ′ ≤ 0.25 per layer: ratio ≈ 4^(depth−1)
+            depths = sorted({r["depth"] for r in rows if r["activation"] == activation})
+            axes[0, col].plot(depths, [4.0 ** (d - 1) for d in depths], "k:",
+                              label="σ′ ≤ 0.25 alone: 4^(depth−1)")
+            axes[0, col].legend(fontsize=7)
         axes[0, col].set_yscale("log")
         axes[0, col].set_title(activation)
         axes[1, col].set_xlabel("hidden layers")
+        axes[1, col].set_xticks(sorted({r["depth"] for r in rows}))
     axes[0, 0].set_ylabel("speed last / first (init)")
     axes[1, 0].set_ylabel("final accuracy")
     axes[0, 0].legend(fontsize=7)
@@ -304,5 +321,33 @@ def plot_activation_trajectory(trajectory: Any) -> Figure:
     ax.set_ylabel("activation a (mean ± std)")
     ax.set_title("activations per hidden layer over training (Glorot & Bengio 2010)",
                  fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_speeds_over_training(result: Any) -> Figure:
+    """Nielsen's second figure of chapter 5: the speed ‖∂C/∂b‖ of each hidden layer after
+    every epoch of training (epoch 0 = initialisation), log axis — the early layers stay
+    far slower throughout. ``result``: a vanish result (trained) or its dict."""
+    data = _as_dict(result)
+    speeds = np.asarray(data.get("speeds_by_epoch") or [], dtype=float)
+    if speeds.ndim != 2 or speeds.shape[0] < 2:
+        raise InvalidValueError("plot_speeds_over_training needs speeds after at least one "
+                                "epoch of training (train_epochs ≥ 1)")
+    fig = Figure(figsize=(6.5, 4), layout="constrained")
+    ax = fig.subplots()
+    epochs = np.arange(speeds.shape[0])
+    for layer in range(speeds.shape[1]):
+        values = speeds[:, layer]
+        usable = np.isfinite(values) & (values > 0)
+        ax.plot(epochs[usable], values[usable], "o-" if len(epochs) <= 30 else "-",
+                label=f"hidden layer {layer + 1}")
+        if not usable.all():  # never dropped silently: marked at the bottom edge
+            ax.scatter(epochs[~usable], [0.03] * int((~usable).sum()), marker="x",
+                       color="red", transform=ax.get_xaxis_transform(), clip_on=False)
+    ax.set_yscale("log")
+    ax.set_xlabel("epoch (0 = initialisation)")
+    ax.set_ylabel("speed ‖∂C/∂b‖")
+    ax.set_title("speed of learning per layer while training", fontsize=10)
     ax.legend(fontsize=8)
     return fig

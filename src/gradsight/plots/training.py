@@ -39,7 +39,7 @@ def _epochs(history: Any) -> tuple[list[dict[str, Any]], str | None]:
     else:
         raise InvalidValueError(f"cannot plot a history of type {type(history).__name__}")
     rows = [dict(row) for row in rows]
-    if not rows:
+    if not rows and not stopped:  # a run stopped in its first epoch is still worth a figure
         raise InvalidValueError("history has no epochs to plot")
     return rows, stopped
 
@@ -67,7 +67,21 @@ def _draw_curves(ax: Axes, epochs: np.ndarray, train: np.ndarray | None,
     ax.legend(loc="best", fontsize="small")
 
 
+def _draw_no_epoch(ax: Axes, stopped: str | None) -> None:
+    """The loss panel of a run that stopped before its first epoch ended: say why."""
+    import textwrap
+
+    ax.set_axis_off()
+    ax.set_title("cost C per epoch")
+    reason = textwrap.fill(f"stopped: {stopped}", 48)
+    ax.text(0.5, 0.5, f"no epoch completed\n\n{reason}", ha="center", va="center",
+            fontsize="small", wrap=True, transform=ax.transAxes)
+
+
 def _draw_history(axes: Sequence[Axes], rows: list[dict[str, Any]], stopped: str | None) -> None:
+    if not rows:
+        _draw_no_epoch(axes[0], stopped)
+        return
     epochs = np.array([row.get("epoch", i) for i, row in enumerate(rows)], dtype=float) + 1
     loss, val_loss = _series(rows, "loss"), _series(rows, "val_loss")
     _draw_curves(axes[0], epochs, loss, val_loss, "loss")
@@ -155,13 +169,15 @@ def _draw_boundary(ax: Axes, model: Any, X: np.ndarray, y: np.ndarray,
 
     gx, gy = _grid(X, resolution)
     grid = np.column_stack([gx.ravel(), gy.ravel()])
-    labels = predict_classes(model, grid).reshape(gx.shape)
+    with np.errstate(all="ignore"):  # a diverged model overflows: draw it, do not warn
+        labels = predict_classes(model, grid).reshape(gx.shape)
+        predicted = predict_classes(model, X)
     k = int(max(labels.max(), np.max(y) if y.size else 0)) + 1
     colors = ListedColormap([f"C{i % 10}" for i in range(k)])
     ax.contourf(gx, gy, labels, levels=np.arange(k + 1) - 0.5, cmap=colors, alpha=0.3)
     ax.scatter(X[:, 0], X[:, 1], c=y, cmap=colors, vmin=-0.5, vmax=k - 0.5,
                edgecolors="k", linewidths=0.5, s=18)
-    accuracy = float(np.mean(predict_classes(model, X) == y))
+    accuracy = float(np.mean(predicted == y))
     ax.set_title(f"decision regions (accuracy {accuracy:.1%})")
     ax.set_xlabel("x1")
     ax.set_ylabel("x2")
