@@ -203,11 +203,27 @@ def _reproduced(section: dict, argv: list[str], index: int, out: dict) -> None:
     """The JSON ``out`` of the command ``argv`` (the ``index``-th of its kind in the section)
     holds the numbers the tour shows for it."""
     d, n, name = section["data"], section["numbers"], argv[0]
-    if name == "diffcheck" and out["at"] == 0:
+    if name == "activations":  # the "derivatives compared" table: max f′ of every activation
+        listed = {a["name"]: a for a in out}
+        assert [listed[a["name"]] for a in d["activations"]] == d["activations"]
+        assert {a["name"]: a["max_derivative"]["value"] for a in out
+                if a["name"] in n["max_derivative"]} == n["max_derivative"]
+    elif name == "derive":  # both derivations, step by step, ending in σ(1 − σ)
+        assert out["steps"] == [step for route in d["derivations"] for step in route["steps"]]
+        assert out["simplified"] == "(1 - sigmoid(z))*sigmoid(z)"
+    elif name == "diffcheck" and out["at"] == 0:
         row = [r for r in out["rows"] if r["method"] == "forward" and r["h"] == 1e-13][0]
         assert row["estimate"] == n["seed_forward_estimate"]
+    elif name == "diffcheck":  # the step-size study at z = 1 and its recommended steps
+        assert out["rows"] == d["study"]["rows"] and out["exact"] == n["exact_at_study"]
+        assert out["recommended"]["central"] == n["recommended_central_h"]
+        assert out["recommended_abs_error"]["central"] == n["central_error_at_recommended_h"]
+        seed = [r for r in out["rows"] if r["method"] == "forward" and r["h"] == 1e-13][0]
+        assert seed["abs_error"] == n["study_forward_error_at_seed_h"]
     elif name == "descend" and "runs" in out:
         assert [r["verdict"] for r in out["runs"]] == [r["verdict"] for r in d["comparison"]]
+        assert {str(r["lr"]): len(r["iterations"]) - 1 for r in out["runs"]} == \
+            {rate: run["iterations"] for rate, run in n["rates"].items()}
     elif name == "descend":
         assert out["x_final"] == d["run"]["x_final"]
     elif name == "explain" and "--train" in argv:

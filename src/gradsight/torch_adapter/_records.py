@@ -55,10 +55,14 @@ class ActivationSlots:
             self.alive = transfer.add(alive_units(layer, peaks), summed=True)
 
     def record(self, base: dict[str, Any], v: list[float], world: int) -> LayerStats:
-        """Values summed over ``world`` ranks: the variance is pooled within ranks."""
+        """Values summed over ``world`` ranks: mean and spread are those of the whole global
+        batch; a unit counts as dead on a rank where it is never active, so across ranks
+        ``dead_fraction`` is the mean of the ranks' dead fractions."""
         moments, finite, saturated = [], 0.0, 0.0
         for numel, at in zip(self.numels, self.starts, strict=True):
-            spread = v[at + 1] if self.squared else v[at + 1] ** 2
+            # squared: Σa² summed over the ranks, so Σ(a − mean)² = Σa² − (Σa)²/N
+            spread = (v[at + 1] - v[at] ** 2 / (world * numel) if self.squared
+                      else v[at + 1] ** 2)
             moments.append((world * numel, v[at], spread))
             if self.layer.saturation is not None:  # #(a > hi) + #finite − #(a ≥ lo)
                 finite += v[at + 4]

@@ -195,7 +195,10 @@ class ActivationReducer:
         total = torch.sum(flat, 0, keepdim=True)
         work = torch.sub(flat, total, alpha=1.0 / n, out=scratch.flat("work", device, dtype, n))
         spread = torch.linalg.vector_norm(work, 2, 0, True)
-        parts = [total, spread.square_() if self.squared else spread]
+        # for sums over ranks: Σa² = Σ(a − mean)² + (Σa)²/n, so that the ranks' means,
+        # not only their spreads, enter the pooled variance
+        parts = [total, spread.square_().add_(total.square(), alpha=1.0 / n) if self.squared
+                 else spread]
         flags = scratch.flat("flags", device, torch.float32 if n <= EXACT_FLOAT32_COUNT
                              else torch.float64, self.counts * n)
         if self.counts == 3:

@@ -275,7 +275,10 @@ class Watcher:
             self._backward_queued = True
             from torch.autograd import Variable
 
-            Variable._execution_engine.queue_callback(self._after_backward)
+            # queued from inside a callback, it runs after the callbacks queued during the
+            # pass — DDP's, which writes the averaged gradients into .grad, among them
+            engine = Variable._execution_engine
+            engine.queue_callback(lambda: engine.queue_callback(self._after_backward))
 
     def _after_backward(self) -> None:
         self._backward_queued = False

@@ -100,7 +100,8 @@ def plot_state_counts(counts: Mapping[str, Mapping[str, int]], title: str) -> Fi
     ax.invert_yaxis()
     ax.set_xlabel("hidden units")
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=8, ncol=3, loc="lower center", bbox_to_anchor=(0.5, 1.08))
+    shown = len(ax.get_legend_handles_labels()[1])
+    fig.legend(fontsize=8, ncol=max(shown, 1), loc="outside lower center", frameon=False)
     return fig
 
 

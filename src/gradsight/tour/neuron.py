@@ -50,7 +50,13 @@ def build(ctx: TourContext) -> Section:
 
 
 def _csv(values: Any) -> str:
+    """Values as a command-line argument: ``1,0.5``."""
     return ",".join(f"{v:g}" for v in values)
+
+
+def _shown(values: Any) -> str:
+    """Values as the page shows a vector: ``1, 0.5``."""
+    return ", ".join(f"{v:g}" for v in values)
 
 
 def _paragraphs(walk: Any, trained: Any, check: dict[str, Any]) -> list[str]:
@@ -60,7 +66,7 @@ def _paragraphs(walk: Any, trained: Any, check: dict[str, Any]) -> list[str]:
         "C = 1/(2N) Σ(ŷ − y)². To learn it needs ∂C/∂w, and the chain rule splits that into "
         "three factors, each easy on its own: ∂C/∂w = ∂C/∂ŷ · ∂ŷ/∂z · ∂z/∂w = "
         "(ŷ − y) · σ(z)(1 − σ(z)) · x.",
-        f"With x = ({_csv(walk.x)}), w = ({_csv(walk.w)}), b = {walk.b:g} and target "
+        f"With x = ({_shown(walk.x)}), w = ({_shown(walk.w)}), b = {walk.b:g} and target "
         f"y = {walk.y:g}: z = {fmt(walk.z)}, ŷ = σ(z) = {fmt(walk.y_hat)}, so ∂C/∂ŷ = "
         f"{fmt(walk.dC_dyhat)}, ∂ŷ/∂z = {fmt(walk.dyhat_dz)} (σ′ read off ŷ, as in section 1) "
         f"and ∂C/∂w = ({fmt(walk.dC_dw[0])}, {fmt(walk.dC_dw[1])}). One step of "
@@ -83,7 +89,7 @@ def _chain_table(walk: Any) -> Table:
         ["ŷ = σ(z)", "1/(1 + e^(−z))", fmt(walk.y_hat, 6)],
         ["∂C/∂ŷ", "ŷ − y", fmt(walk.dC_dyhat, 6)],
         ["∂ŷ/∂z", "σ(z)(1 − σ(z))", fmt(walk.dyhat_dz, 6)],
-        ["∂z/∂w", "x", _csv(walk.dz_dw)],
+        ["∂z/∂w", "x", _shown(walk.dz_dw)],
         ["∂C/∂w", "(ŷ − y)·σ(z)(1 − σ(z))·x", ", ".join(fmt(v, 6) for v in walk.dC_dw)],
         ["∂C/∂b", "(ŷ − y)·σ(z)(1 − σ(z))", fmt(walk.dC_db, 6)],
         ["w_new", "w_old − η ∂C/∂w", ", ".join(fmt(v, 6) for v in walk.w_new)],
@@ -109,6 +115,6 @@ def _outputs_table(trained: Any) -> Table:
     rows = [[x, str(int(t)), fmt(o, 4), str(int(p))]
             for x, t, o, p in zip(inputs, trained.targets, trained.outputs, trained.predictions,
                                   strict=True)]
-    return Table(caption=f"After training: w = ({_csv(round(v, 4) for v in trained.w)}), "
+    return Table(caption=f"After training: w = ({_shown(round(v, 4) for v in trained.w)}), "
                          f"b = {trained.b:.4g}",
                  columns=["x", "target y", "ŷ", "ŷ > 0.5"], rows=rows)

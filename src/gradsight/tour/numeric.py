@@ -82,7 +82,8 @@ def _figures(ctx: TourContext, study: Any, x: np.ndarray, estimate: np.ndarray,
         ctx.figure(plot_step_study(study), "step-study",
                    f"The step-size study at z = {STUDY_AT:g}: error of each difference "
                    "against h. Truncation error falls with h until round-off (≈ ε/h) takes "
-                   "over."),
+                   "over. An error of exactly 0 (the complex step, see the table) is drawn "
+                   "at 1e-17, the bottom of the log axis."),
     ]
 
 
