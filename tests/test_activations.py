@@ -151,6 +151,17 @@ def test_max_derivative_value_and_location(name):
         assert math.isclose(float(act.derivative(1e3)), value, rel_tol=1e-12)
 
 
+def test_max_derivative_where_in_words():
+    where = {name: activations.get(name).max_derivative_where for name in NAMES}
+    assert where["sigmoid"] == where["tanh"] == "at z = 0"
+    assert where["relu"] == where["leaky_relu:0.2"] == where["elu:0.5"] == "for every z > 0"
+    assert where["elu:2"] == "at z = 0"  # α e^z on z ≤ 0 peaks at α = 2 > 1
+    assert where["linear"] == "for every z"
+    assert where["softplus"] == "as z → ∞ (never reached)"
+    assert float(activations.get("softplus").derivative(30.0)) < 1.0  # never reached
+    assert where["silu"] == "at z = 2.39936"
+
+
 def test_saturating_flags():
     saturating = {n for n in activations.names() if activations.get(n).saturating}
     assert saturating == {"sigmoid", "tanh"}

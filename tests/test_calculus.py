@@ -146,6 +146,29 @@ def test_relu_kink_follows_pytorch():
     assert relu_derivative(np.array([-1.0, 0.0, 2.0])).tolist() == [0.0, 0.0, 1.0]
 
 
+@pytest.mark.parametrize("name", ["relu", "leaky_relu", "leaky_relu:0.2", "elu", "elu:2",
+                                  "elu:0.5"])
+def test_symbolic_derivative_at_the_kink_follows_pytorch(name):
+    """relu′(0) = 0, leaky_relu′(0) = s, elu′(0) = α in torch autograd (float64); the
+    symbolic derivative, its form in the output a = f(0) = 0, the step study's exact value
+    and the engine all agree with it."""
+    torch = pytest.importorskip("torch")
+    F = torch.nn.functional
+    parameter = float(name.partition(":")[2] or {"leaky_relu": 0.01, "elu": 1.0}.get(
+        name, 0.0))
+    reference = {"relu": torch.relu, "leaky_relu": lambda t: F.leaky_relu(t, parameter),
+                 "elu": lambda t: F.elu(t, parameter)}[name.partition(":")[0]]
+    tz = torch.zeros(1, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(reference(tz).sum(), tz)
+    expected = grad.item()
+    result = derive(name)
+    for form in (result.derivative, result.simplified):
+        assert float(make_function(form, ["z"])(0.0)) == expected
+    assert float(make_function(result.derivative_from_output, ["a"])(0.0)) == expected
+    assert step_study(name, 0.0).exact == expected
+    assert float(activations.get(name).derivative(0.0)) == expected
+
+
 def test_activation_table_covers_every_activation():
     table = activation_table()
     assert [row["name"] for row in table] == activations.names()
@@ -244,6 +267,40 @@ def test_step_study_rows_are_consistent():
     assert set(record) >= {"at", "exact", "rows", "recommended"}
     assert set(record["recommended"]) == set(METHODS)
     assert set(record["rows"][0]) == {"method", "h", "estimate", "abs_error", "rel_error"}
+
+
+def test_step_study_json_has_exactly_the_issue_keys():
+    record = step_study("sigmoid(x)", 0.0).to_dict()
+    assert list(record) == ["at", "exact", "rows", "recommended"]
+    assert all(list(row) == ["method", "h", "estimate", "abs_error", "rel_error"]
+               for row in record["rows"])
+    assert DEFAULT_STEPS == tuple(float(f"1e-{k}") for k in range(1, 16))
+    derivation = derive("tanh").to_dict()
+    assert list(derivation) == ["expression", "wrt", "derivative", "simplified",
+                                "derivative_from_output", "steps"]
+    assert all(list(step) == ["rule", "result"] for step in derivation["steps"])
+    assert derive("x**2").to_dict()["derivative_from_output"] is None
+
+
+def test_exact_value_is_fast_for_repeated_subexpressions_and_refuses_bad_points():
+    """SymPy's evalf took seconds on a tower of powers and never ended on a complex value;
+    the 30-digit value now comes from compiled mpmath code (the oracle here is torch)."""
+    torch = pytest.importorskip("torch")
+    tower = "x**x**x**x**x**x**x**x**x**x**x**x**x**x**x"
+    t = torch.tensor(0.5, dtype=torch.float64, requires_grad=True)
+    value = t
+    for _ in range(14):
+        value = t ** value
+    value.backward()
+    study = step_study(tower, 0.5)
+    assert math.isclose(study.exact, t.grad.item(), rel_tol=1e-12)
+    with pytest.raises(InvalidValueError, match="not a real number"):
+        step_study("log(" * 28 + "x" + ")" * 28, 0.5)
+    with pytest.raises(InvalidValueError, match="not a real number"):
+        step_study("sqrt(x)", -1.0)
+    for text in ("log(x)", "1/x", "sqrt(x)"):
+        with pytest.raises(InvalidValueError, match="undefined"):
+            step_study(text, 0.0)
 
 
 def test_step_study_without_complex_step_for_kinks():

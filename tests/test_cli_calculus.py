@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import subprocess
 import sys
 
@@ -12,7 +13,7 @@ from typer.testing import CliRunner
 
 from gradsight import activations
 from gradsight.cli import app
-from gradsight.expr import parse_expression, sigmoid, symbol
+from gradsight.expr import free_variables, parse_expression, sigmoid, symbol
 
 try:
     runner = CliRunner(mix_stderr=False)
@@ -45,20 +46,45 @@ def test_activations_table_and_json(tmp_path):
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+DERIVE_KEYS = ["expression", "wrt", "derivative", "simplified", "derivative_from_output",
+               "steps"]
+
+
 def test_derive_sigmoid_json_shape():
     result = run("derive", "sigmoid", "--json")
     assert result.exit_code == 0
     record = json.loads(result.stdout)
-    assert set(record) >= {"expression", "wrt", "derivative", "simplified",
-                           "derivative_from_output", "steps"}
+    assert list(record) == DERIVE_KEYS  # exactly the shape of issue 2
     assert record["wrt"] == "z"
     assert record["derivative"] == "exp(-z)/(1 + exp(-z))**2"
     assert record["derivative_from_output"] == "a*(1 - a)"
     z = symbol("z")
     assert parse_expression(record["simplified"]) == sigmoid(z) * (1 - sigmoid(z))
-    assert all(set(step) >= {"rule", "result"} for step in record["steps"])
-    routes = {step["route"] for step in record["steps"]}
-    assert {r.split(" (")[0] for r in routes} == {"Approach 1", "Approach 2"}
+    assert all(list(step) == ["rule", "result"] for step in record["steps"])
+    routes = {step["rule"].split(" (")[0] for step in record["steps"]}
+    assert routes == {"Approach 1", "Approach 2"}  # both routes of seed 000
+    endings = [step for step in record["steps"] if step["rule"].endswith("substitute σ")]
+    assert [step["result"] for step in endings] == ["sigmoid(z)*(1 - sigmoid(z))"] * 2
+
+
+@pytest.mark.parametrize("text", ["sigmoid", "tanh", "leaky_relu:0.2", "elu", "gelu",
+                                  "x**2*sin(x)", "sin(x)/(x + 1)", "abs(x)*x", "relu(x)"])
+def test_every_formula_in_derive_json_reads_back(text):
+    record = json.loads(run("derive", text, "--json").stdout)
+    v = symbol(record["wrt"])
+    truth = sympy.diff(parse_expression(record["expression"]), v)  # SymPy's own diff
+    for key in ("derivative", "simplified"):
+        for point in (-2.1, -0.37, 0.37, 1.3):  # away from kinks
+            got = parse_expression(record[key]).evalf(20, subs={v: point})
+            assert abs(float(got - truth.evalf(20, subs={v: point}))) < 1e-15
+    texts = [record["expression"], record["derivative"], record["simplified"]]
+    texts += [step["result"] for step in record["steps"]]
+    if record["derivative_from_output"] is not None:
+        texts.append(record["derivative_from_output"])
+        assert free_variables(parse_expression(record["derivative_from_output"])) in ([], ["a"])
+    for text_out in texts:  # plain text of gradsight's own language, no Unicode symbols
+        assert text_out.isascii()
+        parse_expression(text_out)
 
 
 def test_derive_expression_with_steps():
@@ -77,8 +103,14 @@ def test_diffcheck_json_shape_and_seed_row(tmp_path):
     result = run("diffcheck", "sigmoid(x)", "--at", "0", "--json", "--plot", str(plot))
     assert result.exit_code == 0
     record = json.loads(result.stdout)
-    assert set(record) >= {"at", "exact", "rows", "recommended"}
+    assert list(record) == ["at", "exact", "rows", "recommended"]  # the shape of issue 2
     assert record["at"] == 0.0 and record["exact"] == 0.25
+    forward_steps = [r["h"] for r in record["rows"] if r["method"] == "forward"]
+    assert forward_steps == [float(f"1e-{k}") for k in range(1, 16)]  # 1e-1 … 1e-15
+    central = record["recommended"]["central"]
+    assert math.isclose(central, (2.0 ** -52) ** (1 / 3))  # ε^(1/3)
+    sigma = 1 / (1 + math.exp(-central))  # central difference at the recommended h, by hand
+    assert abs((sigma - (1 - sigma)) / (2 * central) - 0.25) < 1e-9
     assert set(record["recommended"]) == {"forward", "backward", "central", "complex"}
     seed = [r for r in record["rows"] if r["method"] == "forward" and r["h"] == 1e-13]
     assert seed and seed[0]["abs_error"] > 1e-5
@@ -100,6 +132,18 @@ def test_diffcheck_json_shape_and_seed_row(tmp_path):
         (["diffcheck", "x*y", "--at", "1"], "one variable"),
         (["diffcheck", "sigmoid", "--at", "0", "--plot", "out.txt"], ".png"),
         (["diffcheck", "swish", "--at", "0"], "unknown activation"),
+        (["diffcheck", "x**2", "--at", "abc"], "--at must be a finite number, got 'abc'"),
+        (["diffcheck", "x**2", "--at", "1e999"], "--at must be a finite number"),
+        (["diffcheck", "log(x)", "--at", "0"], "undefined"),
+        (["diffcheck", "1/x", "--at", "0"], "undefined"),
+        (["diffcheck", "sqrt(x)", "--at", "-1"], "not a real number"),
+        (["diffcheck", "log(" * 28 + "x" + ")" * 28, "--at", "0.5"], "not a real number"),
+        (["derive", "lambda: 1"], "':' is not allowed"),
+        (["derive", "x" * 600], "too long"),
+        (["derive", "(-8)**(1/3)*x"], "not real"),
+        (["derive", "leaky_relu:2"], "slope must be in [0, 1)"),
+        (["derive", "x+"], "malformed"),
+        (["activations", "--plot", "out.txt"], ".png"),
     ],
 )
 def test_bad_input_gives_one_line_and_exit_2(args, needle, tmp_path, monkeypatch):
@@ -119,3 +163,24 @@ def test_importing_the_cli_does_not_import_heavy_libraries():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           check=True)
     assert done.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("argv, expected", [
+    (["diffcheck", "x**2"], "Missing option '--at'"),
+    (["train", "--bogus"], "No such option: --bogus"),
+    (["nosuch"], "No such command 'nosuch'"),
+    (["train", "--epochs", "many"], "Invalid value for '--epochs'"),
+])
+def test_console_script_usage_errors_are_one_line_exit_2(argv, expected):
+    import shutil
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = shutil.which("gradsight", path=str(Path(sys.executable).parent))
+    assert script is not None, "the gradsight console script is installed beside python"
+    done = subprocess.run([script, *argv], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and expected in lines[0]
+    assert done.stdout == ""

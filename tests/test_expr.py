@@ -152,12 +152,18 @@ def test_the_payload_is_live_so_the_sentinel_check_can_fail(tmp_path):
         ("max(x)", "takes 2 arguments"),
         ("x // 2", "'//'"),
         ("1/0", "undefined"),
+        ("(-8)**(1/3)*x", "not real"),  # SymPy's principal cube root of −8 is complex
+        ("sqrt(1 - pi)*x", "not real"),
+        ("log(1 - pi) + x", "not real"),
+        ("(10**300)**3", "1.000e+300**3"),  # a short message, not a 301-digit number
+        ("10**-400", "beyond 10^±300"),
     ],
 )
 def test_messages_name_the_problem(text, needle):
     with pytest.raises(ExpressionError) as caught:
         parse_expression(text, variables=["x"] if needle.startswith("unknown variable") else None)
     assert needle in str(caught.value)
+    assert len(str(caught.value)) < 300
 
 
 def test_errors_are_gradsight_errors():

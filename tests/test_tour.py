@@ -209,7 +209,11 @@ def _reproduced(section: dict, argv: list[str], index: int, out: dict) -> None:
         assert {a["name"]: a["max_derivative"]["value"] for a in out
                 if a["name"] in n["max_derivative"]} == n["max_derivative"]
     elif name == "derive":  # both derivations, step by step, ending in σ(1 − σ)
-        assert out["steps"] == [step for route in d["derivations"] for step in route["steps"]]
+        # the CLI's JSON names each step's route in its rule: "Approach 1 (chain rule): ..."
+        page = [step for route in d["derivations"] for step in route["steps"]]
+        assert out["steps"] == [
+            {"rule": f"{s['route']}: {s['rule']}" if s.get("route") else s["rule"],
+             "result": s["result"]} for s in page]
         assert out["simplified"] == "(1 - sigmoid(z))*sigmoid(z)"
     elif name == "diffcheck" and out["at"] == 0:
         row = [r for r in out["rows"] if r["method"] == "forward" and r["h"] == 1e-13][0]
@@ -217,7 +221,10 @@ def _reproduced(section: dict, argv: list[str], index: int, out: dict) -> None:
     elif name == "diffcheck":  # the step-size study at z = 1 and its recommended steps
         assert out["rows"] == d["study"]["rows"] and out["exact"] == n["exact_at_study"]
         assert out["recommended"]["central"] == n["recommended_central_h"]
-        assert out["recommended_abs_error"]["central"] == n["central_error_at_recommended_h"]
+        from gradsight import step_study  # the JSON holds h; its error comes from the API
+
+        study = step_study(argv[1], out["at"])
+        assert study.recommended_error["central"] == n["central_error_at_recommended_h"]
         seed = [r for r in out["rows"] if r["method"] == "forward" and r["h"] == 1e-13][0]
         assert seed["abs_error"] == n["study_forward_error_at_seed_h"]
     elif name == "descend" and "runs" in out:

@@ -9,6 +9,8 @@ and :mod:`gradsight.numdiff` (numeric) both build on these.
 
 from __future__ import annotations
 
+import re
+
 import sympy
 
 from . import activations
@@ -20,6 +22,9 @@ __all__ = [
     "is_activation_text", "normalise", "variable_name",
 ]
 
+_ACTIVATION_TEXT = re.compile(r"[a-z][a-z0-9_]*(:\S*)?\Z")
+_MAX_NAME = 40
+
 # ---- activations as formulas --------------------------------------------------------------
 # In the input variable {v}; {p} is the parameter (leaky slope s, elu α). Derivatives from the
 # output are in the variable a (None: silu and gelu are not monotonic, a does not fix z).
@@ -27,8 +32,9 @@ _FORMULAS = {
     "sigmoid": ("1/(1 + exp(-{v}))", "a*(1 - a)"),
     "tanh": ("tanh({v})", "1 - a**2"),
     "relu": ("max({v}, 0)", "heaviside(a)"),
-    "leaky_relu": ("max({v}, 0) + {p}*min({v}, 0)", "heaviside(a) + {p}*heaviside(-a)"),
-    "elu": ("max({v}, 0) + {p}*(exp(min({v}, 0)) - 1)", "heaviside(a) + (a + {p})*heaviside(-a)"),
+    "leaky_relu": ("max({v}, 0) + {p}*min({v}, 0)", "heaviside(a) + {p}*(1 - heaviside(a))"),
+    "elu": ("max({v}, 0) + {p}*(exp(min({v}, 0)) - 1)",
+            "heaviside(a) + (a + {p})*(1 - heaviside(a))"),
     "softplus": ("log(1 + exp({v}))", "1 - exp(-a)"),
     "silu": ("{v}*sigmoid({v})", None),
     "gelu": ("{v}*(1 + erf({v}/sqrt(2)))/2", None),
@@ -59,10 +65,18 @@ def activation_expression(name: str, variable: str = "z") -> sympy.Expr:
 
 def is_activation_text(text: str) -> bool:
     """``sigmoid``, ``leaky_relu:0.2`` — and any bare word of 3+ letters (``swish`` is then
-    an unknown activation, not a variable); ``x`` or ``w1`` stay expressions."""
+    an unknown activation, not a variable); ``x`` or ``w1`` stay expressions, and so does
+    anything else (``lambda: 1``, ``__import__``, very long text), which the expression
+    parser then refuses with its own message.
+
+    >>> [is_activation_text(t) for t in ("tanh", "elu:0.5", "swish", "w1", "lambda: 1")]
+    [True, True, True, False, False]
+    """
     key = text.strip().lower()
+    if len(key) > _MAX_NAME or not _ACTIVATION_TEXT.match(key):
+        return False
     base = key.partition(":")[0]
-    return ":" in key or base in activations.names() or (base.isidentifier() and len(base) > 2)
+    return ":" in key or base in activations.names() or len(base) > 2
 
 
 def variable_name(name: str) -> str:
@@ -116,9 +130,25 @@ TANH_ROUTES = {
 
 
 def normalise(e: sympy.Expr) -> sympy.Expr:
-    """PyTorch's conventions at kinks: heaviside(0) = 0, and steps have derivative 0."""
+    """PyTorch's conventions at kinks, for the steps SymPy's ``diff`` makes: the derivative
+    of a step is 0, and a kink takes the slope on its left, as torch does for relu, leaky_relu
+    and elu. d max(u, 0)/du = H(u) becomes heaviside(u) (0 at 0: relu′(0) = 0); d min(u, 0)/du
+    = H(−u) becomes 1 − heaviside(u) (1 at 0: leaky_relu′(0) = s, elu′(0) = α). Steps the
+    user typed (``heaviside(u)``, already 0 at 0) are left alone.
+
+    >>> from gradsight.expr import parse_expression, symbol, to_text
+    >>> to_text(normalise(parse_expression("max(z, 0) + min(z, 0)/5").diff(symbol("z"))))
+    '4*heaviside(z)/5 + 1/5'
+    """
     e = e.replace(lambda n: isinstance(n, sympy.DiracDelta), lambda n: sympy.S.Zero)
     return e.replace(
-        lambda n: isinstance(n, sympy.Heaviside) and n.args[1:] != (0,),
-        lambda n: sympy.Heaviside(n.args[0], 0),
+        lambda n: isinstance(n, sympy.Heaviside) and n.args[1:] != (0,), _left_step
     )
+
+
+def _left_step(step: sympy.Expr) -> sympy.Expr:
+    """H(u) → [u > 0]; H(−u) → [u ≤ 0] = 1 − [u > 0]: 0 resp. 1 at u = 0."""
+    u = step.args[0]
+    if u.could_extract_minus_sign():
+        return 1 - sympy.Heaviside(-u, 0)
+    return sympy.Heaviside(u, 0)

@@ -170,8 +170,10 @@ class ActivationFunction:
     ----------
     name : the registry name, including a parameter if any (``"leaky_relu:0.2"``).
     output_range : (low, high) of a = f(z); ``±inf`` where unbounded.
-    max_derivative : (value, where) — the largest f′(z) and a z where it is reached
-        (``inf`` where it is only approached as z → ∞).
+    max_derivative : (value, where) — the largest f′(z) and the z where it is reached;
+        ``where`` is ``inf`` when no single z is the place: f′ equals the maximum on all of
+        z > 0 (relu, leaky_relu, elu with α ≤ 1), everywhere (linear), or only approaches it
+        as z → ∞ (softplus). :attr:`max_derivative_where` says which, in words.
     saturating : True when f′(z) → 0 on *both* sides (sigmoid, tanh): such units stop
         learning when |z| is large — the cause of the vanishing gradient in seed 003.
     relu_family : True for units that are "off" for z ≤ 0 (relu, leaky_relu, elu); a unit
@@ -196,6 +198,20 @@ class ActivationFunction:
     def derivative(self, z: ArrayLike) -> Array:
         """f′(z), elementwise."""
         return self.derivative_rule(_as_float(z))
+
+    @property
+    def max_derivative_where(self) -> str:
+        """Where f′ reaches :attr:`max_derivative`, in words (``"at z = 0"``).
+
+        >>> get("relu").max_derivative_where, get("softplus").max_derivative_where
+        ('for every z > 0', 'as z → ∞ (never reached)')
+        """
+        where = self.max_derivative[1]
+        if math.isfinite(where):
+            return f"at z = {where:.6g}"
+        if self.base_name == "linear":
+            return "for every z"
+        return "for every z > 0" if self.relu_family else "as z → ∞ (never reached)"
 
     @property
     def has_output_derivative(self) -> bool:

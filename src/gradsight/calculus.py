@@ -108,12 +108,18 @@ class Derivation:
         return grouped
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON document of ``gradsight derive --json``, every formula parseable text:
+        ``{"expression", "wrt", "derivative", "simplified", "derivative_from_output"
+        (activation names only, in the variable a; null otherwise), "steps": [{"rule",
+        "result"}]}``. A step of a named route (the sigmoid's two approaches) carries the
+        route in its rule: ``"Approach 1 (chain rule): chain rule"``."""
         output = self.derivative_from_output
         return {
             "expression": to_text(self.expression), "wrt": self.wrt,
             "derivative": to_text(self.derivative), "simplified": to_text(self.simplified),
             "derivative_from_output": None if output is None else to_text(output),
-            "name": self.name, "steps": [step.to_dict() for step in self.steps],
+            "steps": [{"rule": f"{step.route}: {step.rule}" if step.route else step.rule,
+                       "result": step.result} for step in self.steps],
         }
 
     def _repr_html_(self) -> str:

@@ -17,8 +17,9 @@ operators — is refused with a one-line :class:`~gradsight.errors.ExpressionErr
 anything too large to handle quickly: more than 500 characters, parentheses nested deeper
 than 30, a tree deeper than 30 levels of calls/powers or larger than 500 nodes, a number
 literal with more than 310 digits, a constant exponent above 1000 in absolute value, or a
-constant power whose value would exceed 10^300 (``9**9**9**9`` is refused before anything
-is computed).
+constant power whose value would exceed 10^300 or fall below 10^-300 (``9**9**9**9`` is
+refused before anything is computed). Constants must be real: ``sqrt(-1)``, ``log(-2)`` and
+``(-8)**(1/3)`` (SymPy's principal root is complex) are refused.
 
 Variables are real SymPy symbols (so ``d|x|/dx = sign(x)``); :func:`symbol` makes the same
 symbols. :func:`to_text` prints an expression in this same language, so text that gradsight
@@ -309,17 +310,32 @@ def _power(base: sympy.Expr, exponent: sympy.Expr, text: str) -> sympy.Expr:
     if base.is_Number and exponent.is_Number and base != 0:
         if abs(_log10_size(base) * float(exponent)) > MAX_MAGNITUDE:
             raise ExpressionError(
-                f"constant power {base}**{exponent} in {text!r} is too large"
-                f" (more than 10^{MAX_MAGNITUDE})"
+                f"constant power {_shown(base)}**{_shown(exponent)} in {_shown(text)} is too"
+                f" large or too small (beyond 10^±{MAX_MAGNITUDE})"
             )
     return sympy.Pow(base, exponent)
+
+
+def _shown(value: sympy.Expr | str) -> str:
+    """A number (or text) short enough for a one-line message: 10**300 shows as 1.000e+300."""
+    if isinstance(value, str):
+        return repr(value) if len(value) <= 80 else repr(value[:77] + "...")
+    text = str(value)
+    if len(text) > 24:
+        text = str(sympy.Float(value, 4))
+    return f"({text})" if value.is_negative or not value.is_Integer else text
 
 
 def _check_result(expr: sympy.Expr, text: str) -> None:
     if expr.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
         raise ExpressionError(f"expression {text!r} is undefined (division by zero?)")
-    if expr.has(sympy.I):
-        raise ExpressionError(f"expression {text!r} is not real (e.g. sqrt or log of < 0)")
+    if expr.has(sympy.I) or any(
+        node.is_extended_real is False
+        for node in expr.atoms(sympy.Pow, sympy.Function) if not node.free_symbols
+    ):
+        raise ExpressionError(
+            f"expression {text!r} is not real (e.g. sqrt, log or a fractional power of < 0)"
+        )
     for power in expr.atoms(sympy.Pow):
         if power.exp.is_Number and abs(power.exp) > MAX_EXPONENT:
             raise ExpressionError(

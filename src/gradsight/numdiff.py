@@ -176,12 +176,14 @@ class StepStudy:
         return min(rows, key=lambda row: row.abs_error)
 
     def to_dict(self) -> dict[str, Any]:
+        """The JSON document of ``gradsight diffcheck --json``: ``{"at", "exact", "rows":
+        [{"method", "h", "estimate", "abs_error", "rel_error"}], "recommended": {method: h}}``
+        (h is null for complex-step where it does not apply)."""
+        fields = ("method", "h", "estimate", "abs_error", "rel_error")
         return {
-            "function": self.function, "at": self.x, "exact": self.exact,
-            "exact_source": self.exact_source,
-            "rows": [dict(row.__dict__) for row in self.rows],
+            "at": self.x, "exact": self.exact,
+            "rows": [{name: getattr(row, name) for name in fields} for row in self.rows],
             "recommended": dict(self.recommended),
-            "recommended_abs_error": dict(self.recommended_error), "notes": list(self.notes),
         }
 
     def _repr_html_(self) -> str:
@@ -233,14 +235,36 @@ class StepStudy:
 
 
 def _exact_value(target: _Target, x: float) -> float:
+    """f′(x) from the symbolic derivative, evaluated with 30-digit mpmath numbers.
+
+    Compiled with common subexpressions shared (``cse``): SymPy's ``evalf`` walks the tree
+    and retries at higher precision, which takes seconds for ``x**x**x**x**...`` and never
+    ends for a complex value such as the derivative of ``log(log(x))`` at 0.5."""
+    import mpmath
+
     assert target.derivative is not None and target.variable is not None
-    value = target.derivative.evalf(30, subs={target.variable: sympy.Float(x, 30)})
+    label = target.label if len(target.label) <= 60 else target.label[:57] + "..."
+    where = f"of {label!r} at x={x!r}"
+    modules = [{"sigmoid": lambda u: 1 / (1 + mpmath.exp(-u))}, "mpmath"]
+    compiled = sympy.lambdify([target.variable], target.derivative, modules=modules, cse=True)
     try:
-        return require_finite(f"the exact derivative of {target.label!r} at x", complex(value).real)
-    except TypeError:
+        with mpmath.workdps(30):
+            value = mpmath.mpmathify(compiled(mpmath.mpf(x)))
+    except (ZeroDivisionError, ValueError, TypeError, OverflowError):
         raise InvalidValueError(
-            f"the exact derivative of {target.label!r} is not a number at x={x!r}"
+            f"the exact derivative {where} is undefined; choose another --at point"
         ) from None
+    if isinstance(value, mpmath.mpc) and value.imag != 0:
+        raise InvalidValueError(
+            f"the exact derivative {where} is not a real number; choose an --at point"
+            " where f is real"
+        )
+    exact = float(mpmath.re(value))
+    if not math.isfinite(exact):
+        raise InvalidValueError(
+            f"the exact derivative {where} is {exact} (not finite); choose another --at point"
+        )
+    return exact
 
 
 def step_study(f: Any, x: float, exact: float | None = None,

@@ -32,5 +32,30 @@ for _module in _COMMAND_MODULES:
 
 
 def main() -> None:
-    """Console-script entry point."""
-    sys.exit(app())
+    """Console-script entry point.
+
+    Usage errors (a missing option, a value typer cannot convert, an unknown option) are
+    reported like every other bad input: one line on stderr, exit code 2 — not a box.
+    """
+    try:
+        result = app(standalone_mode=False)
+    except typer.Abort:  # Ctrl-C outside a command's own handling
+        typer.echo("error: interrupted", err=True)
+        sys.exit(130)
+    except Exception as error:
+        if not _is_usage_error(error):
+            raise
+        context = getattr(error, "ctx", None)
+        command = getattr(context, "command_path", None) or "gradsight"
+        message = " ".join(error.format_message().split())  # type: ignore[attr-defined]
+        if message:  # empty when no command was given: the help has been printed
+            typer.echo(f"error: {message} (see '{command} --help')", err=True)
+        sys.exit(2)
+    sys.exit(result if isinstance(result, int) else 0)
+
+
+def _is_usage_error(error: Exception) -> bool:
+    """Click's UsageError and its subclasses (typer vendors click; BadParameter is public)."""
+    usage = [base for base in type(typer.BadParameter("")).__mro__
+             if base.__name__ == "UsageError"]
+    return bool(usage) and isinstance(error, usage[0])

@@ -30,10 +30,32 @@ def _number(value: float, digits: int = 6) -> str:
     return f"{value:.{digits}g}"
 
 
+def _check_plot_path(plot: Path | None) -> None:
+    """Refuse a figure path with an unknown suffix before any work is done."""
+    if plot is not None and plot.suffix.lower() not in {".png", ".svg", ".pdf", ".jpg", ".jpeg"}:
+        from ..errors import InvalidValueError
+
+        raise InvalidValueError(
+            f"cannot save a figure as {str(plot)!r}: use a .png, .svg, .pdf or .jpg path"
+        )
+
+
+def _point(text: str) -> float:
+    """``--at`` as a finite number; text is parsed here so that a typo is one line too."""
+    from ..errors import InvalidValueError, require_finite
+
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise InvalidValueError(f"--at must be a finite number, got {text!r}") from None
+    return require_finite("--at", value)
+
+
 def _activations(plot: Path | None, json_output: bool) -> None:
     from .. import activations
     from ..calculus import activation_table
 
+    _check_plot_path(plot)
     records = activation_table()
     if plot is not None:
         from ..plots import save_figure
@@ -53,10 +75,10 @@ def _activations(plot: Path | None, json_output: bool) -> None:
         act = activations.get(record["name"])
         low, high = act.output_range
         peak = record["max_derivative"]
-        where = f"at z = {_number(peak['at'], 4)}" if math.isfinite(peak["at"]) else "(z → ∞)"
         table.add_row(
             act.name, act.formula, act.derivative_formula,
-            f"({_number(low, 4)}, {_number(high, 4)})", f"{_number(peak['value'], 4)} {where}",
+            f"({_number(low, 4)}, {_number(high, 4)})",
+            f"{_number(peak['value'], 4)} {act.max_derivative_where}",
             "yes" if act.saturating else "no",
             record["derivative_from_output"] or "—",
         )
@@ -66,6 +88,8 @@ def _activations(plot: Path | None, json_output: bool) -> None:
 
 
 def _derive(expression: str, wrt: str | None, steps: bool, json_output: bool) -> None:
+    """``--json`` prints {expression, wrt, derivative, simplified, derivative_from_output
+    (activation names only, else null), steps: [{rule, result}]}, all parseable text."""
     from ..calculus import derive
 
     result = derive(expression, wrt)
@@ -94,11 +118,12 @@ def _derive(expression: str, wrt: str | None, steps: bool, json_output: bool) ->
         console.print(table)
 
 
-def _diffcheck(expression: str, at: float, plot: Path | None, json_output: bool) -> None:
+def _diffcheck(expression: str, at: str, plot: Path | None, json_output: bool) -> None:
     from ..calculus import step_study
-    from ..errors import require_finite
 
-    study = step_study(expression, require_finite("--at", at))
+    x = _point(at)
+    _check_plot_path(plot)
+    study = step_study(expression, x)  # --json: {at, exact, rows, recommended}
     if plot is not None:
         from ..plots import save_figure
         from ..plots.calculus import plot_step_study
@@ -143,7 +168,8 @@ JsonOpt = Annotated[bool, typer.Option("--json", help=JSON_HELP)]
 WrtOpt = Annotated[Optional[str], typer.Option(  # noqa: UP045
     "--wrt", help="Variable to differentiate by (for an activation: its input name, z).")]
 StepsOpt = Annotated[bool, typer.Option("--steps", help="Show the rule used at each step.")]
-AtOpt = Annotated[float, typer.Option("--at", help="The point x where f′(x) is estimated.")]
+AtOpt = Annotated[str, typer.Option(
+    "--at", metavar="X", help="The point x (a finite number) where f′(x) is estimated.")]
 
 
 def register(app: typer.Typer) -> None:

@@ -51,10 +51,11 @@ def _mark_peak(ax: Axes, act: activations.ActivationFunction, z: np.ndarray, col
         ax.plot([where], [value], "o", color=color, zorder=3)
         ax.annotate(f"max {value:.4g} at z={where:.3g}", (where, value), xytext=(8, -2),
                     textcoords="offset points", va="top", fontsize=8, color=color)
-    else:  # only approached as z → ∞ (relu family, softplus, linear)
+    else:  # reached on all of z > 0 (relu family), everywhere (linear), or as z → ∞
         ax.axhline(value, color=color, linestyle=":", linewidth=1)
-        ax.annotate(f"sup {value:.4g} (z → ∞)", (z[-1], value), xytext=(-6, 4),
-                    textcoords="offset points", ha="right", fontsize=8, color=color)
+        ax.annotate(f"max {value:.4g} {act.max_derivative_where}", (z[-1], value),
+                    xytext=(-6, 4), textcoords="offset points", ha="right", fontsize=8,
+                    color=color)
 
 
 def plot_activation(name_or_names: str | Sequence[str] = "sigmoid",
