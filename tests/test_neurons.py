@@ -142,3 +142,14 @@ def test_counts_and_html():
     assert counts["saturated-wrong"] == 2 and counts["learning"] == 1
     assert "saturated-wrong" in states._repr_html_()
     assert states.to_dict()["neurons"][0]["state"] == "saturated-wrong"
+
+
+def test_neuron_states_repr_is_a_per_layer_summary():
+    from gradsight.diagnostics.neurons import NeuronState, NeuronStates
+
+    fields = NeuronState.__dataclass_fields__
+    base = {name: None for name in fields}
+    states = NeuronStates([NeuronState(**{**base, "layer": "relu1", "unit": u,
+                                          "state": "dead" if u < 2 else "learning"})
+                           for u in range(5)])
+    assert repr(states) == "NeuronStates(5 hidden units)\n  relu1: dead 2, learning 3"

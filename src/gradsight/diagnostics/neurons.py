@@ -88,6 +88,14 @@ class NeuronStates(list[NeuronState]):
     def to_dict(self) -> dict[str, Any]:
         return jsonable({"counts": self.counts(), "neurons": [n.to_dict() for n in self]})
 
+    def __repr__(self) -> str:
+        """One line per layer with the non-zero counts (the records are in the list)."""
+        lines = [f"NeuronStates({len(self)} hidden units)"]
+        for layer, counts in self.counts().items():
+            shown = ", ".join(f"{state} {n}" for state, n in counts.items() if n)
+            lines.append(f"  {layer}: {shown}")
+        return "\n".join(lines)
+
     def _repr_html_(self) -> str:
         head = "".join(f"<th>{s}</th>" for s in STATES)
         rows = "".join(
