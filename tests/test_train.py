@@ -393,3 +393,22 @@ def test_history_dict_and_html() -> None:
     assert len(data["batch_losses"]) == 6 and all(math.isfinite(v) for v in data["batch_losses"])
     assert "<table>" in history._repr_html_() and "val_loss" in history._repr_html_()
     assert "3 epochs" in repr(history)
+
+
+@pytest.mark.parametrize("hook", ["on_train_begin", "on_train_end"])
+def test_ctrl_c_in_the_first_or_last_hook_leaves_a_usable_model(hook):
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+    model = nn.mlp("2-3-1", output_activation="sigmoid", seed=0)
+
+    class Interrupt(Callback):
+        pass
+
+    def interrupt(self, ctx):
+        raise KeyboardInterrupt
+
+    setattr(Interrupt, hook, interrupt)
+    history = fit(model, X, [0, 1, 1, 0], loss="quadratic", epochs=3, batch_size=4,
+                            callbacks=[Interrupt()], progress=False)
+    assert history.stopped == "interrupted"
+    assert history.steps == (0 if hook == "on_train_begin" else 3)
+    assert np.isfinite(model.predict(X)).all()

@@ -53,8 +53,13 @@ class History:
         self.epochs: list[dict[str, Any]] = []
         self.batch_losses: list[float] = []
         self.stopped: str | None = None
-        self.steps = 0  # optimizer steps applied
         self.loss_name = loss
+
+    @property
+    def steps(self) -> int:
+        """Optimizer steps applied: one cost per applied step is kept, so the two cannot
+        disagree (not even after a Ctrl-C between them)."""
+        return len(self.batch_losses)
 
     def _column(self, key: str) -> list[Any]:
         return [entry[key] for entry in self.epochs]
@@ -299,7 +304,6 @@ class _Run:
         if wanted:
             ctx.update_sq_norms = applier.update_sq
         self.history.batch_losses.append(value)
-        self.history.steps += 1
         for callback in self.callbacks:
             callback.on_batch_end(ctx)
         return None
@@ -436,9 +440,9 @@ def _make_optimizer(optimizer: Any) -> Any:
 
 def _train(run: _Run, validation: tuple | None, bar: _ProgressBar | None) -> None:
     ctx, history = run.ctx, run.history
-    for callback in run.callbacks:
-        callback.on_train_begin(ctx)
     try:
+        for callback in run.callbacks:
+            callback.on_train_begin(ctx)
         for epoch in range(ctx.epochs):
             if not run.epoch(epoch, bar):
                 break
@@ -459,8 +463,11 @@ def _train(run: _Run, validation: tuple | None, bar: _ProgressBar | None) -> Non
         if not all(finite(p) for p in run.params):  # interrupted inside an overflowing step
             run.applier.restore()
         history.stopped = "interrupted"
-    for callback in run.callbacks:
-        callback.on_train_end(ctx)
+    try:  # a Ctrl-C in a callback's last hook still leaves the model and history usable
+        for callback in run.callbacks:
+            callback.on_train_end(ctx)
+    except KeyboardInterrupt:
+        history.stopped = history.stopped or "interrupted"
 
 
 def fit(
