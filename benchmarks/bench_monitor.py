@@ -2,8 +2,11 @@
 
 The engine benchmark's MLP — 784-256-256-10, sigmoid hidden layers, softmax cross-entropy,
 float32, batch 128, on random data — trained by ``fit`` (``progress=False``,
-``shuffle=False``) three ways in one run: no callback, ``Monitor(every=1)`` and
-``Monitor(every=10)``; once with plain SGD (the engine benchmark's optimizer, where the
+``shuffle=False``) four ways in one run: no callback, ``Monitor(every=1)``,
+``Monitor(every=10)`` and a "floor" callback that only reads every gradient, weight and
+activation once per step (one dot each — less than any every-step monitor of these
+statistics must do, so its overhead is a lower bound for ``Monitor(every=1)``); once with
+plain SGD (the engine benchmark's optimizer, where the
 Monitor reads ‖ΔW‖ = η‖∂C/∂W‖) and once with SGD momentum 0.9 (where it copies W before the
 step and subtracts after it). The runs alternate so that load from other processes hits
 them alike; each figure is the median of ``--repeats`` timed runs
@@ -45,6 +48,7 @@ from threadpoolctl import threadpool_limits  # noqa: E402
 import gradsight  # noqa: E402
 from gradsight import nn, optim  # noqa: E402
 from gradsight.diagnostics.monitor import Monitor  # noqa: E402
+from gradsight.train import Callback  # noqa: E402
 
 SIZES = "784-256-256-10"
 EPOCHS = 2
@@ -69,6 +73,24 @@ class TimedMonitor(Monitor):
         self.seconds += time.perf_counter() - start
 
 
+class FloorReader(Callback):
+    """The least any every-step monitor must do: read each gradient, each weight and each
+    activation output once (one BLAS dot each) — no statistics beyond those dots, no records.
+    Its cost is a lower bound for ``Monitor(every=1)``, which needs more than these."""
+
+    read_only = True
+
+    def on_after_backward(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        model = ctx.model
+        for array in [*model.gradients(), *model.parameters()]:
+            flat = array.reshape(-1)
+            np.dot(flat, flat)
+        for layer in model.layers:
+            if getattr(layer, "activation", None) is not None and layer.output is not None:
+                flat = layer.output.reshape(-1)
+                np.dot(flat, flat)
+
+
 def _runner(X: np.ndarray, y: np.ndarray, every: int | None, momentum: float
             ) -> tuple[Callable[[], None], dict]:
     model = nn.mlp(SIZES, activation="sigmoid", dtype="float32", seed=0)
@@ -76,13 +98,14 @@ def _runner(X: np.ndarray, y: np.ndarray, every: int | None, momentum: float
     info: dict = {"hook_share": []}
 
     def run() -> None:
-        callbacks = [] if every is None else [TimedMonitor(every)]
+        callbacks: list = [] if every is None else (
+            [FloorReader()] if every == 0 else [TimedMonitor(every)])
         start = time.perf_counter()
         gradsight.fit(model, X, y, loss="cross_entropy", optimizer=optimizer, epochs=EPOCHS,
                       batch_size=ARGS.batch_size, shuffle=False, progress=False,
                       callbacks=callbacks)
         total = time.perf_counter() - start
-        if callbacks:
+        if callbacks and isinstance(callbacks[0], TimedMonitor):
             info["records"] = len(callbacks[0].history)
             # time in the hooks / time of the same run without them
             info["hook_share"].append(callbacks[0].seconds / (total - callbacks[0].seconds))
@@ -92,7 +115,8 @@ def _runner(X: np.ndarray, y: np.ndarray, every: int | None, momentum: float
 
 # plain SGD: the Monitor reads ‖ΔW‖ = η‖∂C/∂W‖; with momentum it copies W and subtracts
 OPTIMIZERS = {"SGD": 0.0, "SGD momentum 0.9": 0.9}
-VARIANTS = {"plain": None, "every=1": 1, "every=10": 10}
+# "floor": FloorReader (every=0 here means: the lower bound, not a Monitor)
+VARIANTS = {"plain": None, "every=1": 1, "every=10": 10, "floor": 0}
 
 
 def main() -> dict:
@@ -139,8 +163,12 @@ if __name__ == "__main__":
               f"median of {ARGS.repeats} runs of {result['steps_per_run']} steps")
         for row in result["rows"]:
             extra = "" if row["overhead_percent"] is None else (
-                f"  overhead {row['overhead_percent']:+.1f}%  (inside the Monitor's hooks: "
-                f"{row['hook_percent']:.1f}% of the rest of the run)")
+                f"  overhead {row['overhead_percent']:+.1f}%")
+            if row["hook_percent"] is not None:
+                extra += (f"  (inside the Monitor's hooks: {row['hook_percent']:.1f}% of the "
+                          "rest of the run)")
+            elif row["variant"] == "floor":
+                extra += "  (one dot per gradient, weight and activation: the lower bound)"
             print(f"{row['optimizer']:>17} {row['variant']:>9}: {row['ms_per_step']:.3f} "
                   f"ms/step{extra}")
         for row in result["rows"]:
