@@ -9,7 +9,11 @@ per batch size, from one run:
 * torch — ``nn.Sequential`` + ``CrossEntropyLoss`` + ``torch.optim.SGD`` with
   ``zero_grad()/backward()/step()`` over the same batches;
 * floor — the step's matrix products alone in NumPy (3 forward, 5 backward: the first
-  layer's ∂C/∂X is not needed), with preallocated outputs: what no NumPy engine can beat.
+  layer's ∂C/∂X is not needed), with preallocated outputs: what no NumPy engine can beat;
+* minimal — the whole step written as straight-line NumPy with nothing but its arithmetic:
+  the products, bias adds, the sigmoid (tanh form) forward and σ(1−σ) backward passes, the
+  softmax cross-entropy cost and gradient and the SGD update (gradsight's chunked BLAS axpy) — no
+  NaN guard, no callbacks, no checks. How far the floor is from a complete step.
 
 Each figure is the median of ``--repeats`` timed runs after one warm-up run. Targets:
 gradsight/torch ≤ 0.8 at batch 128 and ≤ 1.0 at batch 1024; gradsight/floor ≤ 1.3 at 128.
@@ -133,9 +137,64 @@ def floor_runner(X: np.ndarray, batch: int, epochs: int) -> Runner:
     return run, epochs * (X.shape[0] // batch)
 
 
+def minimal_runner(X: np.ndarray, y: np.ndarray, batch: int, epochs: int) -> Runner:
+    """One complete SGD step per batch as straight-line NumPy (see the module docstring)."""
+    from gradsight._axpy import subtract_scaled
+
+    rng = np.random.default_rng(0)
+    W = [(0.05 * rng.standard_normal((m, n))).astype(np.float32)
+         for m, n in zip(SIZES, SIZES[1:], strict=False)]
+    B = [np.zeros(n, np.float32) for n in SIZES[1:]]
+    grads = [np.empty_like(p) for p in W + B]
+    a = [np.empty(0, np.float32)] + [np.empty((batch, n), np.float32) for n in SIZES[1:]]
+    d = [np.empty((batch, n), np.float32) for n in SIZES]
+    f1 = [np.empty((batch, n), np.float32) for n in SIZES]  # σ′ = a(1 − a)
+    ones, rows = np.ones(batch, np.float32), np.arange(batch)
+    states: list[dict] = [{"scratch": np.empty_like(p)} for p in W + B]
+    costs: list[float] = []  # the batch costs, as fit records them
+
+    def step(X_b: np.ndarray, y_b: np.ndarray) -> None:
+        a[0] = X_b
+        for i in range(3):
+            z = a[i + 1]
+            np.matmul(a[i], W[i], out=z)
+            z += B[i]
+            if i < 2:  # σ(z) = ½(1 + tanh(z/2)), in place
+                z *= 0.5
+                np.tanh(z, out=z)
+                z += 1.0
+                z *= 0.5
+        e = d[3]  # C = mean(log Σ exp(s) − s_y) with s = z − max z; ∂C/∂z = (softmax − onehot)/N
+        np.subtract(a[3], a[3].max(axis=1, keepdims=True), out=e)
+        picked = e[rows, y_b]
+        np.exp(e, out=e)
+        total = e.sum(axis=1, keepdims=True)
+        costs.append(float(np.mean(np.log(total[:, 0]) - picked)))
+        e /= total
+        e[rows, y_b] -= 1.0
+        e *= 1.0 / batch
+        for i in (2, 1, 0):
+            np.matmul(a[i].T, d[i + 1], out=grads[i])
+            np.matmul(ones, d[i + 1], out=grads[3 + i])
+            if i > 0:
+                np.matmul(d[i + 1], W[i].T, out=d[i])
+                np.subtract(1.0, a[i], out=f1[i])
+                f1[i] *= a[i]
+                d[i] *= f1[i]
+        for param, grad, state in zip(W + B, grads, states, strict=True):
+            subtract_scaled(param, grad, 0.01, state)
+
+    def run() -> None:
+        for _ in range(epochs):
+            for start in range(0, X.shape[0] - batch + 1, batch):
+                step(X[start:start + batch], y[start:start + batch])
+
+    return run, epochs * (X.shape[0] // batch)
+
+
 def measure(batch: int, repeats: int) -> dict[str, float]:
     """Seconds per step of each runner: median of ``repeats`` runs taken in turns (so that
-    load from other processes hits all three alike), after one warm-up run each."""
+    load from other processes hits them all alike), after one warm-up run each."""
     samples, epochs = _plan(batch)
     rng = np.random.default_rng(batch)
     X = rng.standard_normal((samples, SIZES[0])).astype(np.float32)
@@ -144,6 +203,7 @@ def measure(batch: int, repeats: int) -> dict[str, float]:
         "gradsight": gradsight_runner(X, y, batch, epochs),
         "torch": torch_runner(X, y, batch, epochs),
         "floor": floor_runner(X, batch, epochs),
+        "minimal": minimal_runner(X, y, batch, epochs),
     }
     times: dict[str, list[float]] = {name: [] for name in runners}
     for run, _ in runners.values():
@@ -166,6 +226,8 @@ def main() -> None:
             rows.append({
                 "batch_size": batch, "gradsight_ms": ours * 1e3, "torch_ms": theirs * 1e3,
                 "ratio": ours / theirs, "floor_ms": floor * 1e3, "over_floor": ours / floor,
+                "minimal_ms": seconds["minimal"] * 1e3,
+                "minimal_over_floor": seconds["minimal"] / floor,
             })
             if not ARGS.json:
                 print(f"batch {batch}: done", file=sys.stderr)
@@ -198,10 +260,11 @@ def report(rows: list[dict], torch_version: str) -> None:
     print(f"MLP 784-256-256-10 sigmoid, softmax cross-entropy, SGD, float32, {ARGS.threads} "
           f"threads; numpy {np.__version__} ({', '.join(blas)}), torch {torch_version}")
     print(f"{'batch':>6} {'gradsight ms':>13} {'torch ms':>9} {'ratio':>6} "
-          f"{'matmul floor ms':>16} {'gradsight/floor':>16}")
+          f"{'matmul floor ms':>16} {'gradsight/floor':>16} {'minimal/floor':>14}")
     for r in rows:
         print(f"{r['batch_size']:>6} {r['gradsight_ms']:>13.3f} {r['torch_ms']:>9.3f} "
-              f"{r['ratio']:>6.2f} {r['floor_ms']:>16.3f} {r['over_floor']:>16.2f}")
+              f"{r['ratio']:>6.2f} {r['floor_ms']:>16.3f} {r['over_floor']:>16.2f} "
+              f"{r['minimal_over_floor']:>14.2f}")
     for name, value in targets.items():
         state = "n/a" if value is None else ("met" if met[name] else "MISSED")
         shown = "" if value is None else f"{value:.2f}"

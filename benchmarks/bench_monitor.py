@@ -2,10 +2,12 @@
 
 The engine benchmark's MLP — 784-256-256-10, sigmoid hidden layers, softmax cross-entropy,
 float32, batch 128, on random data — trained by ``fit`` (``progress=False``,
-``shuffle=False``) four ways in one run: no callback, ``Monitor(every=1)``,
+``shuffle=False``) several ways in one run: no callback, ``Monitor(every=1)``,
 ``Monitor(every=10)`` and a "floor" callback that only reads every gradient, weight and
 activation once per step (one dot each — less than any every-step monitor of these
-statistics must do, so its overhead is a lower bound for ``Monitor(every=1)``); once with
+statistics must do, so its overhead is a lower bound for ``Monitor(every=1)``) and, with
+plain SGD, a "minimal" callback that computes every number the Monitor records for this
+network with the least work (no record objects, no checks); once with
 plain SGD (the engine benchmark's optimizer, where the
 Monitor reads ‖ΔW‖ = η‖∂C/∂W‖) and once with SGD momentum 0.9 (where it copies W before the
 step and subtracts after it). The runs alternate so that load from other processes hits
@@ -38,6 +40,7 @@ ARGS = _arguments()
 for variable in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ[variable] = str(ARGS.threads)
 
+import math  # noqa: E402
 import statistics  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Callable  # noqa: E402
@@ -91,6 +94,46 @@ class FloorReader(Callback):
                 np.dot(flat, flat)
 
 
+class MinimalMonitor(Callback):
+    """Every number a Monitor records for this network, with the least work: the norms the
+    training loop shares (``ctx.*_sq_norms``, as the Monitor uses them), ‖ΔW‖ = η‖∂C/∂W‖ for
+    plain SGD, and per activation a·1, a·a and one count of f′ < 1% of its peak — raw tuples,
+    no record objects, no checks, no fallbacks. What a complete every-step Monitor costs at
+    the least on this network (plain SGD only)."""
+
+    read_only = True
+
+    def __init__(self) -> None:
+        self.rows: list[tuple] = []
+        self.plan: list[tuple] | None = None
+
+    def wants_norms(self, step: int) -> bool:
+        return True
+
+    def on_after_backward(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        if self.plan is None:
+            self.plan, position = [], 0
+            for layer in ctx.model.layers:
+                if hasattr(layer, "W"):
+                    self.plan.append((layer, position))
+                    position += 2
+                else:
+                    self.plan.append((layer, np.ones(layer.output.size, layer.output.dtype)))
+        grads, weights, lr = ctx.grad_sq_norms, ctx.weight_sq_norms, ctx.optimizer.lr
+        row: list[tuple] = []
+        for layer, extra in self.plan:
+            if isinstance(extra, int):
+                grad_w, weight = math.sqrt(grads[extra]), math.sqrt(weights[extra])
+                row.append((grad_w, math.sqrt(grads[extra + 1]), weight, lr * grad_w / weight))
+            else:
+                a = layer.output.reshape(-1)
+                mean, squares = float(np.dot(a, extra)) / a.size, float(np.dot(a, a)) / a.size
+                saturated = int(np.count_nonzero(layer.local_derivative < 0.0025))
+                row.append((mean, math.sqrt(max(squares - mean * mean, 0.0)),
+                            saturated / a.size))
+        self.rows.append((ctx.step, row))
+
+
 def _runner(X: np.ndarray, y: np.ndarray, every: int | None, momentum: float
             ) -> tuple[Callable[[], None], dict]:
     model = nn.mlp(SIZES, activation="sigmoid", dtype="float32", seed=0)
@@ -99,7 +142,8 @@ def _runner(X: np.ndarray, y: np.ndarray, every: int | None, momentum: float
 
     def run() -> None:
         callbacks: list = [] if every is None else (
-            [FloorReader()] if every == 0 else [TimedMonitor(every)])
+            [FloorReader()] if every == 0 else [MinimalMonitor()] if every < 0
+            else [TimedMonitor(every)])
         start = time.perf_counter()
         gradsight.fit(model, X, y, loss="cross_entropy", optimizer=optimizer, epochs=EPOCHS,
                       batch_size=ARGS.batch_size, shuffle=False, progress=False,
@@ -115,8 +159,8 @@ def _runner(X: np.ndarray, y: np.ndarray, every: int | None, momentum: float
 
 # plain SGD: the Monitor reads ‖ΔW‖ = η‖∂C/∂W‖; with momentum it copies W and subtracts
 OPTIMIZERS = {"SGD": 0.0, "SGD momentum 0.9": 0.9}
-# "floor": FloorReader (every=0 here means: the lower bound, not a Monitor)
-VARIANTS = {"plain": None, "every=1": 1, "every=10": 10, "floor": 0}
+# "floor": FloorReader, "minimal": MinimalMonitor (every=0 and -1 here name them)
+VARIANTS = {"plain": None, "every=1": 1, "every=10": 10, "floor": 0, "minimal": -1}
 
 
 def main() -> dict:
@@ -125,7 +169,8 @@ def main() -> dict:
     y = rng.integers(0, 10, SAMPLES)
     steps = EPOCHS * (SAMPLES // ARGS.batch_size)
     runs = {(opt, name): _runner(X, y, every, momentum)
-            for opt, momentum in OPTIMIZERS.items() for name, every in VARIANTS.items()}
+            for opt, momentum in OPTIMIZERS.items() for name, every in VARIANTS.items()
+            if not (name == "minimal" and momentum)}  # its ‖ΔW‖ = η‖g‖ holds for plain SGD
     times: dict[tuple[str, str], list[float]] = {key: [] for key in runs}
     with threadpool_limits(limits=ARGS.threads, user_api="blas"):
         for run, _ in runs.values():
@@ -169,6 +214,8 @@ if __name__ == "__main__":
                           "rest of the run)")
             elif row["variant"] == "floor":
                 extra += "  (one dot per gradient, weight and activation: the lower bound)"
+            elif row["variant"] == "minimal":
+                extra += "  (every Monitor number, least work, no records)"
             print(f"{row['optimizer']:>17} {row['variant']:>9}: {row['ms_per_step']:.3f} "
                   f"ms/step{extra}")
         for row in result["rows"]:
