@@ -41,6 +41,10 @@ NO_CHANGE = "no change"
 class DoctorSetup:
     """A training set-up, with the same options as ``gradsight train``.
 
+    The defaults differ from the CLI's on purpose: they describe the set-up the seeds warn
+    about (sigmoid hidden layers, plain SGD with η = 0.1), the one worth a diagnosis; the
+    ``gradsight doctor`` command defaults to ``gradsight train``'s (ReLU, He, Adam 0.01).
+
     ``data`` is a data-set name or CSV path (:func:`gradsight.data.load`), a Dataset or an
     ``(X, y)`` pair; ``loss="auto"`` means cross-entropy for classes, quadratic otherwise.
     ``momentum`` (μ, as ``gradsight train --momentum``) applies to the optimizers that have
