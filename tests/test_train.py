@@ -412,3 +412,47 @@ def test_ctrl_c_in_the_first_or_last_hook_leaves_a_usable_model(hook):
     assert history.stopped == "interrupted"
     assert history.steps == (0 if hook == "on_train_begin" else 3)
     assert np.isfinite(model.predict(X)).all()
+
+
+def test_fit_one_of_many_turns_an_interrupted_run_into_a_keyboard_interrupt():
+    from gradsight.train import fit_one_of_many
+
+    X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+    model = nn.mlp("2-3-1", output_activation="sigmoid", seed=0)
+
+    class Interrupt(Callback):
+        def on_batch_end(self, ctx):
+            if ctx.step == 2:
+                raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        fit_one_of_many(model, X, [0, 1, 1, 0], loss="quadratic", epochs=5, batch_size=2,
+                        callbacks=[Interrupt()], progress=False)
+    assert np.isfinite(model.predict(X)).all()  # fit left the model usable first
+    history = fit_one_of_many(model, X, [0, 1, 1, 0], loss="quadratic", epochs=1,
+                              batch_size=2, progress=False)
+    assert history.stopped is None and history.steps == 2
+
+
+def test_ctrl_c_stops_a_whole_multi_run_command_with_exit_130():
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "import gradsight.train as t\n"
+        "real = t.fit\n"
+        "def interrupted(*a, **k):\n"
+        "    h = real(*a, **k)\n"
+        "    h.stopped = 'interrupted'\n"
+        "    return h\n"
+        "t.fit = interrupted\n"
+        "sys.argv = ['gradsight', 'vanish', '--hidden', '30,30', '--samples', '100',\n"
+        "            '--seeds', '2', '--train-epochs', '1', '--quiet']\n"
+        "from gradsight.cli import main\n"
+        "main()\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 130
+    assert done.stderr.strip().splitlines() == ["error: interrupted"]

@@ -99,11 +99,11 @@ def lab_network(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str,
 def train_sgd(model: Any, X: np.ndarray, y: np.ndarray, loss: Loss, epochs: int, lr: float,
            batch_size: int, seed: int, callbacks: Sequence[Any] = ()) -> Any:
     from .optim import SGD
-    from .train import fit
+    from .train import fit_one_of_many
 
-    return fit(model, X, y, loss=loss, optimizer=SGD(lr=lr), epochs=epochs,
-               batch_size=batch_size, shuffle=True, seed=seed, callbacks=list(callbacks),
-               progress=False)
+    return fit_one_of_many(model, X, y, loss=loss, optimizer=SGD(lr=lr), epochs=epochs,
+                           batch_size=batch_size, shuffle=True, seed=seed,
+                           callbacks=list(callbacks), progress=False)
 
 
 def callback_with(**methods: Callable[[Any], None]) -> Any:

@@ -41,7 +41,7 @@ from .nn.losses import Loss
 from .nn.losses import loss as _get_loss
 from .nn.model import Sequential
 
-__all__ = ["Callback", "History", "TrainContext", "fit"]
+__all__ = ["Callback", "History", "TrainContext", "fit", "fit_one_of_many"]
 
 
 # ---- input checks ------------------------------------------------------------------------
@@ -381,3 +381,17 @@ def fit(
     with np.errstate(all="ignore"), _ProgressBar(progress, total) as bar:
         _train(run, checked_validation, bar)
     return run.history
+
+
+def fit_one_of_many(*args: Any, **kwargs: Any) -> History:
+    """:func:`fit` for one run among several (a sweep, the doctor's candidates, the tour).
+
+    ``fit`` turns Ctrl-C into a clean stop of its own run (``History.stopped ==
+    "interrupted"``); here the interrupt is raised again afterwards, so that it stops the
+    whole series instead of only the run it happened in.
+    """
+    history = fit(*args, **kwargs)
+    if history.stopped == "interrupted":
+        raise KeyboardInterrupt
+    return history
+

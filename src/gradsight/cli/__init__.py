@@ -51,6 +51,8 @@ def main() -> None:
         if message:  # empty when no command was given: the help has been printed
             typer.echo(f"error: {message} (see '{command} --help')", err=True)
         sys.exit(2)
+    if result == 130:  # Ctrl-C: typer has turned the KeyboardInterrupt into exit code 130
+        typer.echo("error: interrupted", err=True)
     sys.exit(result if isinstance(result, int) else 0)
 
 

@@ -107,7 +107,7 @@ class EngineRunner:
 
     def __call__(self, config: dict[str, Any]) -> RunOutcome:
         from .. import nn, optim
-        from ..train import fit
+        from ..train import fit_one_of_many as fit
         from .monitor import Monitor
         from .verdict import diagnose
 

@@ -48,7 +48,8 @@ def train_like_cli(label: str, *, data: str = "digits", hidden: tuple[int, ...] 
     from .. import data as gdata
     from .. import nn, optim
     from ..diagnostics import Monitor
-    from ..train import evaluate, fit
+    from ..train import evaluate
+    from ..train import fit_one_of_many as fit
 
     dataset = gdata.load(data) if dataset is None else dataset
     X_raw, X_test_raw, y_train, y_test = gdata.train_test_split(dataset.X, dataset.y,
