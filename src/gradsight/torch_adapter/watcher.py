@@ -91,6 +91,7 @@ class Watcher:
         self._handles: list[Any] = []
         self._order_handles: list[Any] = []
         self._act_handles: list[Any] = []
+        self._act_hook_fns: list[Any] | None = None
         self._calls: list[tuple[ActivationLayer, ActivationCall]] = []
         self._reading: Reading | None = None
         self._scratch = Scratch()
@@ -131,8 +132,11 @@ class Watcher:
         """Forward hooks on the activation modules only for steps that are recorded: the
         other steps' forwards run as if nothing were watched."""
         if on and not self._act_handles:
-            self._act_handles = [layer.module.register_forward_hook(self._activation_hook(layer))
-                                 for layer in self._acts]
+            if self._act_hook_fns is None:  # made once: each holds its reducer's constants
+                self._act_hook_fns = [self._activation_hook(layer) for layer in self._acts]
+            self._act_handles = [layer.module.register_forward_hook(hook)
+                                 for layer, hook in zip(self._acts, self._act_hook_fns,
+                                                        strict=True)]
         elif not on:
             for handle in self._act_handles:
                 handle.remove()
