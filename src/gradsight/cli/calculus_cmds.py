@@ -32,12 +32,10 @@ def _number(value: float, digits: int = 6) -> str:
 
 def _check_plot_path(plot: Path | None) -> None:
     """Refuse a figure path with an unknown suffix before any work is done."""
-    if plot is not None and plot.suffix.lower() not in {".png", ".svg", ".pdf", ".jpg", ".jpeg"}:
-        from ..errors import InvalidValueError
+    if plot is not None:
+        from ..plots import check_figure_path
 
-        raise InvalidValueError(
-            f"cannot save a figure as {str(plot)!r}: use a .png, .svg, .pdf or .jpg path"
-        )
+        check_figure_path(plot, "--plot figure")
 
 
 def _point(text: str) -> float:

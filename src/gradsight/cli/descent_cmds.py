@@ -17,7 +17,6 @@ import typer
 from ._common import command, print_json
 
 HEAD_ROWS, TAIL_ROWS = 15, 5
-FIGURE_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg")     # plots.save_figure's formats
 VERDICT_STYLE = {"converged": "bold green", "diverged": "bold red", "oscillating": "bold yellow",
                  "stalled": "bold magenta", "max_iter": "bold cyan"}
 
@@ -172,54 +171,39 @@ def _descend(expression: str, x0: str | None, lr: str, optimizer: str, momentum:
 def _check_outputs(plot: Path | None, animate: Path | None, comparing: bool) -> None:
     """Reject output paths before any work: a wrong format, --animate with several runs."""
     from ..errors import InvalidValueError
+    from ..plots import check_figure_path
 
-    if plot is not None and Path(plot).suffix.lower() not in FIGURE_SUFFIXES:
-        raise InvalidValueError(f"--plot needs a .png, .svg, .pdf or .jpg path, got "
-                                f"{str(plot)!r}")
+    if plot is not None:
+        check_figure_path(plot, "--plot figure")
     if animate is not None and Path(animate).suffix.lower() != ".gif":
         raise InvalidValueError(f"--animate needs a .gif path, got {str(animate)!r}")
     if animate is not None and comparing:
         raise InvalidValueError("--animate shows one run; leave out --compare-lr")
 
 
-def _temp_for(stack: Any, path: Path) -> Path:
-    """A temp file beside ``path``, renamed onto it when ``stack`` closes without error."""
-    from .._io import atomic_path
-    from ..errors import InvalidValueError
-
-    try:
-        return Path(stack.enter_context(atomic_path(path)))
-    except OSError as error:    # a folder that is a file, no permission, ...
-        where = f" ({error.filename})" if error.filename else ""
-        raise InvalidValueError(f"cannot write {str(path)!r}: {error.strerror or error}"
-                                f"{where}") from None
-
-
 def _save_plots(result: Any, plot: Path | None, animate: Path | None) -> None:
     """Draw the figure and/or the GIF into temp files and rename them only when both are
-    done: an error leaves no file behind, half-written or alone."""
+    done: an error leaves no file behind, half-written or alone (``atomic_path`` turns a
+    write failure into a one-line OutputError)."""
     if plot is None and animate is None:
         return
     from contextlib import ExitStack
 
-    from ..errors import InvalidValueError
+    from .._io import atomic_path
     from ..plots import descent as figures
     from ..plots import save_figure
 
-    try:
-        with ExitStack() as stack:
-            plot_temp = None if plot is None else _temp_for(stack, plot)
-            animate_temp = None if animate is None else _temp_for(stack, animate)
-            if plot_temp is not None:
-                # several rates: f − f_min per iteration on a log scale, which stays readable
-                # when one run diverges (plot_comparison's linear f axis is swamped by it)
-                figure = (figures.plot_loss(result) if hasattr(result, "runs")
-                          else figures.plot_trajectory(result))
-                save_figure(figure, plot_temp)
-            if animate_temp is not None:
-                figures.animate(result, animate_temp)
-    except OSError as error:
-        raise InvalidValueError(f"cannot write the figure: {error.strerror or error}") from None
+    with ExitStack() as stack:
+        plot_temp = None if plot is None else stack.enter_context(atomic_path(plot))
+        animate_temp = None if animate is None else stack.enter_context(atomic_path(animate))
+        if plot_temp is not None:
+            # several rates: f − f_min per iteration on a log scale, which stays readable
+            # when one run diverges (plot_comparison's linear f axis is swamped by it)
+            figure = (figures.plot_loss(result) if hasattr(result, "runs")
+                      else figures.plot_trajectory(result))
+            save_figure(figure, plot_temp)
+        if animate_temp is not None:
+            figures.animate(result, animate_temp)
     if plot is not None:
         typer.echo(f"figure saved to {plot}", err=True)
     if animate is not None:

@@ -18,7 +18,6 @@ _DATA_HELP = ("moons, xor, circles, spirals, gauss, digits, or a PATH.csv (heade
 _LOSS_HELP = ("cross_entropy (K logits), bce_with_logits (2 classes, 1 logit), quadratic "
               "(sigmoid outputs, one-hot targets; linear output for a numeric target) or auto "
               "(cross_entropy for classes, quadratic for a numeric target)")
-_FIGURE_SUFFIXES = {".png", ".svg", ".pdf", ".jpg", ".jpeg"}
 
 
 # ---- train: pieces ------------------------------------------------------------------------
@@ -52,9 +51,10 @@ def check_output_paths(save: Path | None, plot: Path | None, report: Path | None
 
     if save is not None and save.suffix.lower() != ".npz":
         raise InvalidValueError(f"--save must be a .npz path, got {str(save)!r}")
-    if plot is not None and plot.suffix.lower() not in _FIGURE_SUFFIXES:
-        raise InvalidValueError(f"--plot must end in .png, .svg, .pdf or .jpg, "
-                                f"got {str(plot)!r}")
+    if plot is not None:
+        from ..plots import check_figure_path
+
+        check_figure_path(plot, "--plot figure")
     if report is not None and report.suffix.lower() not in (".html", ".htm"):
         raise InvalidValueError(f"--report must be an .html path, got {str(report)!r}")
     for path in (save, plot, report):
@@ -260,11 +260,8 @@ def _write_report(path: Path, model: Any, history: Any, monitor: Any,
                                 loss=config["loss"])
     rows = [{"setting": k, "value": v} for k, v in config.items()
             if not isinstance(v, dict) and v is not None]
-    tables = [rows]
-    if "neurons" in result:
-        tables.append([{"layer": layer, **counts}
-                       for layer, counts in result["neurons"]["counts"].items()])
-    sections: list[Any] = [{"heading": "Run", "tables": tables, "figures": {"training": figure},
+    # the units per state are in the "Hidden units" section (also with --neurons)
+    sections: list[Any] = [{"heading": "Run", "tables": [rows], "figures": {"training": figure},
                             "text": _verdict_text(result, hidden)}]
     if hidden:
         with np.errstate(all="ignore"):

@@ -19,16 +19,33 @@ if TYPE_CHECKING:
 _SUBMODULES = ("calculus", "descent", "training", "diagnostics")
 
 
-def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
-    """Save ``fig`` to ``path`` atomically (format from the suffix: .png, .svg, .pdf)."""
-    from .._io import atomic_path
+#: the formats :func:`save_figure` writes, by file suffix
+FIGURE_FORMATS = ("png", "svg", "pdf", "jpg", "jpeg")
+
+
+def check_figure_path(path: str | os.PathLike[str], option: str = "figure") -> str:
+    """The format of a figure path (its suffix), or a one-line error naming ``option``.
+
+    Commands call it before any work, so that a wrong path fails at once.
+
+    >>> check_figure_path("loss.PNG")
+    'png'
+    """
     from ..errors import InvalidValueError
 
     suffix = Path(path).suffix.lower().lstrip(".")
-    if suffix not in {"png", "svg", "pdf", "jpg", "jpeg"}:
+    if suffix not in FIGURE_FORMATS:
         raise InvalidValueError(
-            f"cannot save a figure as {str(path)!r}: use a .png, .svg, .pdf or .jpg path"
+            f"cannot save the {option} as {str(path)!r}: use a .png, .svg, .pdf or .jpg path"
         )
+    return suffix
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
+    """Save ``fig`` to ``path`` atomically (format from the suffix: .png, .svg, .pdf)."""
+    from .._io import atomic_path
+
+    suffix = check_figure_path(path)
     # A figure with a layout engine (constrained layout) is already tight; "tight" bounding
     # boxes would draw it a second time.
     bbox = None if fig.get_layout_engine() is not None else "tight"
