@@ -12,8 +12,9 @@ per batch size, from one run:
   layer's ∂C/∂X is not needed), with preallocated outputs: what no NumPy engine can beat;
 * minimal — the whole step written as straight-line NumPy with nothing but its arithmetic:
   the products, bias adds, the sigmoid (tanh form) forward and σ(1−σ) backward passes, the
-  softmax cross-entropy cost and gradient and the SGD update (gradsight's chunked BLAS axpy) — no
-  NaN guard, no callbacks, no checks. How far the floor is from a complete step.
+  softmax cross-entropy cost and gradient, and the SGD update as fit applies it (one
+  accumulating BLAS product per array, gradsight's kernel) — no NaN guard, no callbacks, no
+  checks, no layers. How far the floor is from a complete step.
 
 Each figure is the median of ``--repeats`` timed runs after one warm-up run. Targets:
 gradsight/torch ≤ 0.8 at batch 128 and ≤ 1.0 at batch 1024; gradsight/floor ≤ 1.3 at 128.
@@ -139,19 +140,21 @@ def floor_runner(X: np.ndarray, batch: int, epochs: int) -> Runner:
 
 def minimal_runner(X: np.ndarray, y: np.ndarray, batch: int, epochs: int) -> Runner:
     """One complete SGD step per batch as straight-line NumPy (see the module docstring)."""
-    from gradsight._axpy import subtract_scaled
+    from gradsight._blas import product_kernel
 
     rng = np.random.default_rng(0)
     W = [(0.05 * rng.standard_normal((m, n))).astype(np.float32)
          for m, n in zip(SIZES, SIZES[1:], strict=False)]
     B = [np.zeros(n, np.float32) for n in SIZES[1:]]
-    grads = [np.empty_like(p) for p in W + B]
     a = [np.empty(0, np.float32)] + [np.empty((batch, n), np.float32) for n in SIZES[1:]]
     d = [np.empty((batch, n), np.float32) for n in SIZES]
     f1 = [np.empty((batch, n), np.float32) for n in SIZES]  # σ′ = a(1 − a)
     ones, rows = np.ones(batch, np.float32), np.arange(batch)
-    states: list[dict] = [{"scratch": np.empty_like(p)} for p in W + B]
     costs: list[float] = []  # the batch costs, as fit records them
+    # W ← W − η·aᵀδ, b ← b − η·δᵀ·1 as one accumulating product each (as fit does); the
+    # first layer's a is the batch itself, a new view each step
+    bias_updates = [product_kernel(B[i], d[i + 1], ones) for i in range(3)]
+    weight_updates = [product_kernel(W[i], a[i], d[i + 1]) for i in (1, 2)]
 
     def step(X_b: np.ndarray, y_b: np.ndarray) -> None:
         a[0] = X_b
@@ -173,16 +176,14 @@ def minimal_runner(X: np.ndarray, y: np.ndarray, batch: int, epochs: int) -> Run
         e /= total
         e[rows, y_b] -= 1.0
         e *= 1.0 / batch
-        for i in (2, 1, 0):
-            np.matmul(a[i].T, d[i + 1], out=grads[i])
-            np.matmul(ones, d[i + 1], out=grads[3 + i])
-            if i > 0:
-                np.matmul(d[i + 1], W[i].T, out=d[i])
-                np.subtract(1.0, a[i], out=f1[i])
-                f1[i] *= a[i]
-                d[i] *= f1[i]
-        for param, grad, state in zip(W + B, grads, states, strict=True):
-            subtract_scaled(param, grad, 0.01, state)
+        for i in (2, 1):  # δ of the hidden layers, through the weights before the update
+            np.matmul(d[i + 1], W[i].T, out=d[i])
+            np.subtract(1.0, a[i], out=f1[i])
+            f1[i] *= a[i]
+            d[i] *= f1[i]
+        first = product_kernel(W[0], X_b, d[1])
+        for update in [first, *weight_updates, *bias_updates]:
+            update(-0.01)  # type: ignore[misc]
 
     def run() -> None:
         for _ in range(epochs):

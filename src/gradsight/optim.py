@@ -9,7 +9,7 @@ the ``params`` list; :meth:`Optimizer.reset` forgets it.
 Updates are written with ``out=`` into scratch buffers kept per parameter, so a step on a
 float32 network allocates nothing and float32 stays float32. The final ``w ← w − η·d`` of SGD
 (plain, momentum or Nesterov) is one BLAS axpy per array where that applies (see
-:mod:`gradsight._axpy`), the same rule in one pass instead of two.
+:mod:`gradsight._blas`), the same rule in one pass instead of two.
 
 >>> import numpy as np
 >>> x = np.array([8.0])
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ._axpy import subtract_scaled
+from ._blas import product_kernel, subtract_scaled
 from .errors import InvalidValueError, ShapeError, UnknownNameError, require_finite
 
 __all__ = ["SGD", "AdaGrad", "Adam", "Optimizer", "RMSProp", "get", "names"]
@@ -161,6 +161,7 @@ class SGD(Optimizer):
         self.dampening = require_finite("dampening", dampening)
         self.weight_decay = _non_negative("weight_decay", weight_decay)
         self.nesterov = bool(nesterov)
+        self._product_kernels: list[tuple[Any, Any, Any, Any]] = []
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise InvalidValueError(
                 f"nesterov needs momentum > 0 and dampening 0, got momentum={momentum!r}, "
@@ -206,6 +207,40 @@ class SGD(Optimizer):
             else:
                 g = buf
         subtract_scaled(param, g, self.lr, state)
+
+    def step_products(self, params: Sequence[np.ndarray],
+                      factors: Sequence[tuple[np.ndarray, np.ndarray]]) -> bool:
+        """The plain step ``w ← w − η·g`` for gradients given as products ``g = leftᵀ·right``
+        — a Dense layer's ∂C/∂W = aᵀδ and ∂C/∂b = δᵀ·1 — without storing them.
+
+        Each update is one accumulating BLAS product, C ← −η·leftᵀ·right + C with C = w:
+        the same rule, in one pass over w instead of writing g and then reading it back.
+        Returns False, having changed nothing, when the rule is not plain (momentum, weight
+        decay) or some array cannot be updated so (layout, dtype, no NumPy BLAS): then store
+        the gradients and call :meth:`step`.
+        """
+        if not self.plain or len(params) != len(factors):
+            return False
+        cache = self._product_kernels
+        if len(cache) != len(params):
+            cache[:] = [(None, None, None, None)] * len(params)
+        kernels = []
+        for index, (param, (left, right)) in enumerate(zip(params, factors, strict=True)):
+            cached = cache[index]
+            if cached[0] is not param or cached[2] is not right:
+                cached = cache[index] = (param, left, right, product_kernel(param, left, right))
+            elif cached[1] is not left:  # a new view of the batch: rebind, else rebuild
+                kernel = cached[3]
+                if kernel is None or not kernel.rebind(left):
+                    kernel = product_kernel(param, left, right)
+                cached = cache[index] = (param, left, right, kernel)
+            if cached[3] is None:
+                return False
+            kernels.append(cached[3])
+        rate = -self.lr
+        for kernel in kernels:
+            kernel(rate)
+        return True
 
 
 class AdaGrad(Optimizer):

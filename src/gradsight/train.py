@@ -16,6 +16,14 @@ the model *before* that batch's update (Keras' convention: no extra pass over th
 ``val_loss``/``val_accuracy`` are computed on the model at the end of the epoch. Accuracy is
 defined as in :mod:`gradsight.nn.losses` (None for regression targets).
 
+Fused update. With plain SGD (``w ← w − η·∂C/∂w``: no momentum, no weight decay) and no
+callback that looks at every step, backpropagation stops at the errors δ = ∂C/∂z of each
+Dense layer, and the step applies ``W ← W − η·aᵀδ`` and ``b ← b − η·δᵀ·1`` as one
+accumulating matrix product each (:meth:`gradsight.optim.SGD.step_products`): the same rule
+and the same numbers up to rounding, in one pass over W instead of writing ∂C/∂W and
+reading it back. ``grad_W``/``grad_b`` are then written once per epoch, at its end, with the
+gradients of its last step (and on every step the guard cannot clear from δ alone).
+
 NaN guard: if the cost or a gradient is not finite, the step is not applied and training
 stops; if an update makes a weight non-finite, it is undone. ``History.stopped`` then says
 what, where (epoch, step, layer) and that the model keeps the last finite weights; the
@@ -76,6 +84,12 @@ def _count(name: str, value: object, minimum: int) -> int:
 
 
 # ---- the loop ----------------------------------------------------------------------------
+def _has_step_hooks(callback: object) -> bool:
+    """Whether ``callback`` may look at every step (its own on_after_backward/on_batch_end)."""
+    return any(getattr(getattr(callback, name, None), "__func__", None)
+               is not getattr(Callback, name) for name in ("on_after_backward", "on_batch_end"))
+
+
 class _Run:
     """State of one ``fit`` call; methods are the parts of the loop."""
 
@@ -94,6 +108,8 @@ class _Run:
         self.norms_wanted = [c.wants_norms for c in self.callbacks
                              if callable(getattr(c, "wants_norms", None))]
         self.applier = StepApplier(optimizer, model, data_sq_norm, self.read_only)
+        # plain SGD and no per-step hooks: each step's update is fused (see the module doc)
+        self.fused = self.applier.fusable and not any(map(_has_step_hooks, self.callbacks))
         self.param_names = [
             (layer.name, ("W", "b")[j] if isinstance(layer, Dense) else str(j))
             for layer in model.layers for j, _ in enumerate(layer.parameters())
@@ -140,7 +156,14 @@ class _Run:
         grad = self._batch_buffer(output, output.shape[0], "dY")
         value, grad, self.correct = self.loss._training_step(output, y_b, grad, labels_b)
         ctx.X_batch, ctx.y_batch, ctx.output, ctx.batch_loss = X_b, y_b, output, value
-        model.backward(grad, reuse=True, input_grad=False)
+        if self.fused:
+            model.backward(grad, reuse=True, input_grad=False, gradients=False)
+            if math.isfinite(value) and self.applier.apply_fused(X_b):
+                self.history.batch_losses.append(value)
+                return None
+            model.fill_gradients()  # the guard needs a closer look: the ordinary path
+        else:
+            model.backward(grad, reuse=True, input_grad=False)
         applier, wanted = self.applier, self._wanted(ctx.step)
         ctx.update_sq_norms = None
         if self.read_only:  # measure once, before the hooks, and share the norms
@@ -213,6 +236,8 @@ class _Run:
             if ctx.stop_training:
                 self.history.stopped = ctx.stop_reason or "stopped by a callback"
                 return False
+        if self.fused:  # the stored gradients: those of the epoch's last step
+            self.model.fill_gradients()
         accuracy = None if self.labels is None else correct / self.n
         self.history.epochs.append({
             "epoch": epoch, "loss": total / self.n, "accuracy": accuracy,

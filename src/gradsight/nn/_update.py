@@ -139,8 +139,10 @@ class StepApplier:
             norms[index] = math.sqrt(squared_norm(self.grads[index]))
         return None
 
-    def _bound_dense(self, check: _DenseCheck, X_batch: np.ndarray | None) -> None:
-        """norms[W], norms[b] := the bounds ‖a‖‖δ‖, √N‖δ‖ if small enough, else exact."""
+    def _bound_dense(self, check: _DenseCheck, X_batch: np.ndarray | None,
+                     exact: bool = True) -> bool:
+        """norms[W], norms[b] := the bounds ‖a‖‖δ‖, √N‖δ‖ if small enough (True), else the
+        exact norms when ``exact`` (which needs the stored gradients), else nothing."""
         layer, norms = check.layer, self.norms
         a, delta = layer.inputs, layer.delta
         usable = (a is not None and delta is not None and layer.grad_W is self.grads[check.w]
@@ -154,9 +156,11 @@ class StepApplier:
             bound_b = math.sqrt(a.shape[0]) * delta_norm
             if bound_w < self.limit and bound_b < self.limit:  # False for NaN
                 norms[check.w], norms[check.b] = bound_w, bound_b
-                return
-        norms[check.w] = math.sqrt(squared_norm(self.grads[check.w]))
-        norms[check.b] = math.sqrt(squared_norm(self.grads[check.b]))
+                return True
+        if exact:
+            norms[check.w] = math.sqrt(squared_norm(self.grads[check.w]))
+            norms[check.b] = math.sqrt(squared_norm(self.grads[check.b]))
+        return False
 
     def _input_sq_bound(self, check: _DenseCheck, a: np.ndarray,
                         X_batch: np.ndarray | None) -> float:
@@ -199,9 +203,7 @@ class StepApplier:
                 self.bounds = [math.sqrt(value) for value in self.weight_sq]
             else:
                 self.weight_sq = None
-                bounds = self.bounds
-                for index, norm in enumerate(self.norms):  # ‖w − ηg‖ ≤ ‖w‖ + η‖g‖ (+ rounding)
-                    bounds[index] = (bounds[index] + rate * norm) * (1 + 1e-6)
+                self._advance_bounds()
             return None
         return self._guarded_step(update_norms)
 
@@ -219,6 +221,44 @@ class StepApplier:
             if not bound + rate * norm < limit:  # also True for NaN
                 return False
         return True
+
+    # -- the fused update ------------------------------------------------------------------
+    @property
+    def fusable(self) -> bool:
+        """Whether :meth:`apply_fused` may apply the steps: plain SGD, and every parameter a
+        Dense layer's W or b (whose gradients are the products aᵀδ, δᵀ·1)."""
+        return _plain_sgd(self.optimizer) and not self.others and bool(self.checks)
+
+    def apply_fused(self, X_batch: np.ndarray | None) -> bool:
+        """The guard and the step without stored gradients (after ``backward(...,
+        gradients=False)``): bound every gradient through its factors a and δ and, if all
+        bounds are small and the SGD step is safe, apply ``W ← W − η·aᵀδ``, ``b ← b − η·δᵀ·1``
+        for every Dense layer as one accumulating product each
+        (:meth:`gradsight.optim.SGD.step_products`). True if applied; False, having changed
+        nothing, where a bound is not small or a product cannot be fused: then fill the
+        gradients and take the ordinary path (:meth:`measure`, :meth:`apply`)."""
+        self.backup_is_current = False
+        self.update_sq = self.weight_sq = None
+        for check in self.checks:
+            if not self._bound_dense(check, X_batch, exact=False):
+                return False
+        if not self._sgd_is_safe():
+            return False
+        params, factors = self.params, []
+        for check in self.checks:
+            a, delta = check.layer.inputs, check.layer.delta  # both set: the bounds used them
+            assert a is not None and delta is not None
+            factors += [(a, delta), (delta, check.layer.ones(delta.shape[0]))]
+        if not self.optimizer.step_products(params, factors):
+            return False
+        self._advance_bounds()
+        return True
+
+    def _advance_bounds(self) -> None:
+        """After a plain SGD step: ‖w − ηg‖ ≤ ‖w‖ + η‖g‖ (+ rounding) for every parameter."""
+        rate, bounds = self.optimizer.lr, self.bounds
+        for index, norm in enumerate(self.norms):
+            bounds[index] = (bounds[index] + rate * norm) * (1 + 1e-6)
 
     def _guarded_step(self, update_norms: bool) -> int | None:
         if self.backup is None:

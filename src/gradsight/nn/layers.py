@@ -176,12 +176,16 @@ class Dense(Layer):
         return Z
 
     def backward(
-        self, dZ: Array, reuse: bool = False, input_grad: bool | None = None
+        self, dZ: Array, reuse: bool = False, input_grad: bool | None = None,
+        gradients: bool = True,
     ) -> Array | None:
         """From δ = ∂C/∂z: fill ∂C/∂W = Xᵀδ and ∂C/∂b = Σ_rows δ; return δ·Wᵀ.
 
         Returns None when ``input_grad`` (default: the attribute of the same name) is False:
-        the first layer's inputs are data and need no gradient.
+        the first layer's inputs are data and need no gradient. ``gradients=False`` only
+        keeps δ (``self.delta``): an optimizer can then apply the update as the product
+        itself (:meth:`gradsight.optim.SGD.step_products`), and :meth:`fill_gradients`
+        writes ∂C/∂W, ∂C/∂b later from the same X and δ.
         """
         X = self.inputs
         if X is None:
@@ -191,17 +195,29 @@ class Dense(Layer):
                 f"{self.name}: gradient of shape {dZ.shape} does not match output "
                 f"({X.shape[0]}, {self.n_out})"
             )
-        if self.grad_W.shape != self.W.shape or self.grad_W.dtype != self.W.dtype:
-            self.grad_W, self.grad_b = np.zeros_like(self.W), np.zeros_like(self.b)
         self.delta = dZ
-        np.matmul(X.T, dZ, out=self.grad_W)  # transposed view: BLAS reads it without a copy
-        # 1ᵀ·δ sums the batch through BLAS, faster than np.sum(δ, axis=0)
-        np.matmul(self._buffer("ones", (X.shape[0],), dZ.dtype, fill=1.0), dZ, out=self.grad_b)
+        if gradients:
+            self.fill_gradients()
         if not (self.input_grad if input_grad is None else input_grad):
             return None
         dX = self._out("dx", (X.shape[0], self.n_in), self.W.dtype, reuse)
         np.matmul(dZ, self.W.T, out=dX)
         return dX
+
+    def fill_gradients(self) -> None:
+        """∂C/∂W = Xᵀδ and ∂C/∂b = 1ᵀδ from the X and δ of the last forward/backward pass."""
+        X, delta = self.inputs, self.delta
+        if X is None or delta is None:
+            raise TrainingError(f"{self.name}: gradients asked for before backward")
+        if self.grad_W.shape != self.W.shape or self.grad_W.dtype != self.W.dtype:
+            self.grad_W, self.grad_b = np.zeros_like(self.W), np.zeros_like(self.b)
+        np.matmul(X.T, delta, out=self.grad_W)  # transposed view: BLAS reads it without a copy
+        # 1ᵀ·δ sums the batch through BLAS, faster than np.sum(δ, axis=0)
+        np.matmul(self.ones(X.shape[0]), delta, out=self.grad_b)
+
+    def ones(self, n: int) -> Array:
+        """A vector of n ones (a buffer: 1ᵀ·δ is ∂C/∂b); do not write to it."""
+        return self._buffer("ones", (n,), self.W.dtype, fill=1.0)
 
     def parameters(self) -> list[Array]:
         return [self.W, self.b]

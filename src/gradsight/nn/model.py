@@ -175,21 +175,37 @@ class Sequential:
             out = layer.forward(out, reuse)
         return out
 
-    def backward(self, dY: ArrayLike, reuse: bool = False, input_grad: bool = True) -> Array | None:
+    def backward(self, dY: ArrayLike, reuse: bool = False, input_grad: bool = True,
+                 gradients: bool = True) -> Array | None:
         """Backpropagation of ``dY`` = ∂C/∂output; fills the gradients, returns ∂C/∂X.
 
         ``input_grad=False`` skips ∂C/∂X (the inputs are data, not parameters) and returns
         None — one matrix product fewer. ``reuse=True`` may overwrite ``dY``.
+        ``gradients=False`` leaves ∂C/∂W, ∂C/∂b unwritten and only keeps each Dense layer's
+        δ = ∂C/∂z (``layer.delta``, from which :meth:`fill_gradients` makes them): what a
+        fused update needs (:meth:`gradsight.optim.SGD.step_products`).
         """
         grad: Any = np.asarray(dY, dtype=self.dtype)
         first = self._first_param
         for index in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[index]
             if index == first and not input_grad:
-                layer.backward(grad, reuse, input_grad=False)  # type: ignore[call-arg]
+                if gradients:
+                    layer.backward(grad, reuse, input_grad=False)  # type: ignore[call-arg]
+                else:
+                    layer.backward(grad, reuse, input_grad=False, gradients=False)  # type: ignore[call-arg]
                 return None
-            grad = layer.backward(grad, reuse)
+            if gradients or not isinstance(layer, Dense):
+                grad = layer.backward(grad, reuse)
+            else:
+                grad = layer.backward(grad, reuse, gradients=False)
         return grad
+
+    def fill_gradients(self) -> None:
+        """Write ∂C/∂W, ∂C/∂b of every Dense layer from its cached input and δ (after a
+        ``backward(..., gradients=False)``)."""
+        for layer in self._dense:
+            layer.fill_gradients()
 
     def predict(self, X: ArrayLike) -> Array:
         """The model's output for ``X`` (raw: logits when the loss takes logits)."""

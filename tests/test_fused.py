@@ -1,0 +1,261 @@
+"""The fused SGD update: NumPy's BLAS kernels, SGD.step_products, and fit's fused steps.
+
+Oracles: NumPy's own products and SGD.step on stored gradients (the unfused rule); fit with
+a per-step callback, which turns fusion off, for whole training runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gradsight import _blas, nn, optim
+from gradsight.train import Callback, TrainContext, _check_data, _Run, fit
+
+DTYPES = [np.float32, np.float64]
+
+
+def _tolerance(dtype: type) -> float:
+    return 1e-5 if dtype == np.float32 else 1e-13
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_numpy_blas_is_reached_and_used(dtype: type) -> None:
+    # NumPy's wheels bring OpenBLAS with 64-bit integer symbols: the kernels must be found,
+    # or fit silently loses its fused update
+    assert _blas.backend(dtype) == "numpy-blas"
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize(("n", "m", "k"), [(1, 1, 1), (7, 5, 3), (128, 70, 33)])
+def test_product_kernel_accumulates_left_transposed_times_right(dtype: type, n: int, m: int,
+                                                                k: int) -> None:
+    rng = np.random.default_rng(n + m + k)
+    left, right = rng.normal(size=(n, m)).astype(dtype), rng.normal(size=(n, k)).astype(dtype)
+    out = rng.normal(size=(m, k)).astype(dtype)
+    expected = out - 0.3 * (left.T.astype(np.float64) @ right)
+    kernel = _blas.product_kernel(out, left, right)
+    assert kernel is not None
+    kernel(-0.3)
+    np.testing.assert_allclose(out, expected, rtol=_tolerance(dtype), atol=_tolerance(dtype))
+    # the vector form: out ← out + α·leftᵀ·v (a bias update with v = 1)
+    vector, v = rng.normal(size=m).astype(dtype), rng.normal(size=n).astype(dtype)
+    expected_vector = vector + 2.0 * (left.T.astype(np.float64) @ v)
+    _blas.product_kernel(vector, left, v)(2.0)  # type: ignore[misc]
+    np.testing.assert_allclose(vector, expected_vector, rtol=_tolerance(dtype),
+                               atol=_tolerance(dtype))
+
+
+def test_product_kernel_writes_only_its_rows_and_rebinds_to_a_new_batch_view() -> None:
+    rng = np.random.default_rng(0)
+    data = rng.normal(size=(20, 4))
+    right = rng.normal(size=(5, 3))
+    block = rng.normal(size=(6, 3))
+    untouched = block.copy()
+    out = block[1:5]  # a row-slice: contiguous, inside a larger array
+    kernel = _blas.product_kernel(out, data[0:5], right)
+    assert kernel is not None
+    kernel(1.0)
+    np.testing.assert_allclose(block[1:5], untouched[1:5] + data[0:5].T @ right, rtol=1e-13)
+    np.testing.assert_array_equal(block[[0, 5]], untouched[[0, 5]])
+    before = block.copy()
+    assert kernel.rebind(data[5:10])  # the next batch: same shape, a new view
+    kernel(-1.0)
+    np.testing.assert_allclose(block[1:5], before[1:5] - data[5:10].T @ right, rtol=1e-13)
+    assert not kernel.rebind(data[0:4])  # another shape is refused
+
+
+def test_product_kernel_refuses_what_blas_cannot_do_in_place() -> None:
+    a, b = np.ones((4, 3)), np.ones((4, 2))
+    assert _blas.product_kernel(np.ones((3, 2)), a, b) is not None
+    assert _blas.product_kernel(np.ones((3, 2), np.float32), a, b) is None  # mixed dtypes
+    assert _blas.product_kernel(np.ones((2, 3)).T, a, b) is None  # not C-contiguous
+    assert _blas.product_kernel(np.ones((3, 2)), np.ones((3, 4)).T, b) is None
+    assert _blas.product_kernel(np.ones((3, 3)), a, b) is None  # wrong shape
+    read_only = np.ones((3, 2))
+    read_only.flags.writeable = False
+    assert _blas.product_kernel(read_only, a, b) is None
+    assert _blas.product_kernel(np.ones((3, 2), int), a.astype(int), b.astype(int)) is None
+
+
+def test_the_probe_rejects_functions_that_do_not_compute_the_product() -> None:
+    def nothing(*args: object) -> None:
+        return None
+
+    fake = _blas._Functions(nothing, nothing, nothing, _blas.ctypes.c_int64,
+                            _blas.ctypes.c_double)
+    assert not _blas._probe(fake, np.dtype(np.float64))
+    real = _blas._numpy_blas(np.dtype(np.float64))
+    assert real is not None and _blas._probe(real, np.dtype(np.float64))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_axpy_kernel_matches_the_two_pass_update(dtype: type) -> None:
+    rng = np.random.default_rng(1)
+    param, d = rng.normal(size=(300, 70)).astype(dtype), rng.normal(size=(300, 70)).astype(dtype)
+    expected = param.astype(np.float64) - 0.05 * d
+    _blas.subtract_scaled(param, d, 0.05, {"scratch": np.empty_like(param)})
+    np.testing.assert_allclose(param, expected, rtol=_tolerance(dtype), atol=_tolerance(dtype))
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_step_products_is_sgd_step_without_stored_gradients(dtype: type) -> None:
+    rng = np.random.default_rng(2)
+    layer = nn.Dense(9, 5, dtype=dtype, seed=0)
+    X = rng.normal(size=(16, 9)).astype(dtype)
+    layer.forward(X)
+    layer.backward(rng.normal(size=(16, 5)).astype(dtype))  # stores ∂C/∂W = Xᵀδ, ∂C/∂b
+    reference = [layer.W.copy(), layer.b.copy()]
+    optim.SGD(lr=0.2).step(reference, [layer.grad_W, layer.grad_b])
+    delta = layer.delta
+    assert delta is not None
+    sgd = optim.SGD(lr=0.2)
+    assert sgd.step_products([layer.W, layer.b], [(X, delta), (delta, layer.ones(16))])
+    for fused, ref in zip((layer.W, layer.b), reference, strict=True):
+        np.testing.assert_allclose(fused, ref, rtol=_tolerance(dtype), atol=_tolerance(dtype))
+
+
+@pytest.mark.parametrize("sgd", [optim.SGD(lr=0.1, momentum=0.9),
+                                 optim.SGD(lr=0.1, weight_decay=0.01)])
+def test_step_products_refuses_rules_that_are_not_plain(sgd: optim.SGD) -> None:
+    W, a, d = np.ones((3, 2)), np.ones((4, 3)), np.ones((4, 2))
+    assert not sgd.step_products([W], [(a, d)])
+    np.testing.assert_array_equal(W, np.ones((3, 2)))
+
+
+def test_step_products_changes_nothing_when_one_array_cannot_be_fused() -> None:
+    W, b = np.ones((3, 2)), np.ones(2)
+    a, d = np.ones((4, 3)), np.ones((4, 2))
+    assert not optim.SGD(lr=0.1).step_products([W, b], [(a, d), (d[:, ::-1], np.ones(4))])
+    np.testing.assert_array_equal(W, np.ones((3, 2)))
+    np.testing.assert_array_equal(b, np.ones(2))
+
+
+def test_backward_without_gradients_keeps_delta_and_fill_gradients_matches() -> None:
+    rng = np.random.default_rng(3)
+    X, dY = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
+    full, lean = nn.mlp("4-5-2", activation="tanh", seed=0), nn.mlp("4-5-2", activation="tanh",
+                                                                    seed=0)
+    full.forward(X)
+    dX_full = full.backward(dY)
+    lean.forward(X)
+    dX_lean = lean.backward(dY, gradients=False)
+    np.testing.assert_array_equal(dX_full, dX_lean)
+    assert all(not g.any() for g in lean.gradients())  # nothing written yet
+    lean.fill_gradients()
+    for a, b in zip(full.gradients(), lean.gradients(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-16)
+
+
+class EveryStep(Callback):
+    """A callback that looks at every step (and so turns fusion off)."""
+
+    def on_batch_end(self, ctx: TrainContext) -> None:
+        pass
+
+
+class EpochEnd(Callback):
+    """A callback with only an epoch hook: it copies the stored gradients at each epoch end."""
+
+    def __init__(self) -> None:
+        self.gradients: list[list[np.ndarray]] = []
+
+    def on_epoch_end(self, ctx: TrainContext) -> None:
+        self.gradients.append([g.copy() for g in ctx.model.gradients()])
+
+
+def _run(model: nn.Sequential, optimizer: object, callbacks: list) -> _Run:
+    cost = nn.loss("cross_entropy")
+    data = _check_data(model, cost, np.ones((4, model.n_inputs)), [0, 1, 0, 1], "training")
+    return _Run(model, cost, optimizer, data, 2, False, 0, callbacks, 1)
+
+
+def test_fit_fuses_only_plain_sgd_without_per_step_callbacks() -> None:
+    assert _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), []).fused
+    assert _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [EpochEnd()]).fused
+    assert not _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [EveryStep()]).fused
+    assert not _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1, momentum=0.5), []).fused
+    assert not _run(nn.mlp("3-4-2", seed=0), optim.Adam(lr=0.1), []).fused
+    hooks = Callback()
+    hooks.on_after_backward = lambda ctx: None  # type: ignore[method-assign]
+    assert not _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [hooks]).fused
+
+    class OwnDense(nn.Dense):
+        pass
+
+    own = nn.Sequential([OwnDense(3, 2, seed=0)])
+    assert not _run(own, optim.SGD(lr=0.1), []).fused
+
+
+@pytest.mark.parametrize(("sizes", "activation", "loss", "shuffle"), [
+    ("5-8-8-3", "sigmoid", "cross_entropy", False),
+    ("5-8-8-3", "relu", "cross_entropy", True),
+    ("5-6-1", "tanh", "quadratic", True),
+    ("5-7-6-5-2", "leaky_relu", "bce_with_logits", False),
+    ("5-3", "sigmoid", "quadratic", True),
+])
+def test_fused_fit_trains_exactly_like_the_unfused_rule(sizes: str, activation: str,
+                                                        loss: str, shuffle: bool) -> None:
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(45, 5))  # 45 = 4 batches of 11 and one of 1
+    k = int(sizes.split("-")[-1])
+    if loss == "cross_entropy":
+        y: np.ndarray = rng.integers(0, k, size=45)
+    else:
+        y = rng.integers(0, 2, size=(45, k)).astype(float)
+    validation = (rng.normal(size=(9, 5)), y[:9])
+    runs = []
+    for callbacks in ([EpochEnd()], [EpochEnd(), EveryStep()]):
+        model = nn.mlp(sizes, activation=activation, seed=1)
+        history = fit(model, X, y, loss=loss, optimizer=optim.SGD(lr=0.3), epochs=3,
+                      batch_size=11, shuffle=shuffle, seed=5, validation=validation,
+                      callbacks=callbacks, progress=False)
+        runs.append((model, history, callbacks[0]))
+    (fused, fused_history, fused_seen), (plain, plain_history, plain_seen) = runs
+    np.testing.assert_allclose(fused_history.batch_losses, plain_history.batch_losses,
+                               rtol=1e-12)
+    for a, b in zip(fused_history.epochs, plain_history.epochs, strict=True):
+        for key in ("loss", "val_loss"):
+            assert a[key] == pytest.approx(b[key], rel=1e-12)
+        assert (a["accuracy"], a["val_accuracy"]) == (b["accuracy"], b["val_accuracy"])
+    for a, b in zip(fused.parameters(), plain.parameters(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
+    # the stored gradients: those of each epoch's last step, as the unfused loop leaves them
+    for epoch_a, epoch_b in zip(fused_seen.gradients, plain_seen.gradients, strict=True):
+        for a, b in zip(epoch_a, epoch_b, strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
+    assert len(fused_seen.gradients) == 3
+    assert any(g.any() for g in fused.gradients())
+
+
+def test_fused_fit_in_float32_matches_the_unfused_rule() -> None:
+    rng = np.random.default_rng(6)
+    X, y = rng.normal(size=(256, 20)).astype(np.float32), rng.integers(0, 4, size=256)
+    runs = []
+    for callbacks in ([], [EveryStep()]):
+        model = nn.mlp("20-32-32-4", activation="sigmoid", dtype="float32", seed=2)
+        fit(model, X, y, loss="cross_entropy", optimizer=optim.SGD(lr=0.5), epochs=4,
+            batch_size=32, callbacks=callbacks, progress=False)
+        runs.append(model)
+    for a, b in zip(runs[0].parameters(), runs[1].parameters(), strict=True):
+        assert a.dtype == np.float32
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+def test_an_optimizer_that_holds_kernels_can_be_copied_and_pickled() -> None:
+    import copy
+    import pickle
+
+    rng = np.random.default_rng(7)
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, size=40)
+    sgd = optim.SGD(lr=0.2)
+    fit(nn.mlp("3-40-2", seed=0), X, y, loss="cross_entropy", optimizer=sgd, epochs=1,
+        batch_size=8, progress=False)
+    for clone in (copy.deepcopy(sgd), pickle.loads(pickle.dumps(sgd))):
+        trained, reference = nn.mlp("3-40-2", seed=1), nn.mlp("3-40-2", seed=1)
+        fit(trained, X, y, loss="cross_entropy", optimizer=clone, epochs=2, batch_size=8,
+            progress=False)
+        fit(reference, X, y, loss="cross_entropy", optimizer=optim.SGD(lr=0.2), epochs=2,
+            batch_size=8, progress=False)
+        for a, b in zip(trained.parameters(), reference.parameters(), strict=True):
+            np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
