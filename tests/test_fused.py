@@ -259,3 +259,37 @@ def test_an_optimizer_that_holds_kernels_can_be_copied_and_pickled() -> None:
             batch_size=8, progress=False)
         for a, b in zip(trained.parameters(), reference.parameters(), strict=True):
             np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_product_kernel_without_transpose_is_addmm(dtype: type) -> None:
+    rng = np.random.default_rng(8)
+    left, right = rng.normal(size=(6, 4)).astype(dtype), rng.normal(size=(4, 3)).astype(dtype)
+    out = rng.normal(size=(6, 3)).astype(dtype)
+    expected = out + 0.5 * (left.astype(np.float64) @ right)
+    kernel = _blas.product_kernel(out, left, right, transpose_left=False)
+    assert kernel is not None
+    kernel(0.5)
+    np.testing.assert_allclose(out, expected, rtol=_tolerance(dtype), atol=_tolerance(dtype))
+    assert _blas.product_kernel(out, left, right.T.copy(), transpose_left=False) is None
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_dense_forward_into_buffers_adds_the_bias_inside_the_product(dtype: type) -> None:
+    # reuse=True: z ← b, then z ← X·W + z in one BLAS call; reuse=False: NumPy's X·W + b
+    rng = np.random.default_rng(9)
+    layer = nn.Dense(30, 20, bias_init="normal", dtype=dtype, seed=0)
+    data = rng.normal(size=(64, 30)).astype(dtype)
+    for start in (0, 16, 32):  # successive batch views of the same data
+        batch = data[start:start + 16]
+        fresh = layer.forward(batch)
+        into_buffer = layer.forward(batch, reuse=True)
+        assert layer._addmm_kernel is not None and layer._addmm_kernel[2] is not None
+        expected = batch.astype(np.float64) @ layer.W + layer.b
+        np.testing.assert_allclose(into_buffer, expected, rtol=_tolerance(dtype) * 10,
+                                   atol=_tolerance(dtype) * 10)
+        np.testing.assert_allclose(into_buffer, fresh, rtol=_tolerance(dtype) * 10,
+                                   atol=_tolerance(dtype) * 10)
+    layer.b += 1.0  # a later bias change is seen (the kernel reads b through z each call)
+    np.testing.assert_allclose(layer.forward(data[:16], reuse=True),
+                               data[:16] @ layer.W + layer.b, rtol=1e-4)

@@ -209,29 +209,33 @@ class _ScipyChunkedAxpy(_Kernel):
 
 
 class _Product(_Kernel):
-    """``out ← out + α·leftᵀ·right`` in place: gemm for a matrix ``out`` (its rows may be a
-    row-slice of a larger array), gemv for a vector ``out`` and a vector ``right``."""
+    """``out ← out + α·leftᵀ·right`` (or ``+ α·left·right``) in place: gemm for a matrix
+    ``out`` (its rows may be a row-slice of a larger array), gemv for a vector ``out`` and a
+    vector ``right``."""
 
     __slots__ = ("function", "scalar", "head", "left", "tail", "arrays")
 
     def __init__(self, functions: _Functions, out: np.ndarray, left: np.ndarray,
-                 right: np.ndarray) -> None:
+                 right: np.ndarray, transpose_left: bool = True) -> None:
         self.arrays = (out, left, right)  # kept: the pointers refer to them
         self.scalar, rows, inner = functions.scalar, *left.shape
-        pointer, enum = ctypes.c_void_p, ctypes.c_int
+        pointer, enum, ints = ctypes.c_void_p, ctypes.c_int, functions.ints
         target = (functions.scalar(1.0), pointer(out.ctypes.data),
                   functions.integer(out.strides[0] // out.itemsize if out.ndim == 2 else 1))
         head: tuple[Any, ...]
-        if out.ndim == 2:  # C (inner × n) ← α·Aᵀ·B + C, A = left (rows × inner), B = right
-            self.function = functions.gemm
-            head = (enum(_ROW_MAJOR), enum(_TRANS), enum(_NO_TRANS),
-                    *functions.ints(inner, out.shape[1], rows))
-            tail = (*functions.ints(inner), pointer(right.ctypes.data),
-                    *functions.ints(out.shape[1]))
-        else:  # y (inner) ← α·Aᵀ·x + y
+        if out.ndim == 1:  # y (inner) ← α·Aᵀ·x + y
             self.function = functions.gemv
-            head = (enum(_ROW_MAJOR), enum(_TRANS), *functions.ints(rows, inner))
-            tail = (*functions.ints(inner), pointer(right.ctypes.data), *functions.ints(1))
+            head = (enum(_ROW_MAJOR), enum(_TRANS), *ints(rows, inner))
+            tail = (*ints(inner), pointer(right.ctypes.data), *ints(1))
+        else:
+            self.function, columns = functions.gemm, out.shape[1]
+            if transpose_left:  # C (inner × n) ← α·Aᵀ·B + C, A = left (rows × inner)
+                head = (enum(_ROW_MAJOR), enum(_TRANS), enum(_NO_TRANS),
+                        *ints(inner, columns, rows))
+            else:  # C (rows × n) ← α·A·B + C, B = right (inner × n)
+                head = (enum(_ROW_MAJOR), enum(_NO_TRANS), enum(_NO_TRANS),
+                        *ints(rows, columns, inner))
+            tail = (*ints(inner), pointer(right.ctypes.data), *ints(columns))
         self.head, self.tail = head, (*tail, *target)
         self.left = pointer(left.ctypes.data)
 
@@ -267,19 +271,26 @@ def _axpy_kernel(x: np.ndarray, y: np.ndarray) -> Callable[[float], None] | None
     return None if axpy is None else _ScipyChunkedAxpy(axpy, x, y)
 
 
-def product_kernel(out: np.ndarray, left: np.ndarray,
-                   right: np.ndarray) -> _Product | None:
+def product_kernel(out: np.ndarray, left: np.ndarray, right: np.ndarray,
+                   transpose_left: bool = True) -> _Product | None:
     """A kernel ``k(α)``: ``out ← out + α·leftᵀ·right`` in place by one BLAS call, for
-    ``left`` (N × m) and ``right`` (N × n) or (N,), ``out`` (m × n) or (m,) — or None where
-    it cannot be done so (dtypes, layout, no NumPy BLAS): then store the product instead."""
-    if (out.dtype not in (np.float32, np.float64)
+    ``left`` (N × m) and ``right`` (N × n) or (N,), ``out`` (m × n) or (m,); with
+    ``transpose_left=False``, ``out ← out + α·left·right`` for ``left`` (N × m), ``right``
+    (m × n), ``out`` (N × n). None where it cannot be done so (dtypes, layout, no NumPy BLAS):
+    then compute the product with NumPy instead."""
+    if transpose_left:
+        fits = (right.shape[:1] == left.shape[:1] and out.ndim in (1, 2)
+                and out.shape == (left.shape[1], *right.shape[1:]))
+    else:
+        fits = (right.ndim == 2 and right.shape[0] == left.shape[-1]
+                and out.shape == (left.shape[0], right.shape[1]))
+    if (not fits or left.ndim != 2 or 0 in left.shape or 0 in out.shape
+            or out.dtype not in (np.float32, np.float64)
             or any(a.dtype != out.dtype for a in (left, right))
-            or left.ndim != 2 or right.shape[:1] != left.shape[:1] or left.shape[0] == 0
-            or out.shape != (left.shape[1], *right.shape[1:]) or out.ndim not in (1, 2)
             or not (_contiguous(out, left, right) and out.flags.writeable)):
         return None
     functions = _numpy_blas(out.dtype)
-    return None if functions is None else _Product(functions, out, left, right)
+    return None if functions is None else _Product(functions, out, left, right, transpose_left)
 
 
 def subtract_scaled(param: np.ndarray, d: np.ndarray, rate: float,

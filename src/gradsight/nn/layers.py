@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
+from .. import _blas
 from .. import activations as _activations
 from ..errors import InvalidValueError, ShapeError, TrainingError
 from . import init as _init
@@ -145,6 +146,7 @@ class Dense(Layer):
         self.delta: Array | None = None  # δ = ∂C/∂z of the last backward call (not a copy)
         self.input_grad = True  # whether backward computes ∂C/∂a_prev
         self.name = "dense"
+        self._addmm_kernel: tuple[Array, Array, Any] | None = None
 
     @classmethod
     def from_weights(
@@ -165,15 +167,37 @@ class Dense(Layer):
         layer.W, layer.b = W_array.astype(dtype), b_array.astype(dtype)
         layer.grad_W, layer.grad_b = np.zeros_like(layer.W), np.zeros_like(layer.b)
         layer.inputs, layer.delta, layer.input_grad, layer.name = None, None, True, "dense"
+        layer._addmm_kernel = None
         return layer
 
     def forward(self, X: Array, reuse: bool = False) -> Array:
-        """z = X·W + b; caches X (needed for ∂C/∂W)."""
+        """z = X·W + b; caches X (needed for ∂C/∂W).
+
+        With ``reuse``, as ``torch.addmm``: z ← b (each row), then z ← X·W + z in one BLAS
+        product (β = 1), which adds b while the product's threads write z, instead of in a
+        separate pass over z afterwards."""
         self.inputs = X
         Z = self._out("z", (X.shape[0], self.n_out), self.W.dtype, reuse)
-        np.matmul(X, self.W, out=Z)
-        Z += self.b
+        kernel = self._addmm(X, Z) if reuse else None
+        if kernel is None:
+            np.matmul(X, self.W, out=Z)
+            Z += self.b
+        else:
+            np.copyto(Z, self.b)
+            kernel(1.0)
         return Z
+
+    def _addmm(self, X: Array, Z: Array) -> Any:
+        """The kernel Z ← X·W + Z for these arrays (cached; a new view of the batch only
+        moves its pointer), or None where NumPy must compute the product."""
+        cached = self._addmm_kernel
+        if cached is not None and cached[0] is Z and cached[1] is self.W:
+            kernel = cached[2]  # None after a copy of the layer: made again below
+            if kernel is not None and (kernel.arrays[1] is X or kernel.rebind(X)):
+                return kernel
+        kernel = _blas.product_kernel(Z, X, self.W, transpose_left=False)
+        self._addmm_kernel = (Z, self.W, kernel)
+        return kernel
 
     def backward(
         self, dZ: Array, reuse: bool = False, input_grad: bool | None = None,
@@ -203,6 +227,10 @@ class Dense(Layer):
         dX = self._out("dx", (X.shape[0], self.n_in), self.W.dtype, reuse)
         np.matmul(dZ, self.W.T, out=dX)
         return dX
+
+    def clear_buffers(self) -> None:
+        super().clear_buffers()
+        self._addmm_kernel = None
 
     def fill_gradients(self) -> None:
         """∂C/∂W = Xᵀδ and ∂C/∂b = 1ᵀδ from the X and δ of the last forward/backward pass."""
@@ -236,10 +264,10 @@ class Dense(Layer):
 
 
 # ---- in-place kernels for the common activations -------------------------------------------
-# forward(z, out): out = f(z) (out may be z);  backward(a, dA, out, scratch): out = dA ⊙ f′
-# read off the output a (out may be dA), leaving f′ in scratch. Other activations use
+# forward(z, out): out = f(z) (out may be z);  derivative(a, out): out = f′ read off the output
+# a. The backward pass is then δ = ∂C/∂a ⊙ f′ (one more pass). Other activations use
 # gradsight.activations directly.
-Kernel = tuple[Callable[[Array, Array], None], Callable[[Array, Array, Array, Array], None]]
+Kernel = tuple[Callable[[Array, Array], None], Callable[[Array, Array], None]]
 
 
 def _sigmoid_forward(z: Array, out: Array) -> None:
@@ -254,35 +282,32 @@ def _sigmoid_forward(z: Array, out: Array) -> None:
         out[...] = _activations.sigmoid(z)
 
 
-def _sigmoid_backward(a: Array, dA: Array, out: Array, scratch: Array) -> None:
-    np.subtract(1.0, a, out=scratch)  # δ = ∂C/∂a ⊙ a(1−a)
-    scratch *= a
-    np.multiply(dA, scratch, out=out)
+def _sigmoid_derivative(a: Array, out: Array) -> None:
+    np.subtract(1.0, a, out=out)  # σ′ = a(1−a)
+    out *= a
 
 
 def _tanh_forward(z: Array, out: Array) -> None:
     np.tanh(z, out=out)
 
 
-def _tanh_backward(a: Array, dA: Array, out: Array, scratch: Array) -> None:
-    np.multiply(a, a, out=scratch)  # δ = ∂C/∂a ⊙ (1 − a²)
-    np.subtract(1.0, scratch, out=scratch)
-    np.multiply(dA, scratch, out=out)
+def _tanh_derivative(a: Array, out: Array) -> None:
+    np.multiply(a, a, out=out)  # tanh′ = 1 − a²
+    np.subtract(1.0, out, out=out)
 
 
 def _relu_forward(z: Array, out: Array) -> None:
     np.maximum(z, 0.0, out=out)
 
 
-def _relu_backward(a: Array, dA: Array, out: Array, scratch: Array) -> None:
-    np.greater(a, 0.0, out=scratch)  # relu′ = [z > 0] = [a > 0]  (0 at the kink, as PyTorch)
-    np.multiply(dA, scratch, out=out)
+def _relu_derivative(a: Array, out: Array) -> None:
+    np.greater(a, 0.0, out=out)  # relu′ = [z > 0] = [a > 0]  (0 at the kink, as PyTorch)
 
 
 _KERNELS: dict[str, Kernel] = {
-    "sigmoid": (_sigmoid_forward, _sigmoid_backward),
-    "tanh": (_tanh_forward, _tanh_backward),
-    "relu": (_relu_forward, _relu_backward),
+    "sigmoid": (_sigmoid_forward, _sigmoid_derivative),
+    "tanh": (_tanh_forward, _tanh_derivative),
+    "relu": (_relu_forward, _relu_derivative),
 }
 
 
@@ -336,7 +361,8 @@ class Activation(Layer):
         if self._kernel is not None:
             out = dA if reuse else np.empty_like(a)
             scratch = self._out("scratch", a.shape, a.dtype, reuse)
-            self._kernel[1](a, dA, out, scratch)  # leaves f′ in scratch
+            self._kernel[1](a, scratch)  # f′ into scratch (kept: local_derivative)
+            np.multiply(dA, scratch, out=out)  # δ = ∂C/∂a ⊙ f′
             self.local_derivative = scratch
             return out
         if self._from_output:

@@ -34,6 +34,7 @@ one-hot targets compare argmaxes. Real-valued (regression) targets have no accur
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
@@ -307,10 +308,11 @@ class CrossEntropy(Loss):
             cached = self._cache[("offsets", n, k)] = np.arange(0, n * k, k)
         return cached
 
-    def _ones(self, k: int, dtype: np.dtype) -> np.ndarray:
-        cached = self._cache.get(("ones", k, dtype))
+    def _filled(self, k: int, value: float, dtype: np.dtype) -> np.ndarray:
+        """A vector of k entries equal to ``value`` (cached)."""
+        cached = self._cache.get(("filled", k, value, dtype))
         if cached is None:
-            cached = self._cache[("ones", k, dtype)] = np.ones(k, dtype=dtype)
+            cached = self._cache[("filled", k, value, dtype)] = np.full(k, value, dtype=dtype)
         return cached
 
     def _softmax(self, output: Array, target: np.ndarray, out: Array, row_max: Array) -> float:
@@ -321,12 +323,11 @@ class CrossEntropy(Loss):
         true_class = target + self._offsets(n, k)  # flat index of z_{n, yₙ}
         picked = flat[true_class]
         np.exp(out, out=out)
-        total = out @ self._ones(k, out.dtype)  # Σₖ e^z per row
-        value = float(np.log(total).sum() - picked.sum()) / n  # mean of log Σ e^z − z_y
-        total *= n
-        np.divide(out, total[:, None], out=out)  # softmax(z)/N
+        scaled = out @ self._filled(k, n, out.dtype)  # N·Σₖ e^z per row
+        np.divide(out, scaled[:, None], out=out)  # softmax(z)/N
         flat[true_class] -= 1.0 / n  # − onehot(y)/N
-        return value
+        # C = mean of log Σₖ e^z − z_y = mean(log(N·Σₖ e^z)) − log N − mean(z_y)
+        return float(np.log(scaled).sum() - picked.sum()) / n - math.log(n)
 
 
 _LOSSES: dict[str, type[Loss]] = {
