@@ -2,19 +2,25 @@
 
 The engine benchmark's MLP — 784-256-256-10, sigmoid hidden layers, softmax cross-entropy,
 float32, batch 128, on random data — trained by ``fit`` (``progress=False``,
-``shuffle=False``) several ways in one run: no callback, ``Monitor(every=1)``,
-``Monitor(every=10)`` and a "floor" callback that only reads every gradient, weight and
-activation once per step (one dot each — less than any every-step monitor of these
-statistics must do, so its overhead is a lower bound for ``Monitor(every=1)``) and, with
-plain SGD, a "minimal" callback that computes every number the Monitor records for this
-network with the least work (no record objects, no checks); once with
-plain SGD (the engine benchmark's optimizer, where the
-Monitor reads ‖ΔW‖ = η‖∂C/∂W‖) and once with SGD momentum 0.9 (where it copies W before the
-step and subtracts after it). The runs alternate so that load from other processes hits
-them alike; each figure is the median of ``--repeats`` timed runs
-after one warm-up run of each. Target: overhead ≤ 10% with every=1. Because the machine
-may be shared, it also prints the time spent inside the Monitor's hooks relative to the
-rest of the same run (less sensitive to other processes' load, though not immune).
+``shuffle=False``) several ways in one run, each against "plain" (no callback):
+
+* ``Monitor(every=1)`` and ``Monitor(every=10)``;
+* "unfused": a per-step hook that does nothing. With plain SGD, fit fuses each update into
+  one BLAS product per array on the steps no callback looks at; a callback that looks at
+  every step turns that off (it may read the gradients). This row is that price alone;
+* "floor": a callback that only reads every gradient, weight and activation once per step
+  (one dot each — less than any every-step monitor of these statistics must do, so its
+  overhead is a lower bound for ``Monitor(every=1)``);
+* "minimal" (plain SGD only): a callback that computes every number the Monitor records
+  for this network with the least work (no record objects, no checks).
+
+Once with plain SGD (the engine benchmark's optimizer, where the Monitor reads
+‖ΔW‖ = η‖∂C/∂W‖) and once with SGD momentum 0.9 (never fused; the Monitor copies W before
+the step and subtracts after it). The runs alternate so that load from other processes hits
+them alike; each figure is the median of ``--repeats`` timed runs after one warm-up run of
+each. Target: overhead ≤ 10% with every=1. Because the machine may be shared, it also prints
+the time spent inside the Monitor's hooks relative to the rest of the same run (less
+sensitive to other processes' load, though not immune).
 
     .venv/bin/python benchmarks/bench_monitor.py            # table
     .venv/bin/python benchmarks/bench_monitor.py --json     # one JSON document
@@ -74,6 +80,17 @@ class TimedMonitor(Monitor):
         start = time.perf_counter()
         super().on_batch_end(ctx)
         self.seconds += time.perf_counter() - start
+
+
+class StepHook(Callback):
+    """A per-step hook that does nothing: it only turns off fit's fused update (which needs no
+    callback looking at every step), so the gap between "plain" and this row is what any
+    every-step callback costs before it reads anything."""
+
+    read_only = True
+
+    def on_batch_end(self, ctx) -> None:  # type: ignore[no-untyped-def]
+        pass
 
 
 class FloorReader(Callback):
@@ -142,8 +159,8 @@ def _runner(X: np.ndarray, y: np.ndarray, every: int | None, momentum: float
 
     def run() -> None:
         callbacks: list = [] if every is None else (
-            [FloorReader()] if every == 0 else [MinimalMonitor()] if every < 0
-            else [TimedMonitor(every)])
+            [FloorReader()] if every == 0 else [MinimalMonitor()] if every == -1
+            else [StepHook()] if every == -2 else [TimedMonitor(every)])
         start = time.perf_counter()
         gradsight.fit(model, X, y, loss="cross_entropy", optimizer=optimizer, epochs=EPOCHS,
                       batch_size=ARGS.batch_size, shuffle=False, progress=False,
@@ -159,8 +176,10 @@ def _runner(X: np.ndarray, y: np.ndarray, every: int | None, momentum: float
 
 # plain SGD: the Monitor reads ‖ΔW‖ = η‖∂C/∂W‖; with momentum it copies W and subtracts
 OPTIMIZERS = {"SGD": 0.0, "SGD momentum 0.9": 0.9}
-# "floor": FloorReader, "minimal": MinimalMonitor (every=0 and -1 here name them)
-VARIANTS = {"plain": None, "every=1": 1, "every=10": 10, "floor": 0, "minimal": -1}
+# "unfused": StepHook, "floor": FloorReader, "minimal": MinimalMonitor (every=-2, 0 and -1
+# here name them)
+VARIANTS = {"plain": None, "every=1": 1, "every=10": 10, "unfused": -2, "floor": 0,
+            "minimal": -1}
 
 
 def main() -> dict:
@@ -214,6 +233,8 @@ if __name__ == "__main__":
                           "rest of the run)")
             elif row["variant"] == "floor":
                 extra += "  (one dot per gradient, weight and activation: the lower bound)"
+            elif row["variant"] == "unfused":
+                extra += "  (a no-op per-step hook: fit's fused update turned off)"
             elif row["variant"] == "minimal":
                 extra += "  (every Monitor number, least work, no records)"
             print(f"{row['optimizer']:>17} {row['variant']:>9}: {row['ms_per_step']:.3f} "

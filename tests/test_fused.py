@@ -171,20 +171,20 @@ def _run(model: nn.Sequential, optimizer: object, callbacks: list) -> _Run:
 
 
 def test_fit_fuses_only_plain_sgd_without_per_step_callbacks() -> None:
-    assert _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), []).fused
-    assert _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [EpochEnd()]).fused
-    assert not _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [EveryStep()]).fused
-    assert not _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1, momentum=0.5), []).fused
-    assert not _run(nn.mlp("3-4-2", seed=0), optim.Adam(lr=0.1), []).fused
+    assert _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), []).fused(0)
+    assert _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [EpochEnd()]).fused(0)
+    assert not _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [EveryStep()]).fused(0)
+    assert not _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1, momentum=0.5), []).fused(0)
+    assert not _run(nn.mlp("3-4-2", seed=0), optim.Adam(lr=0.1), []).fused(0)
     hooks = Callback()
     hooks.on_after_backward = lambda ctx: None  # type: ignore[method-assign]
-    assert not _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [hooks]).fused
+    assert not _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [hooks]).fused(0)
 
     class OwnDense(nn.Dense):
         pass
 
     own = nn.Sequential([OwnDense(3, 2, seed=0)])
-    assert not _run(own, optim.SGD(lr=0.1), []).fused
+    assert not _run(own, optim.SGD(lr=0.1), []).fused(0)
 
 
 @pytest.mark.parametrize(("sizes", "activation", "loss", "shuffle"), [
@@ -293,3 +293,62 @@ def test_dense_forward_into_buffers_adds_the_bias_inside_the_product(dtype: type
     layer.b += 1.0  # a later bias change is seen (the kernel reads b through z each call)
     np.testing.assert_allclose(layer.forward(data[:16], reuse=True),
                                data[:16] @ layer.W + layer.b, rtol=1e-4)
+
+
+class EveryThird(Callback):
+    """Looks at steps 0, 3, 6, …: the others may be fused."""
+
+    def __init__(self) -> None:
+        self.seen: list[tuple[int, list[np.ndarray]]] = []
+
+    def looks_at(self, step: int) -> bool:
+        return step % 3 == 0
+
+    def on_after_backward(self, ctx: TrainContext) -> None:
+        if ctx.step % 3 == 0:  # (called at other steps too when another callback looks)
+            self.seen.append((ctx.step, [g.copy() for g in ctx.model.gradients()]))
+
+
+def test_steps_a_callback_does_not_look_at_are_fused_and_the_others_see_true_gradients(
+) -> None:
+    assert [_run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [EveryThird()]).fused(step)
+            for step in range(4)] == [False, True, True, False]
+    rng = np.random.default_rng(10)
+    X, y = rng.normal(size=(50, 4)), rng.integers(0, 3, size=50)
+    runs = []
+    for callbacks in ([EveryThird()], [EveryThird(), EveryStep()]):
+        model = nn.mlp("4-9-7-3", activation="sigmoid", seed=3)
+        fit(model, X, y, loss="cross_entropy", optimizer=optim.SGD(lr=0.4), epochs=3,
+            batch_size=8, callbacks=callbacks, progress=False)
+        runs.append((model, callbacks[0]))
+    (fused, fused_seen), (plain, plain_seen) = runs
+    assert [s for s, _ in fused_seen.seen] == [s for s, _ in plain_seen.seen] == list(
+        range(0, 21, 3))
+    for (_, a), (_, b) in zip(fused_seen.seen, plain_seen.seen, strict=True):
+        for ga, gb in zip(a, b, strict=True):
+            np.testing.assert_allclose(ga, gb, rtol=1e-11, atol=1e-15)
+    for a, b in zip(fused.parameters(), plain.parameters(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-15)
+
+
+def test_a_monitor_records_the_same_numbers_when_the_steps_between_are_fused() -> None:
+    from gradsight.diagnostics import Monitor
+
+    rng = np.random.default_rng(11)
+    X, y = rng.normal(size=(64, 6)), rng.integers(0, 2, size=64)
+    monitors = []
+    for extra in ([], [EveryStep()]):
+        monitor = Monitor(every=4)
+        fit(nn.mlp("6-8-8-2", activation="tanh", seed=4), X, y, loss="cross_entropy",
+            optimizer=optim.SGD(lr=0.3), epochs=4, batch_size=8,
+            callbacks=[monitor, *extra], progress=False)
+        monitors.append(monitor)
+    fused, plain = monitors
+    assert len(fused.history) == len(plain.history) > 0
+    for a, b in zip(fused.history, plain.history, strict=True):
+        assert (a.layer, a.step, a.kind) == (b.layer, b.step, b.kind)
+        for field in ("grad_W_norm", "weight_norm", "update_ratio", "mean", "std"):
+            x, z = getattr(a, field, None), getattr(b, field, None)
+            assert (x is None) == (z is None)
+            if x is not None:
+                assert x == pytest.approx(z, rel=1e-9, abs=1e-15), field

@@ -140,6 +140,16 @@ class Callback:
         """Whether the hooks of ``step`` read the ``*_sq_norms`` fields of the context."""
         return False
 
+    def looks_at(self, step: int) -> bool:
+        """Whether the per-step hooks (:meth:`on_after_backward`, :meth:`on_batch_end`) do
+        anything at ``step``. On steps at which no callback looks, ``fit`` skips those hooks
+        and, with plain SGD, fuses the update into one product per array without storing the
+        gradients (see :mod:`gradsight.train`). The default is True whenever the callback has
+        either hook of its own; override it only to answer False for steps on which both of
+        its hooks do nothing (as :class:`~gradsight.diagnostics.Monitor` does between the
+        steps it records)."""
+        return has_step_hooks(self)
+
     def on_train_begin(self, ctx: TrainContext) -> None:
         """Before the first batch."""
 
@@ -154,3 +164,10 @@ class Callback:
 
     def on_train_end(self, ctx: TrainContext) -> None:
         """After the last step (also after a stop or Ctrl-C)."""
+
+
+def has_step_hooks(callback: object) -> bool:
+    """Whether ``callback`` has per-step hooks of its own (on_after_backward, on_batch_end,
+    defined by its class or set on the instance)."""
+    return any(getattr(getattr(callback, name, None), "__func__", None)
+               is not getattr(Callback, name) for name in ("on_after_backward", "on_batch_end"))

@@ -16,13 +16,15 @@ the model *before* that batch's update (Keras' convention: no extra pass over th
 ``val_loss``/``val_accuracy`` are computed on the model at the end of the epoch. Accuracy is
 defined as in :mod:`gradsight.nn.losses` (None for regression targets).
 
-Fused update. With plain SGD (``w ← w − η·∂C/∂w``: no momentum, no weight decay) and no
-callback that looks at every step, backpropagation stops at the errors δ = ∂C/∂z of each
-Dense layer, and the step applies ``W ← W − η·aᵀδ`` and ``b ← b − η·δᵀ·1`` as one
-accumulating matrix product each (:meth:`gradsight.optim.SGD.step_products`): the same rule
-and the same numbers up to rounding, in one pass over W instead of writing ∂C/∂W and
-reading it back. ``grad_W``/``grad_b`` are then written once per epoch, at its end, with the
-gradients of its last step (and on every step the guard cannot clear from δ alone).
+Fused update. With plain SGD (``w ← w − η·∂C/∂w``: no momentum, no weight decay), on the
+steps at which no callback looks (:meth:`Callback.looks_at`: a callback with per-step hooks
+looks at every step unless it says otherwise; a Monitor only at the steps it records),
+backpropagation stops at the errors δ = ∂C/∂z of each Dense layer, and the step applies
+``W ← W − η·aᵀδ`` and ``b ← b − η·δᵀ·1`` as one accumulating matrix product each
+(:meth:`gradsight.optim.SGD.step_products`): the same rule and the same numbers up to
+rounding, in one pass over W instead of writing ∂C/∂W and reading it back. The per-step hooks
+are skipped on those steps. ``grad_W``/``grad_b`` then hold the gradients of the last step
+that was not fused, until the epoch's end, when they are written for its last step.
 
 NaN guard: if the cost or a gradient is not finite, the step is not applied and training
 stops; if an update makes a weight non-finite, it is undone. ``History.stopped`` then says
@@ -41,7 +43,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from . import optim as _optim
-from ._train_types import Callback, History, TrainContext
+from ._train_types import Callback, History, TrainContext, has_step_hooks
 from .errors import DataError, InvalidValueError, ShapeError
 from .nn._update import StepApplier, finite, squared_norm
 from .nn.layers import Dense
@@ -84,12 +86,6 @@ def _count(name: str, value: object, minimum: int) -> int:
 
 
 # ---- the loop ----------------------------------------------------------------------------
-def _has_step_hooks(callback: object) -> bool:
-    """Whether ``callback`` may look at every step (its own on_after_backward/on_batch_end)."""
-    return any(getattr(getattr(callback, name, None), "__func__", None)
-               is not getattr(Callback, name) for name in ("on_after_backward", "on_batch_end"))
-
-
 class _Run:
     """State of one ``fit`` call; methods are the parts of the loop."""
 
@@ -108,8 +104,18 @@ class _Run:
         self.norms_wanted = [c.wants_norms for c in self.callbacks
                              if callable(getattr(c, "wants_norms", None))]
         self.applier = StepApplier(optimizer, model, data_sq_norm, self.read_only)
-        # plain SGD and no per-step hooks: each step's update is fused (see the module doc)
-        self.fused = self.applier.fusable and not any(map(_has_step_hooks, self.callbacks))
+        # plain SGD: the steps at which no callback looks are fused (see the module doc)
+        self.fusable = self.applier.fusable
+        self.always_looked_at = False
+        self.lookers: list[Any] = []
+        for callback in self.callbacks:
+            looks_at = getattr(callback, "looks_at", None)
+            if not callable(looks_at) or (getattr(looks_at, "__func__", None)
+                                          is Callback.looks_at and has_step_hooks(callback)):
+                self.always_looked_at = True
+            elif getattr(looks_at, "__func__", None) is not Callback.looks_at:
+                self.lookers.append(looks_at)
+        self.gradients_behind = False  # the stored gradients are not the last step's
         self.param_names = [
             (layer.name, ("W", "b")[j] if isinstance(layer, Dense) else str(j))
             for layer in model.layers for j, _ in enumerate(layer.parameters())
@@ -156,14 +162,16 @@ class _Run:
         grad = self._batch_buffer(output, output.shape[0], "dY")
         value, grad, self.correct = self.loss._training_step(output, y_b, grad, labels_b)
         ctx.X_batch, ctx.y_batch, ctx.output, ctx.batch_loss = X_b, y_b, output, value
-        if self.fused:
+        if self.fused(ctx.step):  # no hook looks: no stored gradients, no hooks
             model.backward(grad, reuse=True, input_grad=False, gradients=False)
             if math.isfinite(value) and self.applier.apply_fused(X_b):
                 self.history.batch_losses.append(value)
+                self.gradients_behind = True
                 return None
             model.fill_gradients()  # the guard needs a closer look: the ordinary path
         else:
             model.backward(grad, reuse=True, input_grad=False)
+        self.gradients_behind = False
         applier, wanted = self.applier, self._wanted(ctx.step)
         ctx.update_sq_norms = None
         if self.read_only:  # measure once, before the hooks, and share the norms
@@ -189,6 +197,11 @@ class _Run:
         for callback in self.callbacks:
             callback.on_batch_end(ctx)
         return None
+
+    def fused(self, step: int) -> bool:
+        """Whether ``step`` is fused: plain SGD, and no callback looks at it."""
+        return self.fusable and not (
+            self.always_looked_at or any(looks_at(step) for looks_at in self.lookers))
 
     def _wanted(self, step: int) -> bool:
         """Whether some (read-only) callback reads the shared norms at ``step``."""
@@ -236,8 +249,9 @@ class _Run:
             if ctx.stop_training:
                 self.history.stopped = ctx.stop_reason or "stopped by a callback"
                 return False
-        if self.fused:  # the stored gradients: those of the epoch's last step
+        if self.gradients_behind:  # the stored gradients: those of the epoch's last step
             self.model.fill_gradients()
+            self.gradients_behind = False
         accuracy = None if self.labels is None else correct / self.n
         self.history.epochs.append({
             "epoch": epoch, "loss": total / self.n, "accuracy": accuracy,

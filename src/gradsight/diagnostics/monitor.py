@@ -133,6 +133,10 @@ class Monitor(Callback):
         """True on the steps it records: it then reads ``ctx.*_sq_norms``."""
         return step % self.every == 0
 
+    def looks_at(self, step: int) -> bool:
+        """Only the steps it records: ``fit`` may fuse the updates of the others."""
+        return step % self.every == 0
+
     def on_train_begin(self, ctx: Any) -> None:
         self._pending = []
         self._prepare(ctx.model)
