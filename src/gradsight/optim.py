@@ -9,7 +9,9 @@ the ``params`` list; :meth:`Optimizer.reset` forgets it.
 Updates are written with ``out=`` into scratch buffers kept per parameter, so a step on a
 float32 network allocates nothing and float32 stays float32. The final ``w ← w − η·d`` of SGD
 (plain, momentum or Nesterov) is one BLAS axpy per array where that applies (see
-:mod:`gradsight._blas`), the same rule in one pass instead of two.
+:mod:`gradsight._blas`), the same rule in one pass instead of two. When the gradient is a
+product, as a Dense layer's ∂C/∂W = aᵀδ, :meth:`SGD.step_products` applies the plain rule as
+that product itself, accumulated into w by BLAS, without storing the gradient.
 
 >>> import numpy as np
 >>> x = np.array([8.0])
