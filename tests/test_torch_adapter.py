@@ -16,6 +16,8 @@ import textwrap
 import numpy as np
 import pytest
 
+from _bounded import run_bounded
+
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
@@ -662,8 +664,8 @@ def test_all_reduce_averages_over_two_ranks(tmp_path):
     script = tmp_path / "ddp_two_ranks.py"
     script.write_text(DDP_SCRIPT)
     out = tmp_path / "out.json"
-    done = subprocess.run([sys.executable, str(script), str(tmp_path / "rendezvous"), str(out)],
-                          capture_output=True, text=True, timeout=120)
+    done = run_bounded([sys.executable, str(script), str(tmp_path / "rendezvous"), str(out)],
+                       timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
     result = json.loads(out.read_text())
     shared, (rank0, rank1) = result["shared"], result["local"]

@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import json
 import math
-import subprocess
 import sys
 
 import pytest
+
+from _bounded import run_bounded
 
 pytest.importorskip("torch")
 pytest.importorskip("torch.distributed")
@@ -114,8 +115,8 @@ def ranks(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp")
     script = folder / "ddp_run.py"
     script.write_text(SCRIPT)
-    done = subprocess.run([sys.executable, str(script), str(folder / "rendezvous"),
-                           str(folder)], capture_output=True, text=True, timeout=120)
+    done = run_bounded([sys.executable, str(script), str(folder / "rendezvous"), str(folder)],
+                       timeout=120)
     assert done.returncode == 0, done.stderr[-3000:]
     results = [json.loads((folder / f"rank{r}.json").read_text()) for r in (0, 1)]
     return folder, results

@@ -14,11 +14,11 @@ import html
 import json
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
 
+from _bounded import run_bounded
 from gradsight.tour import SECTION_IDS, run_tour
 
 pytestmark = pytest.mark.browser
@@ -44,7 +44,7 @@ def load_in_chromium(page: Path, profile: Path) -> tuple[str, dict, list[str]]:
         "--enable-logging=stderr", "--v=0", "--virtual-time-budget=10000",
         "--dump-dom", page.resolve().as_uri(),
     ]
-    done = subprocess.run(command, capture_output=True, text=True, timeout=90)
+    done = run_bounded(command, timeout=90)
     assert done.returncode == 0, f"chromium failed ({done.returncode}): {done.stderr[-2000:]}"
     match = _SELFCHECK.search(done.stdout)
     assert match, "the dumped DOM has no #selfcheck element"
