@@ -352,3 +352,20 @@ def test_a_monitor_records_the_same_numbers_when_the_steps_between_are_fused() -
             assert (x is None) == (z is None)
             if x is not None:
                 assert x == pytest.approx(z, rel=1e-9, abs=1e-15), field
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("alpha", [1.0, 0.3])
+def test_scale_add_is_a_momentum_buffer_update(dtype: type, alpha: float) -> None:
+    rng = np.random.default_rng(12)
+    x, y = rng.normal(size=(50, 40)).astype(dtype), rng.normal(size=(50, 40)).astype(dtype)
+    expected = alpha * x.astype(np.float64) + 0.9 * y
+    state = {"scratch": np.empty_like(y)}
+    _blas.scale_add(y, x, alpha, 0.9, state)
+    np.testing.assert_allclose(y, expected, rtol=_tolerance(dtype), atol=_tolerance(dtype))
+    assert state["axpby"][2] is not None  # NumPy's OpenBLAS has axpby: one BLAS pass
+    strided = rng.normal(size=(50, 80))[:, ::2]  # not contiguous: NumPy's passes instead
+    target = rng.normal(size=(50, 40))
+    expected = alpha * strided + 0.9 * target
+    _blas.scale_add(target, strided, alpha, 0.9, {"scratch": np.empty_like(target)})
+    np.testing.assert_allclose(target, expected, rtol=1e-13, atol=1e-13)

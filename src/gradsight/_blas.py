@@ -35,7 +35,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["subtract_scaled", "product_kernel", "backend"]
+__all__ = ["subtract_scaled", "scale_add", "product_kernel", "backend"]
 
 _CHUNK = 8192
 _BLAS_MIN = 32
@@ -51,8 +51,10 @@ class _Functions:
     types of their integers and scalars. The functions have no declared argument types:
     kernels pass ready-made ctypes objects, which skips a conversion per argument and call."""
 
-    def __init__(self, axpy: Any, gemm: Any, gemv: Any, integer: Any, scalar: Any) -> None:
+    def __init__(self, axpy: Any, gemm: Any, gemv: Any, integer: Any, scalar: Any,
+                 axpby: Any = None) -> None:
         self.axpy, self.gemm, self.gemv = axpy, gemm, gemv
+        self.axpby = axpby  # y ← α·x + β·y: an OpenBLAS extension, None where it is missing
         self.integer, self.scalar = integer, scalar
 
     def ints(self, *values: int) -> tuple[Any, ...]:
@@ -83,9 +85,11 @@ def _bind(library: Any, pattern: str, integer: Any, letter: str,
     if any(function is None for function in found):
         return None
     axpy, gemm, gemv = found
-    for function in found:
-        function.restype = None
-    return _Functions(axpy, gemm, gemv, integer, scalar)
+    axpby = getattr(library, pattern.format(letter + "axpby"), None)
+    for function in (*found, axpby):
+        if function is not None:
+            function.restype = None
+    return _Functions(axpy, gemm, gemv, integer, scalar, axpby)
 
 
 def _probe(functions: _Functions, dtype: np.dtype) -> bool:
@@ -106,6 +110,11 @@ def _probe(functions: _Functions, dtype: np.dtype) -> bool:
         _Product(functions, vector[1:3], right, weights)(2.0)
         expected_vector = np.full(4, 7.0, dtype=dtype)
         expected_vector[1:3] += 2 * (right.T @ weights)
+        if functions.axpby is not None:  # optional: dropped if it does not compute α·x + β·y
+            y = np.full(7, 10.0, dtype=dtype)
+            _Axpby(functions, x[1:6], y[1:6])(2.0, 0.5)
+            if not np.array_equal(y, np.array([10, 9, 11, 13, 15, 17, 10], dtype=dtype)):
+                functions.axpby = None
         return bool(axpy_ok and np.array_equal(out, expected)
                     and np.array_equal(vector, expected_vector))
     except Exception:  # pragma: no cover - a library that cannot be called is not used
@@ -189,6 +198,23 @@ class _Axpy(_Kernel):
 
     def __call__(self, alpha: float) -> None:
         self.function(self.size, self.scalar(alpha), *self.tail)
+
+
+class _Axpby(_Kernel):
+    """``y ← α·x + β·y`` in place, one call to NumPy's BLAS (OpenBLAS' axpby)."""
+
+    __slots__ = ("function", "scalar", "arrays", "size", "x", "y")
+
+    def __init__(self, functions: _Functions, x: np.ndarray, y: np.ndarray) -> None:
+        self.function, self.scalar = functions.axpby, functions.scalar
+        self.arrays = (x, y)  # kept: the pointers refer to them
+        one = functions.integer(1)
+        self.size = functions.integer(y.size)
+        self.x, self.y = (ctypes.c_void_p(x.ctypes.data), one), (ctypes.c_void_p(y.ctypes.data),
+                                                                 one)
+
+    def __call__(self, alpha: float, beta: float) -> None:
+        self.function(self.size, self.scalar(alpha), *self.x, self.scalar(beta), *self.y)
 
 
 class _ScipyChunkedAxpy(_Kernel):
@@ -307,3 +333,25 @@ def subtract_scaled(param: np.ndarray, d: np.ndarray, rate: float,
     scratch = state["scratch"]
     np.multiply(d, rate, out=scratch)
     param -= scratch
+
+
+def scale_add(y: np.ndarray, x: np.ndarray, alpha: float, beta: float,
+              state: dict[str, Any]) -> None:
+    """``y ← α·x + β·y`` in place (a momentum buffer's update): one BLAS axpby pass where
+    NumPy's BLAS has it, else NumPy's passes through ``state["scratch"]``."""
+    cached = state.get("axpby")  # (y, x, kernel or None), rebuilt when the arrays change
+    if cached is None or cached[0] is not y or cached[1] is not x:
+        kernel = None
+        if (_axpy_kernel(x, y) is not None and (functions := _numpy_blas(y.dtype)) is not None
+                and functions.axpby is not None):
+            kernel = _Axpby(functions, x, y)
+        cached = state["axpby"] = (y, x, kernel)
+    if cached[2] is not None:
+        cached[2](alpha, beta)
+        return
+    y *= beta
+    if alpha == 1:
+        y += x
+    else:
+        np.multiply(x, alpha, out=state["scratch"])
+        y += state["scratch"]

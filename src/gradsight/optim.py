@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ._blas import product_kernel, subtract_scaled
+from ._blas import product_kernel, scale_add, subtract_scaled
 from .errors import InvalidValueError, ShapeError, UnknownNameError, require_finite
 
 __all__ = ["SGD", "AdaGrad", "Adam", "Optimizer", "RMSProp", "get", "names"]
@@ -195,13 +195,8 @@ class SGD(Optimizer):
             buf = state.get("momentum_buffer")
             if buf is None:
                 state["momentum_buffer"] = buf = np.array(g, dtype=param.dtype, copy=True)
-            else:
-                buf *= self.momentum
-                if self.dampening == 0:
-                    buf += g
-                else:
-                    np.multiply(g, 1 - self.dampening, out=scratch)
-                    buf += scratch
+            else:  # b ← μ·b + (1 − dampening)·g, in one pass where BLAS allows
+                scale_add(buf, g, 1 - self.dampening, self.momentum, state)
             if self.nesterov:
                 np.multiply(buf, self.momentum, out=scratch)
                 scratch += g
