@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from gradsight import _blas, nn, optim
-from gradsight.train import Callback, TrainContext, _check_data, _Run, fit
+from gradsight._train_loop import Run
+from gradsight.train import Callback, TrainContext, _check_data, fit
 
 DTYPES = [np.float32, np.float64]
 
@@ -164,10 +165,10 @@ class EpochEnd(Callback):
         self.gradients.append([g.copy() for g in ctx.model.gradients()])
 
 
-def _run(model: nn.Sequential, optimizer: object, callbacks: list) -> _Run:
+def _run(model: nn.Sequential, optimizer: object, callbacks: list) -> Run:
     cost = nn.loss("cross_entropy")
     data = _check_data(model, cost, np.ones((4, model.n_inputs)), [0, 1, 0, 1], "training")
-    return _Run(model, cost, optimizer, data, 2, False, 0, callbacks, 1)
+    return Run(model, cost, optimizer, data, 2, False, 0, callbacks, 1)
 
 
 def test_fit_fuses_only_plain_sgd_without_per_step_callbacks() -> None:

@@ -30,123 +30,10 @@ from typing import Any
 import numpy as np
 
 from ._blas import product_kernel, scale_add, subtract_scaled
-from .errors import InvalidValueError, ShapeError, UnknownNameError, require_finite
+from ._optimizer import Optimizer, non_negative, unit_interval
+from .errors import InvalidValueError, UnknownNameError, require_finite
 
 __all__ = ["SGD", "AdaGrad", "Adam", "Optimizer", "RMSProp", "get", "names"]
-
-_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
-
-
-def _positive(name: str, value: float) -> float:
-    number = require_finite(name, value)
-    if number <= 0:
-        raise InvalidValueError(f"{name} must be a finite number > 0, got {value!r}")
-    return number
-
-
-def _non_negative(name: str, value: float) -> float:
-    number = require_finite(name, value)
-    if number < 0:
-        raise InvalidValueError(f"{name} must be a finite number >= 0, got {value!r}")
-    return number
-
-
-def _unit_interval(name: str, value: float) -> float:
-    number = require_finite(name, value)
-    if not 0.0 <= number < 1.0:
-        raise InvalidValueError(f"{name} must be in [0, 1), got {value!r}")
-    return number
-
-
-class Optimizer:
-    """Base class: validates ``params``/``grads`` and keeps per-position state.
-
-    Subclasses implement ``_update(param, grad, state)`` for one array, where ``state`` is a
-    dict that persists between steps for that position (empty on the first step).
-    """
-
-    name = "optimizer"
-
-    def __init__(self, lr: float) -> None:
-        self.lr = lr
-        self._states: list[dict[str, Any]] = []
-
-    @property
-    def lr(self) -> float:
-        """Learning rate η (> 0); may be changed between steps (a schedule)."""
-        return self._lr
-
-    @lr.setter
-    def lr(self, value: float) -> None:
-        self._lr = _positive("lr", value)
-
-    def hyperparameters(self) -> dict[str, Any]:
-        """The constructor arguments as a JSON-able dict (``get(name, **h)`` rebuilds it)."""
-        raise NotImplementedError
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
-        return f"{type(self).__name__}({args})"
-
-    def reset(self) -> None:
-        """Forget all state: momentum buffers, running averages, step counts."""
-        self._states = []
-
-    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
-        """Update every array of ``params`` in place from the matching array of ``grads``."""
-        if len(params) != len(grads):
-            raise ShapeError(f"got {len(params)} parameter arrays but {len(grads)} gradients")
-        states = self._states
-        if len(states) != len(params):
-            if any(states):
-                raise ShapeError(
-                    f"optimizer holds state for {len(states)} parameter arrays, got "
-                    f"{len(params)}; call reset() before using it on other parameters"
-                )
-            states = self._states = [{} for _ in params]
-        for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
-            self._check(index, param, grad, state)  # all checked first: no half-applied step
-        for param, grad, state in zip(params, grads, states, strict=True):
-            self._update(param, grad, state)
-
-    def _check(self, index: int, param: np.ndarray, grad: np.ndarray,
-               state: dict[str, Any]) -> None:
-        if not isinstance(param, np.ndarray) or param.dtype not in _FLOAT_DTYPES:
-            kind = getattr(param, "dtype", type(param).__name__)
-            raise InvalidValueError(
-                f"params[{index}] must be a float32 or float64 NumPy array, got {kind}"
-            )
-        shape = grad.shape if isinstance(grad, np.ndarray) else np.shape(grad)
-        if shape != param.shape:
-            raise ShapeError(
-                f"grads[{index}] has shape {shape}, params[{index}] has {param.shape}"
-            )
-        if state and state["shape"] != param.shape:
-            raise ShapeError(
-                f"params[{index}] changed shape from {state['shape']} to {param.shape}; "
-                "call reset() before using the optimizer on other parameters"
-            )
-
-    @staticmethod
-    def _new_state(state: dict[str, Any], param: np.ndarray) -> None:
-        state["shape"] = param.shape
-        state["step"] = 0
-        state["scratch"] = np.empty_like(param)
-
-    @staticmethod
-    def _decayed(param: np.ndarray, grad: np.ndarray, weight_decay: float,
-                 state: dict[str, Any]) -> np.ndarray:
-        """``g + λ·w`` (L2 weight decay added to the gradient), without touching ``grad``."""
-        if weight_decay == 0:
-            return grad
-        buffer = state.setdefault("decayed", np.empty_like(param))
-        np.multiply(param, weight_decay, out=buffer)
-        np.add(buffer, grad, out=buffer)
-        return buffer
-
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
-        raise NotImplementedError
-
 
 class SGD(Optimizer):
     """Stochastic gradient descent, with optional momentum, dampening, Nesterov, weight decay.
@@ -159,9 +46,9 @@ class SGD(Optimizer):
     def __init__(self, lr: float = 1e-3, momentum: float = 0.0, dampening: float = 0.0,
                  weight_decay: float = 0.0, nesterov: bool = False) -> None:
         super().__init__(lr)
-        self.momentum = _non_negative("momentum", momentum)
+        self.momentum = non_negative("momentum", momentum)
         self.dampening = require_finite("dampening", dampening)
-        self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.weight_decay = non_negative("weight_decay", weight_decay)
         self.nesterov = bool(nesterov)
         self._product_kernels: list[tuple[Any, Any, Any, Any]] = []
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
@@ -252,11 +139,11 @@ class AdaGrad(Optimizer):
     def __init__(self, lr: float = 0.01, lr_decay: float = 0.0, weight_decay: float = 0.0,
                  initial_accumulator_value: float = 0.0, eps: float = 1e-10) -> None:
         super().__init__(lr)
-        self.lr_decay = _non_negative("lr_decay", lr_decay)
-        self.weight_decay = _non_negative("weight_decay", weight_decay)
-        self.initial_accumulator_value = _non_negative(
+        self.lr_decay = non_negative("lr_decay", lr_decay)
+        self.weight_decay = non_negative("weight_decay", weight_decay)
+        self.initial_accumulator_value = non_negative(
             "initial_accumulator_value", initial_accumulator_value)
-        self.eps = _non_negative("eps", eps)
+        self.eps = non_negative("eps", eps)
 
     def hyperparameters(self) -> dict[str, Any]:
         return {"lr": self.lr, "lr_decay": self.lr_decay, "weight_decay": self.weight_decay,
@@ -294,10 +181,10 @@ class RMSProp(Optimizer):
                  weight_decay: float = 0.0, momentum: float = 0.0,
                  centered: bool = False) -> None:
         super().__init__(lr)
-        self.alpha = _unit_interval("alpha", alpha)
-        self.eps = _non_negative("eps", eps)
-        self.weight_decay = _non_negative("weight_decay", weight_decay)
-        self.momentum = _non_negative("momentum", momentum)
+        self.alpha = unit_interval("alpha", alpha)
+        self.eps = non_negative("eps", eps)
+        self.weight_decay = non_negative("weight_decay", weight_decay)
+        self.momentum = non_negative("momentum", momentum)
         self.centered = bool(centered)
 
     def hyperparameters(self) -> dict[str, Any]:
@@ -359,9 +246,9 @@ class Adam(Optimizer):
         super().__init__(lr)
         if isinstance(betas, (str, bytes)) or len(betas) != 2:
             raise InvalidValueError(f"betas must be two numbers in [0, 1), got {betas!r}")
-        self.betas = (_unit_interval("betas[0]", betas[0]), _unit_interval("betas[1]", betas[1]))
-        self.eps = _non_negative("eps", eps)
-        self.weight_decay = _non_negative("weight_decay", weight_decay)
+        self.betas = (unit_interval("betas[0]", betas[0]), unit_interval("betas[1]", betas[1]))
+        self.eps = non_negative("eps", eps)
+        self.weight_decay = non_negative("weight_decay", weight_decay)
         self.amsgrad = bool(amsgrad)
 
     def hyperparameters(self) -> dict[str, Any]:
