@@ -23,6 +23,24 @@ __all__ = ["Run"]
 
 
 # ---- the loop ----------------------------------------------------------------------------
+def _lookers(callbacks: Sequence[Any]) -> tuple[bool, list[Any]]:
+    """(whether some callback looks at every step, the ``looks_at`` methods to ask per step).
+
+    A callback that keeps :meth:`Callback.looks_at` as it is looks at every step if it has a
+    per-step hook and never otherwise; one without ``looks_at`` (not a Callback) at every
+    step; the others are asked."""
+    always, lookers = False, []
+    for callback in callbacks:
+        looks_at = getattr(callback, "looks_at", None)
+        if not callable(looks_at):
+            always = True
+        elif getattr(looks_at, "__func__", None) is Callback.looks_at:
+            always = always or has_step_hooks(callback)
+        else:
+            lookers.append(looks_at)
+    return always, lookers
+
+
 class Run:
     """State of one ``fit`` call; methods are the parts of the loop (see :mod:`gradsight.train`)."""
 
@@ -43,15 +61,7 @@ class Run:
         self.applier = StepApplier(optimizer, model, data_sq_norm, self.read_only)
         # plain SGD: the steps at which no callback looks are fused (see the module doc)
         self.fusable = self.applier.fusable
-        self.always_looked_at = False
-        self.lookers: list[Any] = []
-        for callback in self.callbacks:
-            looks_at = getattr(callback, "looks_at", None)
-            if not callable(looks_at) or (getattr(looks_at, "__func__", None)
-                                          is Callback.looks_at and has_step_hooks(callback)):
-                self.always_looked_at = True
-            elif getattr(looks_at, "__func__", None) is not Callback.looks_at:
-                self.lookers.append(looks_at)
+        self.always_looked_at, self.lookers = _lookers(self.callbacks)
         self.gradients_behind = False  # the stored gradients are not the last step's
         self.param_names = [
             (layer.name, ("W", "b")[j] if isinstance(layer, Dense) else str(j))
@@ -109,7 +119,11 @@ class Run:
         else:
             model.backward(grad, reuse=True, input_grad=False)
         self.gradients_behind = False
-        applier, wanted = self.applier, self._wanted(ctx.step)
+        return self._guard_apply_and_hooks(value, X_b)
+
+    def _guard_apply_and_hooks(self, value: float, X_b: np.ndarray) -> tuple[str, str] | None:
+        """The ordinary path, gradients stored: the guard, the hooks and the update."""
+        ctx, applier, wanted = self.ctx, self.applier, self._wanted(self.ctx.step)
         ctx.update_sq_norms = None
         if self.read_only:  # measure once, before the hooks, and share the norms
             ctx.grad_sq_norms = applier.measure(X_b, exact=wanted)
