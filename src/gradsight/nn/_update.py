@@ -32,6 +32,10 @@ are needed while ‖w‖ + η‖g‖ stays far below the largest float, since th
 |wᵢ − η gᵢ| ≤ ‖w‖ + η‖g‖ is finite. ‖w‖ is tracked as an upper bound (triangle inequality),
 and recomputed every step if a callback may change the weights (one that is not
 ``read_only``).
+
+Fused update (:meth:`StepApplier.apply_fused`, plain SGD on the steps no callback looks at):
+the gradients are never stored, so only the cheap test can clear them; where it cannot, the
+loop stores them and takes the ordinary path for that step.
 """
 
 from __future__ import annotations
