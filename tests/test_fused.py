@@ -370,3 +370,22 @@ def test_scale_add_is_a_momentum_buffer_update(dtype: type, alpha: float) -> Non
     expected = alpha * strided + 0.9 * target
     _blas.scale_add(target, strided, alpha, 0.9, {"scratch": np.empty_like(target)})
     np.testing.assert_allclose(target, expected, rtol=1e-13, atol=1e-13)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_the_guard_stops_a_fused_run_where_it_stops_the_unfused_one(activation: str) -> None:
+    rng = np.random.default_rng(13)
+    X, y = rng.normal(size=(64, 3)), rng.normal(size=64) * 10
+    runs = []
+    for callbacks in ([], [EveryStep()]):
+        model = nn.mlp("3-16-16-1", activation=activation, init="he_normal", seed=0)
+        history = fit(model, X, y, loss="quadratic", optimizer=optim.SGD(lr=1e6), epochs=50,
+                      batch_size=8, callbacks=callbacks, progress=False)
+        runs.append((model, history))
+    (fused, fused_history), (plain, plain_history) = runs
+    assert fused_history.stopped is not None and fused_history.stopped.startswith("non-finite")
+    assert fused_history.stopped == plain_history.stopped
+    assert fused_history.steps == plain_history.steps
+    for a, b in zip(fused.parameters(), plain.parameters(), strict=True):
+        assert np.isfinite(a).all()
+        np.testing.assert_allclose(a, b, rtol=1e-9)
