@@ -389,3 +389,21 @@ def test_the_guard_stops_a_fused_run_where_it_stops_the_unfused_one(activation: 
     for a, b in zip(fused.parameters(), plain.parameters(), strict=True):
         assert np.isfinite(a).all()
         np.testing.assert_allclose(a, b, rtol=1e-9)
+
+
+@pytest.mark.parametrize("with_validation", [False, True])
+def test_after_a_fused_fit_the_stored_gradients_are_those_of_the_last_step(
+        with_validation: bool) -> None:
+    rng = np.random.default_rng(14)
+    X, y = rng.normal(size=(40, 5)), rng.integers(0, 3, size=40)
+    validation = (rng.normal(size=(8, 5)), rng.integers(0, 3, size=8)) if with_validation \
+        else None  # 8 rows, as a training batch: the validation pass reuses its buffers
+    models = []
+    for callbacks in ([], [EveryStep()]):
+        model = nn.mlp("5-7-3", activation="sigmoid", seed=5)
+        fit(model, X, y, loss="cross_entropy", optimizer=optim.SGD(lr=0.3), epochs=3,
+            batch_size=8, validation=validation, callbacks=callbacks, progress=False)
+        models.append(model)
+    for a, b in zip(models[0].gradients(), models[1].gradients(), strict=True):
+        assert b.any()
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-15)

@@ -149,6 +149,12 @@ class Run:
             callback.on_batch_end(ctx)
         return None
 
+    def sync_gradients(self) -> None:
+        """Write the last step's ∂C/∂W, ∂C/∂b if it was fused (from its cached a and δ)."""
+        if self.gradients_behind:
+            self.model.fill_gradients()
+            self.gradients_behind = False
+
     def fused(self, step: int) -> bool:
         """Whether ``step`` is fused: plain SGD, and no callback looks at it."""
         return self.fusable and not (
@@ -200,9 +206,6 @@ class Run:
             if ctx.stop_training:
                 self.history.stopped = ctx.stop_reason or "stopped by a callback"
                 return False
-        if self.gradients_behind:  # the stored gradients: those of the epoch's last step
-            self.model.fill_gradients()
-            self.gradients_behind = False
         accuracy = None if self.labels is None else correct / self.n
         self.history.epochs.append({
             "epoch": epoch, "loss": total / self.n, "accuracy": accuracy,

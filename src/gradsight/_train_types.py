@@ -166,8 +166,13 @@ class Callback:
         """After the last step (also after a stop or Ctrl-C)."""
 
 
-def has_step_hooks(callback: object) -> bool:
-    """Whether ``callback`` has per-step hooks of its own (on_after_backward, on_batch_end,
-    defined by its class or set on the instance)."""
+def has_hooks(callback: object, names: tuple[str, ...]) -> bool:
+    """Whether ``callback`` has some of these hooks of its own (defined by its class or set
+    on the instance, or not a :class:`Callback` at all)."""
     return any(getattr(getattr(callback, name, None), "__func__", None)
-               is not getattr(Callback, name) for name in ("on_after_backward", "on_batch_end"))
+               is not getattr(Callback, name) for name in names)
+
+
+def has_step_hooks(callback: object) -> bool:
+    """Whether ``callback`` has per-step hooks of its own (on_after_backward, on_batch_end)."""
+    return has_hooks(callback, ("on_after_backward", "on_batch_end"))

@@ -23,8 +23,9 @@ backpropagation stops at the errors δ = ∂C/∂z of each Dense layer, and the 
 ``W ← W − η·aᵀδ`` and ``b ← b − η·δᵀ·1`` as one accumulating matrix product each
 (:meth:`gradsight.optim.SGD.step_products`): the same rule and the same numbers up to
 rounding, in one pass over W instead of writing ∂C/∂W and reading it back. The per-step hooks
-are skipped on those steps. ``grad_W``/``grad_b`` then hold the gradients of the last step
-that was not fused, until the epoch's end, when they are written for its last step.
+are skipped on those steps. The stored ``grad_W``/``grad_b`` are brought up to date (those
+of the last step) when fit returns, and at each epoch's end before the validation pass and
+the epoch hooks if there are any; after Ctrl-C they may be those of an earlier step.
 
 NaN guard: if the cost or a gradient is not finite, the step is not applied and training
 stops; if an update makes a weight non-finite, it is undone. ``History.stopped`` then says
@@ -44,7 +45,7 @@ from numpy.typing import ArrayLike
 
 from . import optim as _optim
 from ._train_loop import Run
-from ._train_types import Callback, History, TrainContext
+from ._train_types import Callback, History, TrainContext, has_hooks
 from .errors import DataError, InvalidValueError, ShapeError
 from .nn._update import finite, squared_norm
 from .nn.losses import Loss
@@ -163,12 +164,19 @@ def _make_optimizer(optimizer: Any) -> Any:
 
 def _train(run: Run, validation: tuple | None, bar: _ProgressBar | None) -> None:
     ctx, history = run.ctx, run.history
+    # after fused steps the stored gradients are written when someone may read them: before
+    # the epoch hooks and before a validation pass (which overwrites the cached a), and at
+    # the end
+    sync_each_epoch = validation is not None or any(
+        has_hooks(callback, ("on_epoch_end",)) for callback in run.callbacks)
     try:
         for callback in run.callbacks:
             callback.on_train_begin(ctx)
         for epoch in range(ctx.epochs):
             if not run.epoch(epoch, bar):
                 break
+            if sync_each_epoch:
+                run.sync_gradients()
             entry = history.epochs[-1]
             if validation is not None:
                 entry["val_loss"], entry["val_accuracy"] = _evaluate(
@@ -182,6 +190,7 @@ def _train(run: Run, validation: tuple | None, bar: _ProgressBar | None) -> None
             if ctx.stop_training:
                 history.stopped = ctx.stop_reason or "stopped by a callback"
                 break
+        run.sync_gradients()
     except KeyboardInterrupt:
         if not all(finite(p) for p in run.params):  # interrupted inside an overflowing step
             run.applier.restore()
