@@ -336,16 +336,17 @@ def subtract_scaled(param: np.ndarray, d: np.ndarray, rate: float,
 
 
 def scale_add(y: np.ndarray, x: np.ndarray, alpha: float, beta: float,
-              state: dict[str, Any]) -> None:
-    """``y ← α·x + β·y`` in place (a momentum buffer's update): one BLAS axpby pass where
-    NumPy's BLAS has it, else NumPy's passes through ``state["scratch"]``."""
-    cached = state.get("axpby")  # (y, x, kernel or None), rebuilt when the arrays change
+              state: dict[str, Any], key: str = "axpby") -> None:
+    """``y ← α·x + β·y`` in place (a running average's update): one BLAS axpby pass where
+    NumPy's BLAS has it, else NumPy's passes through ``state["scratch"]`` (``x`` may be that
+    scratch array: it is then overwritten). The kernel is kept in ``state[key]``."""
+    cached = state.get(key)  # (y, x, kernel or None), rebuilt when the arrays change
     if cached is None or cached[0] is not y or cached[1] is not x:
         kernel = None
         if (_axpy_kernel(x, y) is not None and (functions := _numpy_blas(y.dtype)) is not None
                 and functions.axpby is not None):
             kernel = _Axpby(functions, x, y)
-        cached = state["axpby"] = (y, x, kernel)
+        cached = state[key] = (y, x, kernel)
     if cached[2] is not None:
         cached[2](alpha, beta)
         return

@@ -268,23 +268,20 @@ class Adam(Optimizer):
         scratch, denom = state["scratch"], state["denom"]
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         g = self._decayed(param, grad, self.weight_decay, state)
-        np.subtract(g, exp_avg, out=scratch)           # lerp: m + (1 − β₁)(g − m)
-        scratch *= 1 - beta1
-        exp_avg += scratch
-        exp_avg_sq *= beta2
-        np.multiply(g, 1 - beta2, out=scratch)          # torch's addcmul order: ((1 − β₂)·g)·g
-        scratch *= g
-        exp_avg_sq += scratch
+        scale_add(exp_avg, g, 1 - beta1, beta1, state, "m")          # m ← β₁ m + (1 − β₁) g
+        np.multiply(g, g, out=scratch)
+        scale_add(exp_avg_sq, scratch, 1 - beta2, beta2, state, "v")  # v ← β₂ v + (1 − β₂) g²
         second = exp_avg_sq
         if self.amsgrad:
             second = state["max_exp_avg_sq"]
             np.maximum(second, exp_avg_sq, out=second)
+        # η/(1 − β₁ᵗ) · m/(√v/√(1 − β₂ᵗ) + ε) = η√(1 − β₂ᵗ)/(1 − β₁ᵗ) · m/(√v + ε√(1 − β₂ᵗ)):
+        # the bias corrections fold into two scalars, two passes fewer
+        correction = math.sqrt(1 - beta2**t)
         np.sqrt(second, out=denom)
-        denom /= math.sqrt(1 - beta2**t)
-        denom += self.eps
-        np.multiply(exp_avg, self.lr / (1 - beta1**t), out=scratch)   # addcdiv order
-        scratch /= denom
-        param -= scratch
+        denom += self.eps * correction
+        np.divide(exp_avg, denom, out=scratch)
+        subtract_scaled(param, scratch, self.lr * correction / (1 - beta1**t), state)
 
 
 _REGISTRY: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {
