@@ -407,3 +407,63 @@ def test_after_a_fused_fit_the_stored_gradients_are_those_of_the_last_step(
     for a, b in zip(models[0].gradients(), models[1].gradients(), strict=True):
         assert b.any()
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-15)
+
+
+# Adam's and AdaGrad's first step moves each weight by at most η: only a rate beyond the
+# largest float32 overflows them
+@pytest.mark.parametrize(("optimizer", "dtype"), [
+    (optim.SGD(lr=1e307, momentum=0.9), "float64"), (optim.RMSProp(lr=1e307), "float64"),
+    (optim.Adam(lr=1e39), "float32"), (optim.AdaGrad(lr=1e39), "float32")])
+def test_a_prepared_step_that_would_overflow_is_undone(optimizer: optim.Optimizer,
+                                                       dtype: str) -> None:
+    model = nn.mlp("2-3-1", activation="linear", dtype=dtype, seed=0)
+    before = model.get_weights()
+    corners = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
+    history = fit(model, corners, [100.0, -100.0, 100.0, -100.0], optimizer=optimizer,
+                  epochs=2, batch_size=4, progress=False)
+    assert history.stopped is not None and history.stopped.startswith("non-finite weights of")
+    assert "the update was undone" in history.stopped and history.steps == 0
+    for kept, original in zip(model.get_weights(), before, strict=True):
+        np.testing.assert_array_equal(kept, original)
+
+
+class WeightsAround(Callback):
+    """Copies the weights before and after every step (an oracle for ‖ΔW‖)."""
+
+    read_only = True
+
+    def __init__(self) -> None:
+        self.before: list[list[np.ndarray]] = []
+        self.after: list[list[np.ndarray]] = []
+
+    def on_after_backward(self, ctx: TrainContext) -> None:
+        self.before.append([p.copy() for p in ctx.model.parameters()])
+
+    def on_batch_end(self, ctx: TrainContext) -> None:
+        self.after.append([p.copy() for p in ctx.model.parameters()])
+
+
+@pytest.mark.parametrize("optimizer", [optim.Adam(lr=0.01), optim.SGD(lr=0.1, momentum=0.9),
+                                       optim.AdaGrad(lr=0.1), optim.RMSProp(lr=0.01)])
+def test_safe_steps_need_no_backup_and_the_monitor_sees_the_true_update(
+        optimizer: optim.Optimizer) -> None:
+    from gradsight.diagnostics import Monitor
+
+    rng = np.random.default_rng(15)
+    X, y = rng.normal(size=(48, 4)), rng.integers(0, 2, size=48)
+    model = nn.mlp("4-6-2", activation="tanh", seed=6)
+    monitor, oracle = Monitor(every=1), WeightsAround()
+    cost = nn.loss("cross_entropy")
+    run = Run(model, cost, optimizer, _check_data(model, cost, X, y, "training"), 8, True, 0,
+              [monitor, oracle], 2)
+    for epoch in range(2):
+        assert run.epoch(epoch, None)
+    assert run.applier.backup is None  # no step needed the copy-and-check path
+    dense = [r for r in monitor.history if r.kind == "param"]
+    assert len(dense) == 2 * 12
+    for record in dense:
+        position = 2 * [d.name for d in model.dense_layers].index(record.layer)
+        change = np.linalg.norm(oracle.after[record.step][position]
+                                - oracle.before[record.step][position])
+        weight = np.linalg.norm(oracle.before[record.step][position])
+        assert record.update_ratio == pytest.approx(change / weight, rel=1e-6)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from ._blas import subtract_scaled
 from .errors import InvalidValueError, ShapeError, require_finite
 
 __all__ = ["Optimizer", "non_negative", "positive", "unit_interval"]
@@ -42,8 +43,11 @@ def unit_interval(name: str, value: float) -> float:
 class Optimizer:
     """Base class: validates ``params``/``grads`` and keeps per-position state.
 
-    Subclasses implement ``_update(param, grad, state)`` for one array, where ``state`` is a
-    dict that persists between steps for that position (empty on the first step).
+    Subclasses implement ``_direction(param, grad, state) -> (d, rate)`` for one array: the
+    step is then ``param ← param − rate·d`` (:meth:`prepare` computes every d, then
+    :meth:`apply_prepared` applies them); ``state`` is a dict that persists between steps for
+    that position (empty on the first step). An optimizer whose step has another form may
+    implement ``_update(param, grad, state)`` instead, which applies it.
     """
 
     name = "optimizer"
@@ -51,6 +55,7 @@ class Optimizer:
     def __init__(self, lr: float) -> None:
         self.lr = lr
         self._states: list[dict[str, Any]] = []
+        self._pending: list[tuple[np.ndarray, np.ndarray, float, dict[str, Any]]] = []
 
     @property
     def lr(self) -> float:
@@ -75,6 +80,35 @@ class Optimizer:
 
     def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
         """Update every array of ``params`` in place from the matching array of ``grads``."""
+        if self.prepare(params, grads) is not None:
+            self.apply_prepared()
+            return
+        states = self._checked_states(params, grads)  # an optimizer written with _update
+        for param, grad, state in zip(params, grads, states, strict=True):
+            self._update(param, grad, state)
+
+    def prepare(self, params: Sequence[np.ndarray],
+                grads: Sequence[np.ndarray]) -> list[tuple[np.ndarray, float]] | None:
+        """All of a step but its last line: check the arrays, advance the state, and return
+        for each array the direction d and the rate of the update ``param ← param − rate·d``
+        that :meth:`apply_prepared` then makes (the training loop's guard looks at ‖rate·d‖
+        in between). None, with nothing done, for an optimizer that only defines
+        ``_update``."""
+        if type(self)._direction is Optimizer._direction:
+            return None
+        states = self._checked_states(params, grads)
+        self._pending = [(param, *self._direction(param, grad, state), state)
+                         for param, grad, state in zip(params, grads, states, strict=True)]
+        return [(d, rate) for _, d, rate, _ in self._pending]
+
+    def apply_prepared(self) -> None:
+        """``param ← param − rate·d`` for every array of the last :meth:`prepare`."""
+        pending, self._pending = self._pending, []
+        for param, d, rate, state in pending:
+            subtract_scaled(param, d, rate, state)
+
+    def _checked_states(self, params: Sequence[np.ndarray],
+                        grads: Sequence[np.ndarray]) -> list[dict[str, Any]]:
         if len(params) != len(grads):
             raise ShapeError(f"got {len(params)} parameter arrays but {len(grads)} gradients")
         states = self._states
@@ -87,8 +121,14 @@ class Optimizer:
             states = self._states = [{} for _ in params]
         for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
             self._check(index, param, grad, state)  # all checked first: no half-applied step
-        for param, grad, state in zip(params, grads, states, strict=True):
-            self._update(param, grad, state)
+        return states
+
+    def _direction(self, param: np.ndarray, grad: np.ndarray,
+                   state: dict[str, Any]) -> tuple[np.ndarray, float]:
+        """(d, rate) of the update ``param ← param − rate·d`` (subclasses; ``state`` is the
+        position's dict, empty on the first step). An optimizer may instead define
+        ``_update(param, grad, state)``, which applies the step itself."""
+        raise NotImplementedError
 
     def _check(self, index: int, param: np.ndarray, grad: np.ndarray,
                state: dict[str, Any]) -> None:
@@ -126,4 +166,5 @@ class Optimizer:
         return buffer
 
     def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
-        raise NotImplementedError
+        d, rate = self._direction(param, grad, state)
+        subtract_scaled(param, d, rate, state)

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ._blas import product_kernel, scale_add, subtract_scaled
+from ._blas import product_kernel, scale_add
 from ._optimizer import Optimizer, non_negative, unit_interval
 from .errors import InvalidValueError, UnknownNameError, require_finite
 
@@ -73,7 +73,8 @@ class SGD(Optimizer):
         weight decay): then ‖Δw‖ = η‖∂C/∂w‖, which the training loop and the Monitor use."""
         return self.momentum == 0 and self.weight_decay == 0
 
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
+    def _direction(self, param: np.ndarray, grad: np.ndarray,
+                   state: dict[str, Any]) -> tuple[np.ndarray, float]:
         if not state:
             self._new_state(state, param)
         scratch = state["scratch"]
@@ -90,7 +91,7 @@ class SGD(Optimizer):
                 g = scratch
             else:
                 g = buf
-        subtract_scaled(param, g, self.lr, state)
+        return g, self.lr
 
     def step_products(self, params: Sequence[np.ndarray],
                       factors: Sequence[tuple[np.ndarray, np.ndarray]]) -> bool:
@@ -149,7 +150,8 @@ class AdaGrad(Optimizer):
         return {"lr": self.lr, "lr_decay": self.lr_decay, "weight_decay": self.weight_decay,
                 "initial_accumulator_value": self.initial_accumulator_value, "eps": self.eps}
 
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
+    def _direction(self, param: np.ndarray, grad: np.ndarray,
+                   state: dict[str, Any]) -> tuple[np.ndarray, float]:
         if not state:
             self._new_state(state, param)
             state["sum"] = np.full_like(param, self.initial_accumulator_value)
@@ -164,7 +166,7 @@ class AdaGrad(Optimizer):
         std += self.eps
         np.multiply(g, clr, out=scratch)                # torch's addcdiv order: (η_t·g)/std
         scratch /= std
-        param -= scratch
+        return scratch, 1.0
 
 
 class RMSProp(Optimizer):
@@ -192,7 +194,8 @@ class RMSProp(Optimizer):
                 "weight_decay": self.weight_decay, "momentum": self.momentum,
                 "centered": self.centered}
 
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
+    def _direction(self, param: np.ndarray, grad: np.ndarray,
+                   state: dict[str, Any]) -> tuple[np.ndarray, float]:
         if not state:
             self._new_state(state, param)
             state["square_avg"] = np.zeros_like(param)
@@ -228,7 +231,7 @@ class RMSProp(Optimizer):
         else:
             np.multiply(g, self.lr, out=scratch)        # torch's addcdiv order: (η·g)/d
             scratch /= avg
-        param -= scratch
+        return scratch, 1.0
 
 
 class Adam(Optimizer):
@@ -255,7 +258,8 @@ class Adam(Optimizer):
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
                 "weight_decay": self.weight_decay, "amsgrad": self.amsgrad}
 
-    def _update(self, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
+    def _direction(self, param: np.ndarray, grad: np.ndarray,
+                   state: dict[str, Any]) -> tuple[np.ndarray, float]:
         if not state:
             self._new_state(state, param)
             state["exp_avg"] = np.zeros_like(param)
@@ -281,7 +285,7 @@ class Adam(Optimizer):
         np.sqrt(second, out=denom)
         denom += self.eps * correction
         np.divide(exp_avg, denom, out=scratch)
-        subtract_scaled(param, scratch, self.lr * correction / (1 - beta1**t), state)
+        return scratch, self.lr * correction / (1 - beta1**t)
 
 
 _REGISTRY: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {

@@ -26,7 +26,11 @@ so is ‖a‖², except where it is known without a pass:
 
 If a bound is not small enough, or the layer is not a plain Dense, the exact test decides.
 
-Update, general optimizer: copy the weights, step, check with a dot, restore on failure.
+Update, an optimizer with ``prepare`` (all of gradsight's): every step is
+``w ← w − rate·d``; the optimizer computes every d first, ‖d‖ is one dot while d is still
+in cache, and the same bound as for plain SGD below (with rate·‖d‖ for η‖g‖) clears the
+step without a copy. Where it cannot, or for an optimizer without ``prepare``: copy the
+weights, step, check with a dot, restore on failure.
 Update, plain SGD (``w ← w − η g``, :attr:`gradsight.optim.SGD.plain`): no copy and no check
 are needed while ‖w‖ + η‖g‖ stays far below the largest float, since then every
 |wᵢ − η gᵢ| ≤ ‖w‖ + η‖g‖ is finite. ‖w‖ is tracked as an upper bound (triangle inequality),
@@ -194,35 +198,55 @@ class StepApplier:
 
         ``update_norms``: measure Δw·Δw of the step (``update_sq``); ``weight_norms``: keep
         w·w of the new weights (``weight_squares``), both where it costs least.
+
+        Every step has the form ``w ← w − rate·d``. With plain SGD, d = g and ‖d‖ is known
+        from the gradient check; an optimizer with :meth:`~gradsight.optim.Optimizer.prepare`
+        computes every d first, and ‖d‖ is one pass over it while it is still in cache. If
+        ‖w‖ + rate·‖d‖ is far below the largest float for every array, the step cannot make a
+        weight non-finite and is applied as it is; otherwise it is applied on a backup.
         """
         self.backup_is_current = False
         self.update_sq = None
-        if _plain_sgd(self.optimizer) and self._sgd_is_safe():
-            rate = self.optimizer.lr
-            self.optimizer.step(self.params, self.grads)
-            if update_norms:  # Δw = −η g exactly, up to rounding; x*x overflows to inf, x**2 raises
-                self.update_sq = [(rate * norm) * (rate * norm) for norm in self.norms]
-            if weight_norms:  # one pass over weights still in cache; also exact bounds
-                self.weight_sq = [squared_norm(p) for p in self.params]
-                self.bounds = [math.sqrt(value) for value in self.weight_sq]
-            else:
-                self.weight_sq = None
-                self._advance_bounds()
-            return None
-        return self._guarded_step(update_norms)
+        optimizer, plain = self.optimizer, _plain_sgd(self.optimizer)
+        apply_step: Any = None
+        if plain:
+            steps = [optimizer.lr * norm for norm in self.norms]
+        else:
+            prepare = getattr(optimizer, "prepare", None)
+            prepared = prepare(self.params, self.grads) if callable(prepare) else None
+            if prepared is None:  # an optimizer that applies its step itself
+                return self._guarded_step(update_norms)
+            apply_step = optimizer.apply_prepared
+            steps = [rate * math.sqrt(squared_norm(d)) for d, rate in prepared]
+        if not self._is_safe(steps):
+            return self._guarded_step(update_norms, apply_step)
+        if apply_step is None:
+            optimizer.step(self.params, self.grads)
+        else:
+            apply_step()
+        if update_norms:  # Δw = −rate·d up to rounding; x*x overflows to inf, x**2 raises
+            self.update_sq = [step * step for step in steps]
+        if weight_norms:  # one pass over weights still in cache; also exact bounds
+            self.weight_sq = [squared_norm(p) for p in self.params]
+            self.bounds = [math.sqrt(value) for value in self.weight_sq]
+        else:
+            self.weight_sq = None
+            self._advance_bounds(steps)
+        return None
 
-    def _sgd_is_safe(self) -> bool:
+    def _is_safe(self, steps: list[float]) -> bool:
+        """Whether ‖w‖ + ‖Δw‖ stays far below the largest float for every array."""
         if not self.read_only:
             self.bounds = self._weight_norms()
-        if self._within_limit():
+        if self._within_limit(steps):
             return True
         self.bounds = self._weight_norms()  # the running bound may just be loose
-        return self._within_limit()
+        return self._within_limit(steps)
 
-    def _within_limit(self) -> bool:
-        rate, limit = self.optimizer.lr, self.limit
-        for bound, norm in zip(self.bounds, self.norms, strict=True):
-            if not bound + rate * norm < limit:  # also True for NaN
+    def _within_limit(self, steps: list[float]) -> bool:
+        limit = self.limit
+        for bound, step in zip(self.bounds, steps, strict=True):
+            if not bound + step < limit:  # also True for NaN
                 return False
         return True
 
@@ -246,7 +270,8 @@ class StepApplier:
         for check in self.checks:
             if not self._bound_dense(check, X_batch, exact=False):
                 return False
-        if not self._sgd_is_safe():
+        steps = [self.optimizer.lr * norm for norm in self.norms]
+        if not self._is_safe(steps):
             return False
         params, factors = self.params, []
         for check in self.checks:
@@ -255,23 +280,28 @@ class StepApplier:
             factors += [(a, delta), (delta, check.layer.ones(delta.shape[0]))]
         if not self.optimizer.step_products(params, factors):
             return False
-        self._advance_bounds()
+        self._advance_bounds(steps)
         return True
 
-    def _advance_bounds(self) -> None:
-        """After a plain SGD step: ‖w − ηg‖ ≤ ‖w‖ + η‖g‖ (+ rounding) for every parameter."""
-        rate, bounds = self.optimizer.lr, self.bounds
-        for index, norm in enumerate(self.norms):
-            bounds[index] = (bounds[index] + rate * norm) * (1 + 1e-6)
+    def _advance_bounds(self, steps: list[float]) -> None:
+        """After a step: ‖w − rate·d‖ ≤ ‖w‖ + rate·‖d‖ (+ rounding) for every parameter."""
+        bounds = self.bounds
+        for index, step in enumerate(steps):
+            bounds[index] = (bounds[index] + step) * (1 + 1e-6)
 
-    def _guarded_step(self, update_norms: bool) -> int | None:
+    def _guarded_step(self, update_norms: bool, apply_step: Any = None) -> int | None:
+        """Back up the weights, apply the step (``apply_step``, else ``optimizer.step``),
+        check every weight with a dot and undo the step if one is not finite."""
         if self.backup is None:
             self.backup = [np.empty_like(p) for p in self.params]
         for saved, param in zip(self.backup, self.params, strict=True):
             np.copyto(saved, param)
         self.backup_is_current = True
         self.weight_sq = None
-        self.optimizer.step(self.params, self.grads)
+        if apply_step is None:
+            self.optimizer.step(self.params, self.grads)
+        else:
+            apply_step()
         squares = []
         for index, param in enumerate(self.params):
             square = squared_norm(param)
@@ -280,8 +310,7 @@ class StepApplier:
                 return index
             squares.append(square)
         self.weight_sq = squares  # the check's dots are the new weights' norms
-        if _plain_sgd(self.optimizer):
-            self.bounds = [math.sqrt(value) for value in squares]
+        self.bounds = [math.sqrt(value) for value in squares]
         if update_norms:  # Δw = w_new − w_old, in the backup (no longer needed)
             self.backup_is_current = False
             self.update_sq = []
