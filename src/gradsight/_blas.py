@@ -1,15 +1,19 @@
-"""One-pass updates through NumPy's own BLAS (used by :mod:`gradsight.optim`'s SGD).
+"""One-pass kernels through NumPy's own BLAS (used by :mod:`gradsight.optim` and ``Dense``).
 
-The update rules live in :mod:`gradsight.optim`; this module only performs their last line
-in as few passes over memory as the installed libraries allow:
+The update rules live in :mod:`gradsight.optim` and the layers in :mod:`gradsight.nn`; this
+module only performs some of their lines in as few passes over memory as the installed
+libraries allow:
 
 * ``param ← param − rate·d`` (:func:`subtract_scaled`): BLAS axpy, y ← y + α·x in place,
   multiply and add fused. NumPy needs two passes (η·d into a scratch array, then the
   subtraction), on one thread.
+* ``y ← α·x + β·y`` (:func:`scale_add`): OpenBLAS' axpby, a running average (momentum,
+  Adam's m and v) in one pass instead of two or three.
 * ``param ← param + α·leftᵀ·right`` (:func:`product_kernel`): a gradient that is a product —
   a Dense layer's ∂C/∂W = aᵀδ and ∂C/∂b = δᵀ·1 — applied by one accumulating BLAS product
   (gemm, gemv with β = 1), without ever storing the gradient: C ← α·AᵀB + 1·C *is* the
-  update w ← w − η·aᵀδ for α = −η.
+  update w ← w − η·aᵀδ for α = −η. Without the transpose, ``z ← X·W + z`` is a Dense
+  layer's forward pass with z filled with b beforehand (``torch.addmm``).
 
 NumPy does not expose axpy or an accumulating product, but the OpenBLAS it runs its matrix
 products on does. Found through threadpoolctl (only a library that NumPy's own package
@@ -47,9 +51,10 @@ _SYMBOLS = (("scipy_cblas_{}64_", ctypes.c_int64), ("cblas_{}64_", ctypes.c_int6
 
 
 class _Functions:
-    """axpy, gemm and gemv of NumPy's BLAS for one dtype (ctypes functions), with the ctypes
-    types of their integers and scalars. The functions have no declared argument types:
-    kernels pass ready-made ctypes objects, which skips a conversion per argument and call."""
+    """axpy, gemm, gemv (and axpby where present) of NumPy's BLAS for one dtype (ctypes
+    functions), with the ctypes types of their integers and scalars. The functions have no
+    declared argument types: kernels pass ready-made ctypes objects, which skips a
+    conversion per argument and call."""
 
     def __init__(self, axpy: Any, gemm: Any, gemv: Any, integer: Any, scalar: Any,
                  axpby: Any = None) -> None:
@@ -93,8 +98,9 @@ def _bind(library: Any, pattern: str, integer: Any, letter: str,
 
 
 def _probe(functions: _Functions, dtype: np.dtype) -> bool:
-    """Whether the three functions give known answers (small integers: exact in any order)
-    and leave the entries around their outputs alone."""
+    """Whether axpy, gemm and gemv give known answers (small integers: exact in any order)
+    and leave the entries around their outputs alone; axpby, optional, is dropped if it
+    does not."""
     try:
         x, y = np.arange(1, 8, dtype=dtype), np.full(7, 10.0, dtype=dtype)
         _Axpy(functions, x[1:6], y[1:6])(-2.0)
