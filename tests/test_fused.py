@@ -467,3 +467,26 @@ def test_safe_steps_need_no_backup_and_the_monitor_sees_the_true_update(
                                 - oracle.before[record.step][position])
         weight = np.linalg.norm(oracle.before[record.step][position])
         assert record.update_ratio == pytest.approx(change / weight, rel=1e-6)
+
+
+def test_without_numpy_blas_fit_falls_back_to_numpy_and_scipy_and_trains_the_same(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # where NumPy's BLAS cannot be reached (another BLAS, another symbol scheme): no fused
+    # step, no addmm, SciPy's axpy — the same training, to rounding
+    rng = np.random.default_rng(16)
+    X, y = rng.normal(size=(60, 5)), rng.integers(0, 3, size=60)
+
+    def train() -> list[np.ndarray]:
+        model = nn.mlp("5-40-3", activation="sigmoid", seed=7)
+        fit(model, X, y, loss="cross_entropy", optimizer=optim.SGD(lr=0.3, momentum=0.5),
+            epochs=2, batch_size=12, progress=False)
+        fit(model, X, y, loss="cross_entropy", optimizer=optim.SGD(lr=0.3), epochs=2,
+            batch_size=12, progress=False)
+        return model.parameters()
+
+    with_blas = train()
+    monkeypatch.setattr(_blas, "_numpy_blas", lambda dtype: None)
+    assert _blas.backend(np.float64) == "scipy-blas"
+    without = train()
+    for a, b in zip(with_blas, without, strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)

@@ -32,7 +32,6 @@ from gradsight.errors import GradsightError, InvalidValueError  # noqa: E402
 from gradsight.torch_adapter import (  # noqa: E402
     classify_neurons_torch,
     diagnose_torch,
-    is_main_process,
     torch_runner,
     watch,
 )
@@ -461,31 +460,56 @@ def test_classify_neurons_torch_matches_the_engine():
 
 
 # ---- distributed, doctor, no torch ----------------------------------------------------------
-def test_ddp_wrapper_is_unwrapped_and_all_reduce_averages(tmp_path):
-    import torch.distributed as dist
+# In its own process, which ends with os._exit: the gloo process group's destructor, run when
+# DDP's reducer is freed after destroy_process_group, can hang joining its threads (seen in a
+# pytest worker, which then never finished).
+SINGLE_RANK_SCRIPT = """
+import copy, json, os, sys
+import torch
+import torch.distributed as dist
+from torch import nn
+import gradsight
+from gradsight.torch_adapter import is_main_process
 
-    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}",
-                            rank=0, world_size=1)
-    try:
-        torch.manual_seed(0)
-        net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).to(F64)
-        reference = copy.deepcopy(net)
-        ddp = nn.parallel.DistributedDataParallel(net)
-        X, y = torch.randn(8, 3, dtype=F64), torch.randn(8, 1, dtype=F64)
-        runs = []
-        for model, params, reduce in ((ddp, net.parameters(), True),
-                                      (reference, reference.parameters(), False)):
-            sgd = torch.optim.SGD(params, lr=0.1)
-            with watch(model, optimizer=sgd, all_reduce=reduce) as watcher:
-                _sgd_loop(model, sgd, X, y, 2)
-            runs.append(watcher.history)
-        assert [r.layer for r in runs[0][:3]] == ["0", "1", "2"]
-        for a, b in zip(*runs, strict=True):
-            for field in FIELDS:
-                assert _close(getattr(a, field), getattr(b, field), 1e-12), field
-        assert is_main_process()
-    finally:
-        dist.destroy_process_group()
+dist.init_process_group("gloo", init_method=f"file://{sys.argv[1]}", rank=0, world_size=1)
+torch.manual_seed(0)
+net = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1)).double()
+reference = copy.deepcopy(net)
+ddp = nn.parallel.DistributedDataParallel(net)
+X, y = torch.randn(8, 3, dtype=torch.float64), torch.randn(8, 1, dtype=torch.float64)
+runs = []
+for model, params, reduce in ((ddp, net.parameters(), True),
+                              (reference, reference.parameters(), False)):
+    sgd = torch.optim.SGD(params, lr=0.1)
+    with gradsight.watch(model, optimizer=sgd, all_reduce=reduce) as watcher:
+        for _ in range(2):
+            sgd.zero_grad()
+            (0.5 * ((model(X) - y) ** 2).sum() / X.shape[0]).backward()
+            sgd.step()
+    runs.append([r.to_dict() for r in watcher.history])
+with open(sys.argv[2], "w") as f:
+    json.dump({"runs": runs, "main": is_main_process()}, f)
+dist.destroy_process_group()
+os._exit(0)
+"""
+
+
+def test_ddp_wrapper_is_unwrapped_and_all_reduce_averages(tmp_path):
+    import json
+
+    script, out = tmp_path / "single_rank.py", tmp_path / "out.json"
+    script.write_text(SINGLE_RANK_SCRIPT)
+    done = run_bounded([sys.executable, str(script), str(tmp_path / "rendezvous"), str(out)],
+                       timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    result = json.loads(out.read_text())
+    wrapped, plain = result["runs"]
+    assert [r["layer"] for r in wrapped[:3]] == ["0", "1", "2"]
+    assert len(wrapped) == len(plain) > 0
+    for a, b in zip(wrapped, plain, strict=True):
+        for field in FIELDS:
+            assert _close(a[field], b[field], 1e-12), field
+    assert result["main"]
 
 
 def _factory(activation, init, n_inputs, n_outputs):
@@ -620,7 +644,7 @@ def test_grad_scaler_without_optimizer_records_at_scaler_step():
 
 
 DDP_SCRIPT = '''
-import json, sys
+import json, os, sys
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -651,6 +675,7 @@ def run(rank, world, path, out):
             json.dump({"shared": [r.to_dict() for r in shared.history], "local": gathered}, f)
     dist.barrier()  # both ranks done before the group is torn down
     dist.destroy_process_group()
+    os._exit(0)  # no interpreter teardown: gloo's destructors can hang joining threads
 
 
 if __name__ == "__main__":

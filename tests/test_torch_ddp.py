@@ -20,7 +20,7 @@ pytest.importorskip("torch")
 pytest.importorskip("torch.distributed")
 
 SCRIPT = r'''
-import json, sys
+import json, os, sys
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
@@ -103,6 +103,7 @@ def run(rank, world, rendezvous, out):
         json.dump(result, f)
     dist.barrier()  # both ranks done before the group is torn down
     dist.destroy_process_group()
+    os._exit(0)  # no interpreter teardown: gloo's destructors can hang joining threads
 
 
 if __name__ == "__main__":
