@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["subtract_scaled", "scale_add", "product_kernel", "backend"]
+__all__ = ["subtract_scaled", "scale_add", "product_kernel", "reuse_product", "backend"]
 
 _CHUNK = 8192
 _BLAS_MIN = 32
@@ -245,11 +245,12 @@ class _Product(_Kernel):
     ``out`` (its rows may be a row-slice of a larger array), gemv for a vector ``out`` and a
     vector ``right``."""
 
-    __slots__ = ("function", "scalar", "head", "left", "tail", "arrays")
+    __slots__ = ("function", "scalar", "head", "left", "tail", "arrays", "transpose_left")
 
     def __init__(self, functions: _Functions, out: np.ndarray, left: np.ndarray,
                  right: np.ndarray, transpose_left: bool = True) -> None:
         self.arrays = (out, left, right)  # kept: the pointers refer to them
+        self.transpose_left = transpose_left
         self.scalar, rows, inner = functions.scalar, *left.shape
         pointer, enum, ints = ctypes.c_void_p, ctypes.c_int, functions.ints
         target = (functions.scalar(1.0), pointer(out.ctypes.data),
@@ -325,14 +326,38 @@ def product_kernel(out: np.ndarray, left: np.ndarray, right: np.ndarray,
     return None if functions is None else _Product(functions, out, left, right, transpose_left)
 
 
+def reuse_product(kernel: _Product | None, out: np.ndarray, left: np.ndarray,
+                  right: np.ndarray, transpose_left: bool = True) -> _Product | None:
+    """:func:`product_kernel` for these arrays, reusing ``kernel`` when it was made for the
+    same ``out`` and ``right``: a new ``left`` of the same shape (the next batch's view)
+    only moves its pointer."""
+    if (kernel is not None and kernel.arrays[0] is out and kernel.arrays[2] is right
+            and kernel.transpose_left == transpose_left
+            and (kernel.arrays[1] is left or kernel.rebind(left))):
+        return kernel
+    return product_kernel(out, left, right, transpose_left)
+
+
+def _cached_kernel(state: dict[str, Any], key: str, y: np.ndarray, x: np.ndarray,
+                   build: Callable[[np.ndarray, np.ndarray], Any]) -> Any:
+    """``build(x, y)``, kept in ``state[key]`` while it is asked for the same two arrays."""
+    cached = state.get(key)  # (y, x, kernel or None)
+    if cached is None or cached[0] is not y or cached[1] is not x:
+        cached = state[key] = (y, x, build(x, y))
+    return cached[2]
+
+
+def _axpby_kernel(x: np.ndarray, y: np.ndarray) -> _Axpby | None:
+    """The kernel for ``y ← α·x + β·y``, or None where NumPy must do it."""
+    functions = _numpy_blas(y.dtype) if _axpy_kernel(x, y) is not None else None
+    return None if functions is None or functions.axpby is None else _Axpby(functions, x, y)
+
+
 def subtract_scaled(param: np.ndarray, d: np.ndarray, rate: float,
                      state: dict[str, Any]) -> None:
     """``param ← param − rate·d`` in place: BLAS axpy where it applies, else two NumPy passes
     through the scratch buffer (``η·d``, then the subtraction)."""
-    cached = state.get("axpy")  # (param, d, kernel or None), rebuilt when the arrays change
-    if cached is None or cached[0] is not param or cached[1] is not d:
-        cached = state["axpy"] = (param, d, _axpy_kernel(d, param))
-    kernel = cached[2]
+    kernel = _cached_kernel(state, "axpy", param, d, _axpy_kernel)
     if kernel is not None:
         kernel(-rate)
         return
@@ -346,15 +371,9 @@ def scale_add(y: np.ndarray, x: np.ndarray, alpha: float, beta: float,
     """``y ← α·x + β·y`` in place (a running average's update): one BLAS axpby pass where
     NumPy's BLAS has it, else NumPy's passes through ``state["scratch"]`` (``x`` may be that
     scratch array: it is then overwritten). The kernel is kept in ``state[key]``."""
-    cached = state.get(key)  # (y, x, kernel or None), rebuilt when the arrays change
-    if cached is None or cached[0] is not y or cached[1] is not x:
-        kernel = None
-        if (_axpy_kernel(x, y) is not None and (functions := _numpy_blas(y.dtype)) is not None
-                and functions.axpby is not None):
-            kernel = _Axpby(functions, x, y)
-        cached = state[key] = (y, x, kernel)
-    if cached[2] is not None:
-        cached[2](alpha, beta)
+    kernel = _cached_kernel(state, key, y, x, _axpby_kernel)
+    if kernel is not None:
+        kernel(alpha, beta)
         return
     y *= beta
     if alpha == 1:

@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from ._blas import product_kernel, scale_add
+from ._blas import reuse_product, scale_add
 from ._optimizer import Optimizer, non_negative, unit_interval
 from .errors import InvalidValueError, UnknownNameError, require_finite
 
@@ -50,7 +50,7 @@ class SGD(Optimizer):
         self.dampening = require_finite("dampening", dampening)
         self.weight_decay = non_negative("weight_decay", weight_decay)
         self.nesterov = bool(nesterov)
-        self._product_kernels: list[tuple[Any, Any, Any, Any]] = []
+        self._product_kernels: list[Any] = []  # one per array (see step_products)
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise InvalidValueError(
                 f"nesterov needs momentum > 0 and dampening 0, got momentum={momentum!r}, "
@@ -106,22 +106,14 @@ class SGD(Optimizer):
         """
         if not self.plain or len(params) != len(factors):
             return False
-        cache = self._product_kernels
-        if len(cache) != len(params):
-            cache[:] = [(None, None, None, None)] * len(params)
-        kernels = []
-        for index, (param, (left, right)) in enumerate(zip(params, factors, strict=True)):
-            cached = cache[index]
-            if cached[0] is not param or cached[2] is not right:
-                cached = cache[index] = (param, left, right, product_kernel(param, left, right))
-            elif cached[1] is not left:  # a new view of the batch: rebind, else rebuild
-                kernel = cached[3]
-                if kernel is None or not kernel.rebind(left):
-                    kernel = product_kernel(param, left, right)
-                cached = cache[index] = (param, left, right, kernel)
-            if cached[3] is None:
-                return False
-            kernels.append(cached[3])
+        previous = self._product_kernels
+        if len(previous) != len(params):
+            previous = [None] * len(params)
+        kernels = self._product_kernels = [
+            reuse_product(kernel, param, left, right)
+            for kernel, param, (left, right) in zip(previous, params, factors, strict=True)]
+        if any(kernel is None for kernel in kernels):
+            return False
         rate = -self.lr
         for kernel in kernels:
             kernel(rate)

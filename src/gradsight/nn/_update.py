@@ -1,9 +1,10 @@
 """Applying an optimizer step under the NaN guard — cheaply (used by :func:`gradsight.fit`).
 
 The guard promises: a step with a non-finite gradient is not applied, and an update that
-makes a weight non-finite is undone. The update itself is always
-``optimizer.step(params, grads)``: the rules live in :mod:`gradsight.optim` alone. Checking
-costs passes over memory, so it is done with the cheapest sufficient test.
+makes a weight non-finite is undone. The update itself is always the optimizer's
+(``step``, ``prepare``/``apply_prepared`` or SGD's ``step_products``): the rules live in
+:mod:`gradsight.optim` alone. Checking costs passes over memory, so it is done with the
+cheapest sufficient test.
 
 Gradients, exact test (:meth:`StepApplier.measure` with ``exact=True``, when a callback such as
 the Monitor wants the norms): g·g, one BLAS dot, is finite iff every entry of g is — unless it
@@ -49,7 +50,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import optim
+from .. import _blas, optim
 from .layers import Activation, Dense
 
 __all__ = ["StepApplier", "finite", "squared_norm"]
@@ -88,7 +89,7 @@ class _DenseCheck:
 
 
 class StepApplier:
-    """Checks gradients and applies ``optimizer.step(params, grads)`` under the guard.
+    """Checks gradients and applies the optimizer's step under the guard.
 
     ``data_sq_norm`` is ‖X‖² of the training data (inf if unknown); ``read_only`` says that
     no callback changes weights or gradients.
@@ -253,9 +254,11 @@ class StepApplier:
     # -- the fused update ------------------------------------------------------------------
     @property
     def fusable(self) -> bool:
-        """Whether :meth:`apply_fused` may apply the steps: plain SGD, and every parameter a
-        Dense layer's W or b (whose gradients are the products aᵀδ, δᵀ·1)."""
-        return _plain_sgd(self.optimizer) and not self.others and bool(self.checks)
+        """Whether :meth:`apply_fused` may apply the steps: plain SGD, every parameter a
+        Dense layer's W or b (whose gradients are the products aᵀδ, δᵀ·1), and NumPy's BLAS
+        reachable for the accumulating products."""
+        return (_plain_sgd(self.optimizer) and not self.others and bool(self.checks)
+                and _blas.backend(self.dtype) == "numpy-blas")
 
     def apply_fused(self, X_batch: np.ndarray | None) -> bool:
         """The guard and the step without stored gradients (after ``backward(...,
@@ -266,7 +269,7 @@ class StepApplier:
         nothing, where a bound is not small or a product cannot be fused: then fill the
         gradients and take the ordinary path (:meth:`measure`, :meth:`apply`)."""
         self.backup_is_current = False
-        self.update_sq = self.weight_sq = None
+        self.update_sq = None
         for check in self.checks:
             if not self._bound_dense(check, X_batch, exact=False):
                 return False
@@ -280,6 +283,7 @@ class StepApplier:
             factors += [(a, delta), (delta, check.layer.ones(delta.shape[0]))]
         if not self.optimizer.step_products(params, factors):
             return False
+        self.weight_sq = None  # the weights have moved
         self._advance_bounds(steps)
         return True
 

@@ -146,7 +146,7 @@ class Dense(Layer):
         self.delta: Array | None = None  # δ = ∂C/∂z of the last backward call (not a copy)
         self.input_grad = True  # whether backward computes ∂C/∂a_prev
         self.name = "dense"
-        self._addmm_kernel: tuple[Array, Array, Any] | None = None
+        self._addmm_kernel: Any = None  # the BLAS kernel of the last Z ← X·W + Z
 
     @classmethod
     def from_weights(
@@ -190,14 +190,9 @@ class Dense(Layer):
     def _addmm(self, X: Array, Z: Array) -> Any:
         """The kernel Z ← X·W + Z for these arrays (cached; a new view of the batch only
         moves its pointer), or None where NumPy must compute the product."""
-        cached = self._addmm_kernel
-        if cached is not None and cached[0] is Z and cached[1] is self.W:
-            kernel = cached[2]  # None after a copy of the layer: made again below
-            if kernel is not None and (kernel.arrays[1] is X or kernel.rebind(X)):
-                return kernel
-        kernel = _blas.product_kernel(Z, X, self.W, transpose_left=False)
-        self._addmm_kernel = (Z, self.W, kernel)
-        return kernel
+        self._addmm_kernel = _blas.reuse_product(self._addmm_kernel, Z, X, self.W,
+                                                 transpose_left=False)
+        return self._addmm_kernel
 
     def backward(
         self, dZ: Array, reuse: bool = False, input_grad: bool | None = None,
