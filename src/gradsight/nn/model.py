@@ -187,18 +187,14 @@ class Sequential:
         """
         grad: Any = np.asarray(dY, dtype=self.dtype)
         first = self._first_param
+        skip: dict[str, bool] = {} if gradients else {"gradients": False}  # Dense layers only
         for index in range(len(self.layers) - 1, -1, -1):
             layer = self.layers[index]
+            options = skip if isinstance(layer, Dense) else {}
             if index == first and not input_grad:
-                if gradients:
-                    layer.backward(grad, reuse, input_grad=False)  # type: ignore[call-arg]
-                else:
-                    layer.backward(grad, reuse, input_grad=False, gradients=False)  # type: ignore[call-arg]
+                layer.backward(grad, reuse, input_grad=False, **options)  # type: ignore[call-arg]
                 return None
-            if gradients or not isinstance(layer, Dense):
-                grad = layer.backward(grad, reuse)
-            else:
-                grad = layer.backward(grad, reuse, gradients=False)
+            grad = layer.backward(grad, reuse, **options)
         return grad
 
     def fill_gradients(self) -> None:
