@@ -732,3 +732,35 @@ def test_watch_rejects_what_it_cannot_watch():
         watch(object())
     with pytest.raises(GradsightError, match="no module gradsight can watch"):
         watch(nn.Sequential(nn.Flatten()))
+
+
+def test_a_sparse_gradient_with_nan_is_counted_not_a_crash():
+    emb = nn.Embedding(10, 3, sparse=True)
+    model = nn.Sequential(emb, nn.Flatten(), nn.Linear(3, 1))
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    x = torch.tensor([[1], [2]])
+    with watch(model, optimizer=sgd) as watcher:
+        sgd.zero_grad()
+        (model(x).sum() * float("nan")).backward()
+        sgd.step()
+    first = [r for r in watcher.history if r.kind == "param" and r.layer == "0"][0]
+    assert first.nonfinite == 6  # the 2 looked-up rows × 3 entries the sparse gradient stores
+    assert math.isnan(first.grad_W_norm)
+
+
+def test_norms_of_layers_in_different_dtypes_are_stacked_in_the_common_dtype():
+    from gradsight.torch_adapter._reduce import stack_scalars
+
+    joined = stack_scalars([torch.tensor(1.5, dtype=torch.float32),
+                            torch.tensor(1e300, dtype=torch.float64)])
+    assert joined.dtype == torch.float64 and joined.tolist() == [1.5, 1e300]
+    model = nn.Sequential(nn.Linear(3, 4), nn.Tanh(), nn.Linear(4, 1).double())
+    model[0].register_forward_hook(lambda module, args, out: out.double())
+    sgd = torch.optim.SGD(model.parameters(), lr=0.1)
+    with watch(model, optimizer=sgd) as watcher:
+        sgd.zero_grad()
+        model(torch.randn(5, 3)).sum().backward()
+        sgd.step()
+    grads = {r.layer: r.grad_W_norm for r in watcher.history if r.kind == "param"}
+    assert grads["0"] == pytest.approx(float(model[0].weight.grad.norm()), rel=1e-6)
+    assert grads["2"] == pytest.approx(float(model[2].weight.grad.norm()), rel=1e-12)

@@ -16,6 +16,12 @@ from ._records import Reading
 from ._update import BUFFER, SNAPSHOT, ZERO, UpdateRules
 
 
+def _stored(tensor: Any) -> Any:
+    """The values a sparse tensor (``nn.Embedding(sparse=True)``'s gradient) stores — the
+    same norm, and the entries the non-finite count looks at; a dense tensor itself."""
+    return tensor.coalesce().values() if tensor.is_sparse else tensor
+
+
 class ParamReader:
     """The parameter side of a :class:`~.watcher.Watcher`.
 
@@ -38,17 +44,14 @@ class ParamReader:
         reading = Reading(scale=scale)
         keys, squares, grads = reading.keys, reading.squares, reading.grads
         for j, layer in enumerate(self.layers):
-            grad = layer.weight.grad
-            if grad is not None:
-                keys.append((j, "W"))
+            for name, param in (("W", layer.weight), ("b", layer.bias)):
+                grad = None if param is None else param.grad
+                if grad is None:
+                    continue
+                grad = _stored(grad)
+                keys.append((j, name))
                 grads.append(grad)
                 squares.append(self.square(grad))
-            if layer.bias is not None:
-                grad = layer.bias.grad
-                if grad is not None:
-                    keys.append((j, "b"))
-                    grads.append(grad)
-                    squares.append(self.square(grad))
         for layer in self.layers:
             squares.append(self.square(layer.weight.detach()))
         return reading
@@ -56,8 +59,7 @@ class ParamReader:
     def square(self, tensor: Any) -> Any:
         """‖t‖² = t·t, a 0-d tensor on t's device."""
         torch = self.torch
-        if tensor.is_sparse:
-            tensor = tensor.coalesce().values()
+        tensor = _stored(tensor)  # a sparse momentum buffer too
         if tensor.requires_grad:
             tensor = tensor.detach()
         flat = tensor.reshape(-1)

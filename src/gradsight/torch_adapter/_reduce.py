@@ -24,6 +24,20 @@ from ._torch import require_torch
 EXACT_FLOAT32_COUNT = 1 << 24
 
 
+def stack_scalars(tensors: list[Any]) -> Any:
+    """0-d tensors as one 1-d tensor, on the first one's device. Where they are not all on
+    one device with one dtype (a model spread over devices, layers in float64 and float32),
+    each is first moved there in the common dtype: ``torch.stack`` refuses mixed devices."""
+    torch = require_torch()
+    first = tensors[0]
+    if all(t.device == first.device and t.dtype == first.dtype for t in tensors):
+        return torch.stack(tensors)
+    dtype = first.dtype
+    for tensor in tensors[1:]:
+        dtype = torch.promote_types(dtype, tensor.dtype)
+    return torch.stack([t.to(device=first.device, dtype=dtype) for t in tensors])
+
+
 class Transfer:
     """Tensors to bring to the host together: ``add`` returns where a tensor's values will
     be in the list that :meth:`run` returns (row-major, in the order added).
@@ -45,19 +59,6 @@ class Transfer:
         self._parts.append(flat)
         self._summed.append(summed)
         self._size += flat.shape[0]
-        return at
-
-    def add_scalars(self, tensors: list[Any], summed: bool = False) -> int:
-        """Several 0-d tensors (stacked into one when they share a device and dtype)."""
-        at = self._size
-        if not tensors:
-            return at
-        first = tensors[0]
-        if all(t.device == first.device and t.dtype == first.dtype for t in tensors):
-            self.add(require_torch().stack(tensors), summed)
-        else:
-            for tensor in tensors:
-                self.add(tensor, summed)
         return at
 
     def run(self, all_reduce: bool = False) -> tuple[list[float], int]:

@@ -55,7 +55,7 @@ from ._amp import found_inf, loss_scale
 from ._layers import ActivationLayer, find_layers
 from ._params import ParamReader
 from ._records import ActivationSlots, ParamSlots, Reading
-from ._reduce import ActivationCall, ActivationReducer, Scratch, Transfer
+from ._reduce import ActivationCall, ActivationReducer, Scratch, Transfer, stack_scalars
 from ._torch import require_torch, unwrap
 
 
@@ -304,13 +304,13 @@ class Watcher:
                 self._act_hooks(self._recording())
 
     def _record(self, reading: Reading, inf_flags: Any) -> None:
-        torch, transfer = self._torch, Transfer()
+        transfer = Transfer()
         acts = self._activation_slots(transfer)
         plan: Any = self._param_reader.plan
         if self._delta == "skipped":
             plan = "skipped"
-        stacked = torch.stack(reading.squares) if reading.squares else None
-        changes = torch.stack(self._delta) if isinstance(self._delta, list) and self._delta \
+        stacked = stack_scalars(reading.squares) if reading.squares else None
+        changes = stack_scalars(self._delta) if isinstance(self._delta, list) and self._delta \
             else None
         if self.all_reduce:  # average norms over the ranks, not squares
             stacked = stacked.sqrt_() if stacked is not None else None
