@@ -306,3 +306,9 @@ def test_sgd_default_lr_is_torchs():
 
     default = inspect.signature(torch.optim.SGD.__init__).parameters["lr"].default
     assert optim.SGD().lr == default
+
+
+def test_takes_answers_by_the_same_names_as_get():
+    assert optim.takes("SGD", "momentum") and optim.takes(" rmsprop ", "momentum")
+    assert not optim.takes("adam", "momentum") and not optim.takes("adagrad", "momentum")
+    assert optim.takes("adam", "amsgrad") and not optim.takes("unknown", "lr")

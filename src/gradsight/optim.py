@@ -33,7 +33,7 @@ from ._blas import reuse_product, scale_add
 from ._optimizer import Optimizer, non_negative, unit_interval
 from .errors import InvalidValueError, UnknownNameError, require_finite
 
-__all__ = ["SGD", "AdaGrad", "Adam", "Optimizer", "RMSProp", "get", "names"]
+__all__ = ["SGD", "AdaGrad", "Adam", "Optimizer", "RMSProp", "get", "names", "takes"]
 
 class SGD(Optimizer):
     """Stochastic gradient descent, with optional momentum, dampening, Nesterov, weight decay.
@@ -318,6 +318,16 @@ def get(name: str | Optimizer, **hyper: Any) -> Optimizer:
             f"{', '.join(sorted(allowed))}"
         )
     return cls(**{**defaults, **hyper})
+
+
+def takes(name: str, hyperparameter: str) -> bool:
+    """Whether the optimizer called ``name`` (as :func:`get` reads it) has ``hyperparameter``.
+
+    >>> takes("Nesterov", "momentum"), takes("adam", "momentum")
+    (True, False)
+    """
+    entry = _REGISTRY.get(str(name).strip().lower())
+    return entry is not None and hyperparameter in _allowed(entry[0])
 
 
 def _allowed(cls: type[Optimizer]) -> set[str]:

@@ -17,9 +17,6 @@ import numpy as np
 from ..errors import InvalidValueError, UnknownNameError
 from .fixes import RunOutcome
 
-#: the optimizers that take a momentum μ (as ``gradsight train --momentum``)
-MOMENTUM_OPTIMIZERS = ("sgd", "momentum", "nesterov", "rmsprop")
-
 
 def _as_dataset(dataset: Any, target: str | None) -> Any:
     from .. import data as gdata
@@ -120,7 +117,7 @@ class EngineRunner:
                        bias_init=config["bias_init"], dtype=self.dtype, seed=config["seed"])
         monitor = Monitor(self.monitor_every)
         hyper = {"lr": config["lr"]}
-        if config.get("momentum") is not None and config["optimizer"] in MOMENTUM_OPTIMIZERS:
+        if config.get("momentum") is not None and optim.takes(config["optimizer"], "momentum"):
             hyper["momentum"] = config["momentum"]
         history = fit(model, X_train, y_train, loss=config["loss"],
                       optimizer=optim.get(config["optimizer"], **hyper),

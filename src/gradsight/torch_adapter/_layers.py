@@ -67,7 +67,7 @@ class ActivationLayer:
 def _saturating(name: str) -> Saturation:
     """sigmoid/tanh: f′ < 1% of max f′ ⇔ a outside the engine Monitor's bounds (lo, hi)."""
     from .. import activations
-    from ..diagnostics.monitor import saturation_bounds
+    from ..diagnostics._arrays import saturation_bounds
 
     return Saturation(*saturation_bounds(activations.get(name), SATURATION_LEVEL))
 
