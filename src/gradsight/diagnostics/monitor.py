@@ -64,21 +64,12 @@ def _is_activation(layer: Any) -> bool:
     return hasattr(layer, "activation") and hasattr(layer, "output")
 
 
-def _record(layer: Any, index: int, step: int, epoch: int | None,
-            work: dict[int, _Work] | None = None, copy: np.ndarray | None = None,
-            known: Known | None = None) -> LayerStats | None:
+def _record(layer: Any, index: int, step: int, epoch: int | None) -> LayerStats | None:
     name = getattr(layer, "name", f"layer{index}")
     if _is_param(layer) and layer.grad_W is not None:
-        return LayerStats(name, index, step, epoch, "param",
-                          **_param_fields(layer, copy, known))
+        return LayerStats(name, index, step, epoch, "param", **_param_fields(layer))
     if _is_activation(layer) and layer.output is not None:
-        arrays = None
-        if work is not None:
-            arrays = work.get(index)
-            if arrays is None or not arrays.fits(layer.output):
-                arrays = work[index] = _Work(layer.output.size, layer.output.dtype)
-        return LayerStats(name, index, step, epoch, "activation",
-                          **_activation_fields(layer, arrays))
+        return LayerStats(name, index, step, epoch, "activation", **_activation_fields(layer))
     return None
 
 
@@ -133,9 +124,8 @@ class Monitor(Callback):
         """True on the steps it records: it then reads ``ctx.*_sq_norms``."""
         return step % self.every == 0
 
-    def looks_at(self, step: int) -> bool:
-        """Only the steps it records: ``fit`` may fuse the updates of the others."""
-        return step % self.every == 0
+    # only the steps it records: ``fit`` may fuse the updates of the others
+    looks_at = wants_norms
 
     def on_train_begin(self, ctx: Any) -> None:
         self._pending = []
@@ -265,8 +255,8 @@ class _Positions:
         return squares if squares is not None and len(squares) == len(self.grads) else None
 
     def known(self, position: tuple[int, int | None], grads: Any, weights: Any) -> Known:
+        """The shared squares of one layer, from lists :meth:`fits` has let through."""
         w, b = position
-        grads, weights = self.fits(grads), self.fits(weights)
         return (None if grads is None else grads[w],
                 None if grads is None or b is None else grads[b],
                 None if weights is None else weights[w])
