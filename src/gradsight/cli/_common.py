@@ -68,3 +68,22 @@ def parse_floats(text: str, option: str) -> list[float]:
             ) from None
         require_finite(option, values[-1])
     return values
+
+
+def parse_number(text: str, option: str, kind: str = "a number") -> float:
+    """The number typed for ``option``; else a one-line error naming it and what is allowed."""
+    from ..errors import InvalidValueError
+
+    try:
+        return float(text.strip())
+    except ValueError:
+        raise InvalidValueError(f"{option} must be {kind}, got {text!r}") from None
+
+
+def check_plot_option(plot: Any) -> None:
+    """Refuse a ``--plot`` path with an unknown suffix before any work is done (None: no
+    figure asked for)."""
+    if plot is not None:
+        from ..plots import check_figure_path
+
+        check_figure_path(plot, "--plot figure")

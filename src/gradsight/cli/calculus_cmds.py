@@ -12,7 +12,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import command, print_json
+from ._common import check_plot_option, command, parse_number, print_json
 
 PLOT_HELP = "Also save a figure (.png, .svg or .pdf)."
 JSON_HELP = "Print one JSON document on stdout."
@@ -30,30 +30,18 @@ def _number(value: float, digits: int = 6) -> str:
     return f"{value:.{digits}g}"
 
 
-def _check_plot_path(plot: Path | None) -> None:
-    """Refuse a figure path with an unknown suffix before any work is done."""
-    if plot is not None:
-        from ..plots import check_figure_path
-
-        check_figure_path(plot, "--plot figure")
-
-
 def _point(text: str) -> float:
     """``--at`` as a finite number; text is parsed here so that a typo is one line too."""
-    from ..errors import InvalidValueError, require_finite
+    from ..errors import require_finite
 
-    try:
-        value = float(text.strip())
-    except ValueError:
-        raise InvalidValueError(f"--at must be a finite number, got {text!r}") from None
-    return require_finite("--at", value)
+    return require_finite("--at", parse_number(text, "--at", "a finite number"))
 
 
 def _activations(plot: Path | None, json_output: bool) -> None:
     from .. import activations
     from ..calculus import activation_table
 
-    _check_plot_path(plot)
+    check_plot_option(plot)
     records = activation_table()
     if plot is not None:
         from ..plots import save_figure
@@ -120,7 +108,7 @@ def _diffcheck(expression: str, at: str, plot: Path | None, json_output: bool) -
     from ..calculus import step_study
 
     x = _point(at)
-    _check_plot_path(plot)
+    check_plot_option(plot)
     study = step_study(expression, x)  # --json: {at, exact, rows, recommended}
     if plot is not None:
         from ..plots import save_figure

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import command, print_json
+from ._common import check_plot_option, command, parse_number, print_json
 
 HEAD_ROWS, TAIL_ROWS = 15, 5
 VERDICT_STYLE = {"converged": "bold green", "diverged": "bold red", "oscillating": "bold yellow",
@@ -38,14 +38,7 @@ def _point(values: tuple[float, ...]) -> str:
 
 
 def _number(text: str | None, option: str, default: float | None) -> float | None:
-    from ..errors import InvalidValueError
-
-    if text is None:
-        return default
-    try:
-        return float(text)
-    except ValueError:
-        raise InvalidValueError(f"{option} must be a number, got {text!r}") from None
+    return default if text is None else parse_number(text, option)
 
 
 def _count(text: str, option: str) -> int:
@@ -171,10 +164,8 @@ def _descend(expression: str, x0: str | None, lr: str, optimizer: str, momentum:
 def _check_outputs(plot: Path | None, animate: Path | None, comparing: bool) -> None:
     """Reject output paths before any work: a wrong format, --animate with several runs."""
     from ..errors import InvalidValueError
-    from ..plots import check_figure_path
 
-    if plot is not None:
-        check_figure_path(plot, "--plot figure")
+    check_plot_option(plot)
     if animate is not None and Path(animate).suffix.lower() != ".gif":
         raise InvalidValueError(f"--animate needs a .gif path, got {str(animate)!r}")
     if animate is not None and comparing:

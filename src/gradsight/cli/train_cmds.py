@@ -11,7 +11,7 @@ from typing import Any
 
 import typer
 
-from ._common import command, print_json, show_progress
+from ._common import check_plot_option, command, print_json, show_progress
 
 _DATA_HELP = ("moons, xor, circles, spirals, gauss, digits, or a PATH.csv (header row; the "
               "target is the last column unless --target)")
@@ -51,10 +51,7 @@ def check_output_paths(save: Path | None, plot: Path | None, report: Path | None
 
     if save is not None and save.suffix.lower() != ".npz":
         raise InvalidValueError(f"--save must be a .npz path, got {str(save)!r}")
-    if plot is not None:
-        from ..plots import check_figure_path
-
-        check_figure_path(plot, "--plot figure")
+    check_plot_option(plot)
     if report is not None and report.suffix.lower() not in (".html", ".htm"):
         raise InvalidValueError(f"--report must be an .html path, got {str(report)!r}")
     for path in (save, plot, report):
