@@ -274,11 +274,13 @@ def _layer_section(history: list[Any], dpi: int) -> Section:
 
 
 def hidden_units_section(model: Any, X: Any, y: Any = None, loss: Any = None,
-                         samples: int = 200, dpi: int = 100) -> Section:
+                         samples: int = 200, dpi: int = 100,
+                         counts: dict[str, dict[str, int]] | None = None) -> Section:
     """The hidden units of an engine model on (up to ``samples`` rows of) X: the units ×
     samples map of local derivatives f′(z) (seed 002's "learning ability"), the distribution
     of every layer's activations and, with ``y``, each layer's count of units per state
-    (:func:`~gradsight.diagnostics.classify_neurons`: dead, saturated-wrong/right, learning)."""
+    (:func:`~gradsight.diagnostics.classify_neurons`: dead, saturated-wrong/right, learning;
+    ``counts``, its ``counts()`` where the caller has already classified the units)."""
     import numpy as np
 
     from .diagnostics.neurons import classify_neurons, neuron_derivative_map
@@ -294,10 +296,11 @@ def hidden_units_section(model: Any, X: Any, y: Any = None, loss: Any = None,
         embed_figure(plot_activation_distributions(model, rows), "activation_distributions",
                      "distribution of each layer's activations a", dpi)]
     tables = []
-    if y is not None:
-        states = classify_neurons(model, X, y, loss=loss)
-        tables.append(Table([{"layer": layer, **counts}
-                             for layer, counts in states.counts().items()],
+    if counts is None and y is not None:
+        counts = classify_neurons(model, X, y, loss=loss).counts()
+    if counts is not None:
+        tables.append(Table([{"layer": layer, **per_state}
+                             for layer, per_state in counts.items()],
                             "hidden units per state (training samples)"))
     return Section("Hidden units", [f"Local derivatives and activations on {len(rows)} "
                                     "training samples."], figures, tables)

@@ -262,7 +262,10 @@ def _write_report(path: Path, model: Any, history: Any, monitor: Any,
                             "text": _verdict_text(result, hidden)}]
     if hidden:
         with np.errstate(all="ignore"):
-            sections.append(hidden_units_section(model, X_train, y_train, config["loss"]))
+            known = result.get("neurons")  # classified already with --neurons
+            sections.append(hidden_units_section(
+                model, X_train, y_train, config["loss"],
+                counts=None if known is None else known["counts"]))
     report = build_report(
         f"gradsight train — {config['data']} ({config['spec']})", findings=findings,
         layer_history=monitor, train_history=history, sections=sections,
