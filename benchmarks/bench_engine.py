@@ -160,7 +160,7 @@ def floor_runner(X: np.ndarray, batch: int, epochs: int) -> Runner:
 
 def minimal_runner(X: np.ndarray, y: np.ndarray, batch: int, epochs: int) -> Runner:
     """One complete SGD step per batch as straight-line NumPy (see the module docstring)."""
-    from gradsight._blas import product_kernel
+    from gradsight.engine.fast.blas import product_kernel
 
     rng = np.random.default_rng(0)
     W = [(0.05 * rng.standard_normal((m, n))).astype(np.float32)
@@ -277,7 +277,7 @@ def report(rows: list[dict], torch_version: str) -> None:
         if i.get("user_api") == "blas" and "numpy" in str(i.get("filepath", ""))
     ]
     if ARGS.json:
-        from gradsight._io import dumps
+        from gradsight.io import dumps
 
         print(dumps({
             "model": f"784-256-256-10 sigmoid, cross_entropy, {ARGS.optimizer}, float32",

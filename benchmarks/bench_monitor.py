@@ -219,7 +219,7 @@ def main() -> dict:
 if __name__ == "__main__":
     result = main()
     if ARGS.json:
-        from gradsight._io import dumps
+        from gradsight.io import dumps
 
         print(dumps(result))
     else:

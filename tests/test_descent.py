@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from gradsight import optim
-from gradsight._io import dumps
 from gradsight.descent import Comparison, Iterate, Trajectory, compare, minimize
 from gradsight.errors import ExpressionError, GradsightError, InvalidValueError, UnknownNameError
+from gradsight.io import dumps
 
 SEED = "x^2 - 4*x + 6"
 # seed 002, "Iteración 1": x_new = x_old − 0.1·(2·x_old − 4), printed with two decimals

@@ -11,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from gradsight import data, nn, optim
-from gradsight._io import dumps
 from gradsight.cli import app
 from gradsight.diagnostics.fixes import (
     CONFIG_KEYS,
@@ -23,6 +22,7 @@ from gradsight.diagnostics.fixes import (
 )
 from gradsight.diagnostics.verdict import Finding
 from gradsight.errors import GradsightError, InvalidValueError
+from gradsight.io import dumps
 from gradsight.train import fit
 
 SETUP = {"hidden": [16, 16, 16, 16], "activation": "sigmoid", "init": "xavier_uniform",

@@ -11,7 +11,6 @@ import pytest
 
 from gradsight import data as datasets
 from gradsight import nn
-from gradsight._io import dumps
 from gradsight.errors import DataError, InvalidValueError, UnknownNameError
 from gradsight.experiments import (
     NIELSEN_SPEEDS,
@@ -21,6 +20,7 @@ from gradsight.experiments import (
     nielsen_speeds,
     sweep,
 )
+from gradsight.io import dumps
 
 
 @pytest.fixture(scope="module")

@@ -80,7 +80,7 @@ def test_neuron_text_shows_each_factor_with_numbers():
 
 
 def test_neuron_json_keys_exact_and_serialisable():
-    from gradsight._io import dumps
+    from gradsight.io import dumps
 
     walk = explain_neuron(x=(1, 2), w=(0.5, 0.5), b=0, y=0)
     doc = json.loads(dumps(walk.to_dict(check=False)))  # what `gradsight explain --json` prints

@@ -9,8 +9,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradsight import _blas, nn, optim
-from gradsight._train_loop import Run
+from gradsight import nn, optim
+from gradsight.engine.fast import blas as _blas
+from gradsight.engine.loop import Run
 from gradsight.train import Callback, TrainContext, _check_data, fit
 
 DTYPES = [np.float32, np.float64]

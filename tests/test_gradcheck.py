@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 
 from gradsight import nn
-from gradsight._io import dumps
 from gradsight.errors import InvalidValueError, ShapeError
 from gradsight.gradient_check import band, gradcheck
+from gradsight.io import dumps
 
 
 def data(n: int = 6, d: int = 3, k: int = 2, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:

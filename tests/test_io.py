@@ -6,8 +6,8 @@ import stat
 
 import pytest
 
-from gradsight._io import atomic_path, atomic_write_text, dumps, jsonable
 from gradsight.errors import InvalidValueError, require_finite, require_positive
+from gradsight.io import atomic_path, atomic_write_text, dumps, jsonable
 
 
 def test_atomic_write_replaces_whole_file(tmp_path):

@@ -22,7 +22,7 @@ def test_functions_are_not_shadowed_by_submodules():
     importlib.import_module("gradsight.gradient_check")
     assert callable(gradsight.doctor) and gradsight.doctor.__module__.endswith(".fixes")
     assert gradsight.diagnostics.doctor is gradsight.doctor
-    assert gradsight.gradcheck.__module__ == "gradsight.gradient_check"
+    assert gradsight.gradcheck.__module__ == "gradsight.engine.gradcheck"
 
 
 def test_classify_neurons_dispatches_torch_models_to_the_adapter():

@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from gradsight import data, nn, optim
-from gradsight._io import dumps
 from gradsight.diagnostics import LayerStats
 from gradsight.diagnostics.monitor import LayerHistory, Monitor, layer_stats_of
 from gradsight.diagnostics.verdict import Findings, diagnose
 from gradsight.errors import GradsightError, InvalidValueError
+from gradsight.io import dumps
 from gradsight.train import fit
 
 

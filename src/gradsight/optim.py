@@ -29,9 +29,9 @@ from typing import Any
 
 import numpy as np
 
-from ._blas import reuse_product, scale_add
-from ._optimizer import Optimizer, non_negative, unit_interval
+from .engine.fast.blas import reuse_product, scale_add
 from .errors import InvalidValueError, UnknownNameError, require_finite
+from .optim_base import Optimizer, non_negative, unit_interval
 
 __all__ = ["SGD", "AdaGrad", "Adam", "Optimizer", "RMSProp", "get", "names", "takes"]
 

@@ -41,7 +41,7 @@ def fail(message: str, code: int = 2) -> None:
 
 def print_json(value: Any) -> None:
     """Print one JSON document on stdout (non-finite floats as strings, never bare NaN)."""
-    from .._io import dumps
+    from ..io import dumps
 
     typer.echo(dumps(value))
 
@@ -84,6 +84,6 @@ def check_plot_option(plot: Any) -> None:
     """Refuse a ``--plot`` path with an unknown suffix before any work is done (None: no
     figure asked for)."""
     if plot is not None:
-        from ..plots import check_figure_path
+        from ..present.plots import check_figure_path
 
         check_figure_path(plot, "--plot figure")

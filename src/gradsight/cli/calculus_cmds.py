@@ -39,13 +39,13 @@ def _point(text: str) -> float:
 
 def _activations(plot: Path | None, json_output: bool) -> None:
     from .. import activations
-    from ..calculus import activation_table
+    from ..calculus.symbolic import activation_table
 
     check_plot_option(plot)
     records = activation_table()
     if plot is not None:
-        from ..plots import save_figure
-        from ..plots.calculus import plot_activations
+        from ..present.plots import save_figure
+        from ..present.plots.calculus import plot_activations
 
         save_figure(plot_activations(), plot)
     if json_output:
@@ -76,7 +76,7 @@ def _activations(plot: Path | None, json_output: bool) -> None:
 def _derive(expression: str, wrt: str | None, steps: bool, json_output: bool) -> None:
     """``--json`` prints {expression, wrt, derivative, simplified, derivative_from_output
     (activation names only, else null), steps: [{rule, result}]}, all parseable text."""
-    from ..calculus import derive
+    from ..calculus.symbolic import derive
 
     result = derive(expression, wrt)
     record = result.to_dict()
@@ -105,14 +105,14 @@ def _derive(expression: str, wrt: str | None, steps: bool, json_output: bool) ->
 
 
 def _diffcheck(expression: str, at: str, plot: Path | None, json_output: bool) -> None:
-    from ..calculus import step_study
+    from ..calculus.symbolic import step_study
 
     x = _point(at)
     check_plot_option(plot)
     study = step_study(expression, x)  # --json: {at, exact, rows, recommended}
     if plot is not None:
-        from ..plots import save_figure
-        from ..plots.calculus import plot_step_study
+        from ..present.plots import save_figure
+        from ..present.plots.calculus import plot_step_study
 
         save_figure(plot_step_study(study), plot)
     if json_output:

@@ -131,7 +131,7 @@ def _print_comparison(comparison: Any) -> None:
 def _descend(expression: str, x0: str | None, lr: str, optimizer: str, momentum: str | None,
              max_iter: str, tol: str, compare_lr: str | None, plot: Path | None,
              animate: Path | None, json_output: bool) -> None:
-    from ..descent import compare, minimize
+    from ..calculus.descent import compare, minimize
     from ..errors import InvalidValueError
     from ._common import parse_floats
 
@@ -180,9 +180,9 @@ def _save_plots(result: Any, plot: Path | None, animate: Path | None) -> None:
         return
     from contextlib import ExitStack
 
-    from .._io import atomic_path
-    from ..plots import descent as figures
-    from ..plots import save_figure
+    from ..io import atomic_path
+    from ..present.plots import descent as figures
+    from ..present.plots import save_figure
 
     with ExitStack() as stack:
         plot_temp = None if plot is None else stack.enter_context(atomic_path(plot))

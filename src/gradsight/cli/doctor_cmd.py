@@ -54,7 +54,7 @@ def run_doctor(options: dict[str, Any]) -> Any:
         seed=o["seed"], test_size=o["test_size"], momentum=o.get("momentum"))
     candidates = list(o["try_changes"] or []) or None
     if o.get("factory"):  # the user's PyTorch model (torch imported only here)
-        from ..torch_adapter.runner import runner_from_spec
+        from ..adapters.torch.runner import runner_from_spec
 
         o = {**o, "runner": runner_from_spec(o["factory"], o["data"], target=o["target"],
                                              test_size=o["test_size"])}
@@ -86,7 +86,7 @@ def check_report_path(report: str | None) -> None:
 def write_report(result: Any, path: str) -> None:
     """The original set-up's findings first, then the before/after table and the evidence:
     its hidden units (engine runs) and per-layer gradient flow."""
-    from ..report import build_report, write_html
+    from ..present.report import build_report, write_html
 
     base = result.baseline.outcome
     sections: list[Any] = [{
@@ -99,7 +99,7 @@ def write_report(result: Any, path: str) -> None:
     if trained is not None and base.info.get("training_data") is not None:
         import numpy as np
 
-        from ..report import hidden_units_section
+        from ..present.report import hidden_units_section
 
         X, y = base.info["training_data"]
         with np.errstate(all="ignore"):  # a diverged baseline: NaN is shown, not warned

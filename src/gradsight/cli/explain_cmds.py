@@ -18,8 +18,8 @@ from .train_cmds import check_output_paths, positive_int
 def run_explain(x: str | None, w: str | None, b: float | None, y: str | None, lr: float,
                 network: str | None, seed: int, activation: str) -> Any:
     """The walkthrough object for ``gradsight explain``'s options."""
-    from .. import explain
     from ..errors import InvalidValueError
+    from ..present import explain
 
     xs = parse_floats(x, "--x") if x is not None else None
     ys = parse_floats(y, "--y") if y is not None else None
@@ -53,7 +53,7 @@ def run_train_neuron(table: str, epochs: int, lr: float, seed: int,
                      plot: Path | None) -> tuple[Any, dict[str, Any]]:
     """``explain --train``: the seeds' neuron trained on a truth table, its JSON document,
     and the training curve written to ``plot``."""
-    from ..explain import train_neuron
+    from ..present.explain import train_neuron
 
     positive_int("--epochs", epochs)
     check_output_paths(None, plot, None)
@@ -62,8 +62,8 @@ def run_train_neuron(table: str, epochs: int, lr: float, seed: int,
            "targets": trained.targets.tolist(), "epochs_run": len(trained.losses),
            "plot": None if plot is None else str(plot)}
     if plot is not None:
-        from ..plots import save_figure
-        from ..plots.training import plot_history
+        from ..present.plots import save_figure
+        from ..present.plots.training import plot_history
 
         rows = [{"epoch": i, "loss": loss, "accuracy": accuracy} for i, (loss, accuracy)
                 in enumerate(zip(trained.losses, trained.accuracies, strict=True))]
@@ -81,7 +81,7 @@ def _sampled_epochs(n: int, count: int = 12) -> list[int]:
 
 
 def _neuron_training_lines(trained: Any, doc: dict[str, Any]) -> list[str]:
-    from ..explain import fmt
+    from ..present.explain import fmt
 
     name = trained.data.upper()
     out = [f"One sigmoid neuron ŷ = σ(w₁x₁ + w₂x₂ + b) learning {name}: "

@@ -10,7 +10,7 @@ import typer
 from ._common import command, print_json, show_progress
 
 if TYPE_CHECKING:
-    from ..tour import TourResult
+    from ..present.tour import TourResult
 
 
 def register(app: typer.Typer) -> None:
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the tour: σ′ = σ(1−σ), numeric derivatives, gradient descent, one neuron's
         chain rule, the vanishing gradient, neuron states and the doctor — into one page."""
-        from ..tour import run_tour
+        from ..present.tour import run_tour
 
         result = run_tour(out, quick=quick, progress=show_progress(quiet))
         if as_json:

@@ -61,8 +61,8 @@ def check_output_paths(save: Path | None, plot: Path | None, report: Path | None
 
 def _resolve_loss(loss: str, n_classes: int | None) -> tuple[str, int | None, str | None]:
     """(loss name, number of outputs or None for K, output activation) for the data."""
+    from ..engine import loss_names
     from ..errors import InvalidValueError, UnknownNameError
-    from ..nn import loss_names
 
     name = loss.strip().lower()
     if name == "auto":
@@ -89,7 +89,7 @@ def _resolve_loss(loss: str, n_classes: int | None) -> tuple[str, int | None, st
 def _prepare_data(source: str, target: str | None, test_size: float, seed: int
                   ) -> tuple[Any, dict[str, Any], tuple[Any, ...]]:
     """Load, split (stratified) and standardise with the training statistics."""
-    from .. import data as gdata
+    from ..engine import data as gdata
     from ..errors import InvalidValueError
 
     if not 0 <= test_size < 1:
@@ -117,7 +117,7 @@ def _evaluate(model: Any, loss: Any, X: Any, y: Any) -> tuple[float | None, floa
     """(C, accuracy) of the final model on a whole split; (None, None) without the split."""
     import numpy as np
 
-    from ..train import evaluate
+    from ..engine.train import evaluate
 
     if X is None:
         return None, None
@@ -202,7 +202,7 @@ def _write_outputs(model: Any, history: Any, split: tuple[Any, ...], info: dict[
     """The model (with what a user needs to feed it: x′ = (x − mean)/std, class names), the
     figure and the HTML report."""
     if paths["save"] is not None:
-        from ..serialize import save as save_model
+        from ..engine.serialize import save as save_model
 
         keys = ("data", "source", "target", "feature_names", "mean", "std", "n_classes",
                 "classes")
@@ -210,8 +210,8 @@ def _write_outputs(model: Any, history: Any, split: tuple[Any, ...], info: dict[
                                                    **{key: info[key] for key in keys}})
     if paths["plot"] is None and paths["report"] is None:
         return
-    from ..plots import save_figure
-    from ..plots.training import plot_training
+    from ..present.plots import save_figure
+    from ..present.plots.training import plot_training
 
     X_train, _, y_train, _ = split
     two_d = X_train.shape[1] == 2 and info["n_classes"] is not None
@@ -245,7 +245,7 @@ def _write_report(path: Path, model: Any, history: Any, monitor: Any,
     import numpy as np
 
     from ..diagnostics import diagnose
-    from ..report import build_report, hidden_units_section, write_html
+    from ..present.report import build_report, hidden_units_section, write_html
 
     X_train, _, y_train, _ = split
     config = result["config"]
@@ -291,7 +291,8 @@ def _verdict_text(result: dict[str, Any], hidden: bool = True) -> str:
 def _build(o: dict[str, Any], n_features: int, n_classes: int | None
            ) -> tuple[Any, Any, Any, dict[str, Any]]:
     """(model, loss, optimizer, their part of the config) from the options and data dims."""
-    from .. import nn, optim
+    from .. import engine as nn
+    from .. import optim
 
     hidden = _parse_hidden(o["hidden"])
     loss_name, n_out, output_activation = _resolve_loss(o["loss"], n_classes)
@@ -315,8 +316,8 @@ def _build(o: dict[str, Any], n_features: int, n_classes: int | None
 def run_train(options: dict[str, Any]) -> dict[str, Any]:
     """Everything ``gradsight train`` does, minus the printing; returns the JSON document
     (with ``neurons``, the hidden units' states, when ``options["neurons"]``)."""
+    from ..engine.train import fit
     from ..errors import InvalidValueError
-    from ..train import fit
 
     o = options
     for option in ("epochs", "batch_size"):

@@ -129,7 +129,7 @@ def _print_trajectory(result: Any) -> None:
 
 
 def _figures(result: Any, mode: str) -> dict[str, Any]:
-    from ..plots.diagnostics import (
+    from ..present.plots.diagnostics import (
         plot_activation_trajectory,
         plot_sigmoid_bound,
         plot_speeds_over_training,
@@ -152,13 +152,13 @@ def _figures(result: Any, mode: str) -> dict[str, Any]:
 
 def _write_outputs(result: Any, mode: str, plot: str | None, report: str | None) -> list[str]:
     """Write the figures into ``plot`` and/or a report (.html page or .json); the paths."""
-    from ..plots import save_figure
+    from ..present.plots import save_figure
 
     figures = _figures(result, mode) if plot is not None or report is not None else {}
     paths = [str(save_figure(fig, Path(plot) / f"{name}.png"))
              for name, fig in figures.items()] if plot is not None else []
     if report is not None:
-        from ..report import build_report, write_html, write_json
+        from ..present.report import build_report, write_html, write_json
 
         title = {"sweep": "Vanishing-gradient sweep", "glorot": "Activations over training "
                  "(Glorot & Bengio)"}.get(mode, "Speed of learning per layer (Nielsen, ch. 5)")
@@ -171,7 +171,7 @@ def _write_outputs(result: Any, mode: str, plot: str | None, report: str | None)
 def _compute(mode: str, options: dict[str, Any], lists: dict[str, str], quiet: bool) -> Any:
     """Run the experiment of ``mode`` with the options given on the command line (the others
     keep the experiment's defaults)."""
-    from .. import experiments
+    from ..lab import vanishing as experiments
 
     if "hidden" in options:
         options["hidden"] = _parse_ints(options["hidden"], "--hidden")

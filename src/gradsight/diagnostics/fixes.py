@@ -24,8 +24,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
-from .._io import jsonable
 from ..errors import InvalidValueError
+from ..io import jsonable
 
 __all__ = ["DoctorSetup", "RunOutcome", "CandidateResult", "DoctorResult", "doctor",
            "engine_runner", "propose_candidates", "parse_change"]
@@ -403,7 +403,7 @@ def doctor(setup: DoctorSetup | dict[str, Any], candidates: Iterable[Any] | None
 def engine_runner(dataset: Any, *, target: str | None = None, test_size: float = 0.2,
                   monitor_every: int = 1, dtype: str = "float64") -> Runner:
     """A runner that trains gradsight's NumPy engine on ``dataset`` (see :mod:`._engine`)."""
-    from ._engine import EngineRunner
+    from .engine_runner import EngineRunner
 
     return EngineRunner(dataset, target=target, test_size=test_size,
                         monitor_every=monitor_every, dtype=dtype)

@@ -28,10 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from ..engine.train import Callback
 from ..errors import InvalidValueError
 from ..optim import SGD
-from ..train import Callback
-from ._arrays import (
+from .arrays import (
     Known,
     _activation_fields,
     _norm_and_nonfinite,
@@ -39,7 +39,7 @@ from ._arrays import (
     _Work,
     saturation_bounds,
 )
-from ._history import (
+from .history import (
     LayerHistory,
     history_from_csv,
     history_from_json,

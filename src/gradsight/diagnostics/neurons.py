@@ -31,8 +31,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from .._io import jsonable
 from ..errors import DataError, GradsightError, InvalidValueError, ShapeError
+from ..io import jsonable
 
 __all__ = ["NeuronState", "NeuronStates", "classify_neurons", "neuron_derivative_map",
            "hidden_layers", "STATES"]
@@ -211,7 +211,7 @@ def _targets(model: Any, y: ArrayLike, n: int, loss: Any) -> tuple[Any, np.ndarr
     """(the Loss or None, integer class labels or None for a regression target)."""
     if loss is None:
         return None, _labels(y, n)
-    from ..nn import loss as get_loss
+    from ..engine import loss as get_loss
 
     cost = get_loss(loss)
     n_outputs = model.dense_layers[-1].n_out if hasattr(model, "dense_layers") else None
@@ -314,7 +314,7 @@ def classify_neurons(model: Any, X: ArrayLike, y: ArrayLike, *, saturation: floa
     """
     torch = sys.modules.get("torch")  # a torch model implies torch is already imported
     if torch is not None and isinstance(model, torch.nn.Module):
-        from ..torch_adapter import classify_neurons_torch
+        from ..adapters.torch import classify_neurons_torch
 
         return classify_neurons_torch(
             model, X, y, saturation=saturation, near_all=near_all,

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from .._io import jsonable
 from ..errors import GradsightError, InvalidValueError
+from ..io import jsonable
 
 __all__ = ["Finding", "Findings", "Thresholds", "diagnose", "SEVERITIES"]
 
@@ -217,7 +217,7 @@ def diagnose(history: Any, model: Any = None, data: Any = None, train_history: A
     >>> [(f.code, f.severity, round(f.evidence["ratio_last_first"])) for f in diagnose(h)]
     [('vanishing-gradients', 'warning', 100)]
     """
-    from . import _rules
+    from . import rules as _rules
 
     limits = (thresholds or Thresholds()).with_overrides(**overrides)
     context = _rules.Context.build(history, model, data, train_history, loss, limits)

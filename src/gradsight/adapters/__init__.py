@@ -1,0 +1,1 @@
+"""Adapters: gradsight's diagnostics for models of other libraries (:mod:`.torch`)."""

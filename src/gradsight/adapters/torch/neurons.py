@@ -1,0 +1,238 @@
+"""Neuron states of a torch model over a data loader (the engine's ``classify_neurons``).
+
+For every hidden activation module (one that a parametrised layer follows in forward order)
+a forward pre-hook reads z, its input, and accumulates per-unit counts over the batches:
+samples where f′(z) ≥ saturation·max f′ ("active", the unit can learn), where z > 0, the sums
+of f′(z) and z, and — once the batch's predictions are known — the right answers among the
+samples where the unit is saturated. Only those per-unit counts are kept, never a samples ×
+units map, so memory stays bounded by one batch whatever the size of the data.
+
+f′(z) comes from autograd on the module itself (so any elementwise activation works, and the
+kinks follow PyTorch: relu′(0) = 0); max f′ from gradsight's activation registry, or from a
+fine grid on [−20, 20] for activations it does not know. For a conv output (N, C, ...) a unit
+is a channel and every position of every sample counts as one of its samples.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+
+from ...errors import GradsightError, InvalidValueError
+from ._layers import ActivationLayer, find_layers
+from ._loop import model_place, split_batch, to_model
+from ._torch import require_torch, unwrap
+
+
+class _Tally:
+    """Per-unit counts of one activation layer (device tensors, float64 where possible)."""
+
+    def __init__(self, layer: ActivationLayer, peak: float) -> None:
+        self.layer, self.peak = layer, peak
+        self.sums: Any = None  # rows: active, positive, Σf′, Σz
+        self.saturated_right: Any = None
+        self.inactive: Any = None  # this batch: samples × units counts of saturated positions
+        self.positions = 0  # samples (× positions) seen
+
+    def add(self, z: Any, saturation: float) -> None:
+        torch = require_torch()
+        derivative = _derivative(self.layer.module, z)
+        wide = torch.float32 if z.device.type == "mps" else torch.float64
+        z, derivative = z.to(wide), derivative.to(wide)
+        active = (derivative >= saturation * self.peak).to(wide)
+        unit = self.layer.unit_dim % z.dim() if z.dim() > 1 else 0
+        move = (lambda t: t.movedim(unit, -1).reshape(z.shape[0], -1, z.shape[unit])) \
+            if z.dim() > 1 else (lambda t: t.reshape(1, -1, t.numel()))
+        per_sample = [move(t).sum(dim=1) for t in (active, (z > 0).to(wide), derivative, z)]
+        batch = torch.stack([part.sum(dim=0) for part in per_sample])
+        self.sums = batch if self.sums is None else self.sums + batch
+        positions = move(active).shape[1]
+        self.inactive = positions - per_sample[0]
+        self.positions += per_sample[0].shape[0] * positions
+
+    def add_right(self, right: Any) -> None:
+        if self.inactive is None:
+            return
+        part = right.to(self.inactive.dtype) @ self.inactive
+        self.saturated_right = part if self.saturated_right is None else \
+            self.saturated_right + part
+        self.inactive = None
+
+
+def _derivative(module: Any, z: Any) -> Any:
+    """f′(z) elementwise by autograd through the module's own forward (hooks bypassed)."""
+    torch = require_torch()
+    with torch.enable_grad():
+        leaf = z.detach().requires_grad_(True)
+        out = module.forward(leaf * 1.0)  # a non-leaf copy, so in-place modules are fine
+        (grad,) = torch.autograd.grad(out.sum(), leaf)
+    return grad
+
+
+def _max_derivative(layer: ActivationLayer) -> float:
+    from ... import activations
+
+    try:
+        return float(activations.get(layer.activation).max_derivative[0])
+    except GradsightError:
+        import copy
+
+        torch = require_torch()
+        grid = torch.linspace(-20.0, 20.0, 40001, dtype=torch.float64)
+        probe = copy.deepcopy(layer.module).double()  # never change the user's module
+        return float(_derivative(probe, grid).max())
+
+
+def _batches(data: Any, y: Any, chunk_size: int) -> Iterator[tuple[Any, Any]]:
+    """(x, y) chunks of a loader, or of the arrays X and y."""
+    if y is None:
+        for batch in data:
+            yield split_batch(batch)
+        return
+    torch = require_torch()
+    X = data if isinstance(data, torch.Tensor) else torch.as_tensor(np.asarray(data))
+    Y = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
+    if X.shape[0] != Y.shape[0]:
+        from ...errors import ShapeError
+
+        raise ShapeError(f"y has {Y.shape[0]} rows, X has {X.shape[0]}")
+    for start in range(0, X.shape[0], chunk_size):
+        yield X[start:start + chunk_size], Y[start:start + chunk_size]
+
+
+def _predicted(output: Any, last: ActivationLayer | None) -> Any:
+    """Predicted classes: argmax of K outputs; one output is thresholded at the middle of
+    its activation's range (½ after a sigmoid), else at 0 (a logit)."""
+    if output.dim() == 2 and output.shape[1] > 1:
+        return output.argmax(dim=1)
+    column = output.reshape(output.shape[0], -1)[:, 0]
+    threshold = 0.5 if last is not None and last.activation in ("sigmoid", "hardsigmoid") else 0.0
+    return (column > threshold).long()
+
+
+def classify_neurons_torch(model: Any, data: Iterable[Any], y: Any = None, *,
+                           saturation: float = 0.01, near_all: float = 0.95,
+                           learning_share: float = 0.05, right_share: float = 0.5,
+                           chunk_size: int = 2048, max_batches: int | None = None) -> Any:
+    """Label every hidden unit of a torch model as :func:`gradsight.diagnostics.
+    classify_neurons` does — ``dead``, ``saturated-wrong``, ``saturated-right``,
+    ``saturated``, ``learning`` or ``quiet`` — over a data loader.
+
+    data : a loader of (inputs, targets) batches, or the inputs X (tensor/array) with the
+        targets ``y`` (then cut into chunks of ``chunk_size`` rows).
+    max_batches : stop after this many batches (None: the whole loader, once).
+    The model runs in eval mode under ``torch.no_grad`` (its mode is restored after).
+    Returns :class:`~gradsight.diagnostics.neurons.NeuronStates`.
+    """
+    from ...diagnostics.neurons import _check_fraction
+
+    torch = require_torch()
+    saturation = _check_fraction("saturation", saturation)
+    near_all = _check_fraction("near_all", near_all)
+    learning_share = _check_fraction("learning_share", learning_share)
+    right_share = _check_fraction("right_share", right_share, open_low=False)
+    for name, value in (("chunk_size", chunk_size), ("max_batches", max_batches)):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
+                                  or value < 1):
+            raise InvalidValueError(f"{name} must be an integer ≥ 1, got {value!r}")
+    inner = unwrap(model)
+    params, acts = find_layers(inner, torch.nn)
+    if not acts:
+        raise GradsightError("the model has no activation module (nn.ReLU, nn.Sigmoid, ...): "
+                             "there are no hidden units to classify")
+    tallies = {layer.name: _Tally(layer, _max_derivative(layer)) for layer in acts}
+    order: dict[str, int] = {}
+    handles = []
+
+    def pre_hook(layer: ActivationLayer) -> Any:
+        def hook(module: Any, args: Any) -> None:
+            order.setdefault(layer.name, len(order))
+            if args and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
+                tallies[layer.name].add(args[0].detach(), saturation)
+        return hook
+
+    def order_hook(name: str) -> Any:
+        def hook(module: Any, args: Any) -> None:
+            order.setdefault(name, len(order))
+        return hook
+
+    for layer in acts:
+        handles.append(layer.module.register_forward_pre_hook(pre_hook(layer)))
+    for param_layer in params:
+        handles.append(param_layer.module.register_forward_pre_hook(order_hook(param_layer.name)))
+    was_training = inner.training
+    device, dtype = model_place(inner)
+    labelled = True
+    try:
+        inner.eval()
+        with torch.no_grad():
+            for count, (x, target) in enumerate(_batches(data, y, chunk_size)):
+                if max_batches is not None and count >= max_batches:
+                    break
+                output = inner(to_model(x, device, dtype))
+                labelled = _tally_right(output, target, tallies, order, acts, params) \
+                    and labelled
+    finally:
+        for handle in handles:
+            handle.remove()
+        inner.train(was_training)
+    return _states(tallies, order, params, labelled, near_all, learning_share, right_share)
+
+
+def _tally_right(output: Any, target: Any, tallies: dict[str, _Tally], order: dict[str, int],
+                 acts: list[ActivationLayer], params: list[Any]) -> bool:
+    """Add the batch's right answers to the saturated samples; False if y is not a class."""
+    from ...diagnostics.neurons import _labels
+
+    torch = require_torch()
+    target_np = target.detach().cpu().numpy() if isinstance(target, torch.Tensor) \
+        else np.asarray(target)
+    labels = _labels(target_np, output.shape[0])
+    if labels is None:
+        for tally in tallies.values():
+            tally.inactive = None
+        return False
+    last_param = max((order[p.name] for p in params if p.name in order), default=-1)
+    after = [layer for layer in acts if order.get(layer.name, -1) > last_param]
+    last = max(after, key=lambda layer: order[layer.name]) if after else None  # output act
+    predicted = _predicted(output, last).cpu()
+    right = (predicted == torch.as_tensor(labels)).to(torch.float64)
+    for tally in tallies.values():
+        tally.add_right(right.to(tally.inactive.device) if tally.inactive is not None
+                        else right)
+    return True
+
+
+def _states(tallies: dict[str, _Tally], order: dict[str, int], params: list[Any],
+            labelled: bool, near_all: float, learning_share: float, right_share: float) -> Any:
+    from ...diagnostics.neurons import NeuronState, NeuronStates, _state
+
+    last_param = max((order[p.name] for p in params if p.name in order), default=-1)
+    hidden = sorted((t for name, t in tallies.items()
+                     if name in order and order[name] < last_param and t.sums is not None),
+                    key=lambda t: order[t.layer.name])
+    if not hidden:
+        raise GradsightError("the model has no hidden layer (no activation module before its "
+                             "last parametrised layer): there are no hidden units to classify")
+    states = NeuronStates()
+    for number, tally in enumerate(hidden):
+        sums = tally.sums.cpu().tolist()
+        right = tally.saturated_right.cpu().tolist() if tally.saturated_right is not None \
+            else None
+        n = tally.positions
+        kind = SimpleNamespace(relu_family=tally.layer.dead_rule)
+        for unit in range(len(sums[0])):
+            active = sums[0][unit] / n
+            saturated = n - sums[0][unit]
+            accuracy = right[unit] / saturated if right is not None and labelled \
+                and saturated > 0 else None
+            positive = sums[1][unit] / n
+            state = _state(kind, positive, active, accuracy, labelled, near_all,
+                           learning_share, right_share)
+            states.append(NeuronState(tally.layer.name, number, unit, state,
+                                      tally.layer.activation, active, 1.0 - active, positive,
+                                      sums[2][unit] / n, sums[3][unit] / n, accuracy))
+    return states

@@ -1,0 +1,262 @@
+"""Histories of LayerStats: pivot per layer, export to dicts, JSON and CSV, and back.
+
+Re-exported by :mod:`gradsight.diagnostics.monitor`, where users find them.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..errors import DataError, GradsightError, InvalidValueError
+from ..io import atomic_path, atomic_write_text, dumps, jsonable
+from .stats import LayerStats
+
+__all__ = ["LayerHistory", "history_records", "history_to_json", "history_from_json",
+           "history_to_csv", "history_from_csv", "require_history"]
+
+
+def _escape(text: str) -> str:
+    return html.escape(text, quote=True)
+
+
+# ---- pivot per layer -------------------------------------------------------------------------
+class LayerHistory:
+    """A history pivoted per layer: ``series(field, layer)`` → (steps, values).
+
+    Missing values (a field that does not apply, or None) become NaN in the arrays, so plots
+    show gaps rather than invented numbers. Non-finite values are kept as they are.
+
+    >>> h = [LayerStats("dense0", 0, s, 0, grad_b_norm=0.1 * (s + 1)) for s in range(3)]
+    >>> steps, values = LayerHistory(h).series("grad_b_norm", "dense0")
+    >>> steps.tolist(), values.round(2).tolist()
+    ([0, 1, 2], [0.1, 0.2, 0.3])
+    """
+
+    def __init__(self, history: Any) -> None:
+        self.records = _as_records(history)
+        order: dict[str, tuple[int, str]] = {}
+        for record in self.records:
+            order.setdefault(record.layer, (record.index, record.kind))
+        self.layers: list[str] = sorted(order, key=lambda name: order[name][0])
+        self.kinds: dict[str, str] = {name: order[name][1] for name in self.layers}
+        self.steps: np.ndarray = np.array(sorted({r.step for r in self.records}), dtype=int)
+        self._by_layer: dict[str, list[LayerStats]] = {name: [] for name in self.layers}
+        for record in self.records:
+            self._by_layer[record.layer].append(record)
+        for rows in self._by_layer.values():
+            rows.sort(key=lambda r: r.step)
+
+    def layers_of(self, kind: str) -> list[str]:
+        """The layer names of one kind (``"param"`` or ``"activation"``), in forward order."""
+        return [name for name in self.layers if self.kinds[name] == kind]
+
+    def series(self, field: str, layer: str) -> tuple[np.ndarray, np.ndarray]:
+        """(steps, values) of one field of one layer; None → NaN."""
+        if field not in LayerStats.field_names():
+            raise InvalidValueError(f"unknown LayerStats field {field!r}; "
+                                    f"known: {', '.join(LayerStats.field_names())}")
+        if layer not in self._by_layer:
+            raise InvalidValueError(f"unknown layer {layer!r}; known: {', '.join(self.layers)}")
+        rows = self._by_layer[layer]
+        steps = np.array([r.step for r in rows], dtype=int)
+        values = np.array([_float(getattr(r, field)) for r in rows], dtype=np.float64)
+        return steps, values
+
+    def matrix(self, field: str, kind: str | None = None) -> tuple[list[str], np.ndarray,
+                                                                     np.ndarray]:
+        """(layers, steps, values[layer, step]) for a layer × step heatmap (NaN where absent)."""
+        names = self.layers if kind is None else self.layers_of(kind)
+        position = {int(s): j for j, s in enumerate(self.steps)}
+        values = np.full((len(names), len(self.steps)), np.nan)
+        for i, name in enumerate(names):
+            steps, series = self.series(field, name)
+            values[i, [position[int(s)] for s in steps]] = series
+        return names, self.steps.copy(), values
+
+    def last(self, field: str) -> dict[str, float]:
+        """The most recent value of ``field`` per layer (layers where it applies)."""
+        result = {}
+        for name in self.layers:
+            _, values = self.series(field, name)
+            if values.size and not all(getattr(r, field) is None for r in self._by_layer[name]):
+                result[name] = float(values[-1])
+        return result
+
+    def to_dict(self) -> dict[str, Any]:
+        """{layer: {"kind", "steps", field: values...}} with only the fields that apply."""
+        result: dict[str, Any] = {}
+        for name in self.layers:
+            rows = self._by_layer[name]
+            entry: dict[str, Any] = {"kind": self.kinds[name], "steps": [r.step for r in rows]}
+            for field in LayerStats.field_names()[6:]:
+                column = [getattr(r, field) for r in rows]
+                if any(v is not None for v in column):
+                    entry[field] = column
+            result[name] = entry
+        return jsonable(result)
+
+    def __repr__(self) -> str:
+        return (f"LayerHistory({len(self.layers)} layers × {len(self.steps)} steps: "
+                f"{', '.join(self.layers)})")
+
+    def _repr_html_(self) -> str:
+        head = ("<tr><th>layer</th><th>‖∂C/∂W‖</th><th>‖∂C/∂b‖</th><th>‖ΔW‖/‖W‖</th>"
+                "<th>mean a</th><th>saturated</th><th>dead</th><th>non-finite</th></tr>")
+        rows = []
+        for name in self.layers:
+            r = self._by_layer[name][-1]
+            cells = [r.grad_W_norm, r.grad_b_norm, r.update_ratio, r.act_mean,
+                     r.saturated_fraction, r.dead_fraction, r.nonfinite]
+            rows.append(f"<tr><td>{_escape(name)}</td>"
+                        + "".join(f"<td>{_fmt(c)}</td>" for c in cells) + "</tr>")
+        caption = (f"<caption>gradsight monitor — last recorded step "
+                   f"{int(self.steps[-1]) if len(self.steps) else '–'}</caption>")
+        return f"<table>{caption}{head}{''.join(rows)}</table>"
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, (int, np.integer)):
+        return str(int(value))
+    return f"{float(value):.3g}"
+
+
+def _float(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+# ---- export ---------------------------------------------------------------------------------
+def _as_records(history: Any) -> list[LayerStats]:
+    """LayerStats from a Monitor, a list of LayerStats or a list of dicts."""
+    if hasattr(history, "history") and not isinstance(history, (list, tuple)):
+        history = history.history
+    if isinstance(history, LayerHistory):
+        return list(history.records)
+    if not isinstance(history, Iterable) or isinstance(history, (str, bytes, dict)):
+        raise InvalidValueError(f"a history must be a list of LayerStats, got "
+                                f"{type(history).__name__}")
+    records = []
+    for item in history:
+        if isinstance(item, LayerStats):
+            records.append(item)
+        elif isinstance(item, dict):
+            records.append(_record_from_dict(item))
+        else:
+            raise InvalidValueError(f"a history holds LayerStats records, got "
+                                    f"{type(item).__name__}")
+    return records
+
+
+_INT_FIELDS = {"index", "step", "epoch", "nonfinite"}
+_TEXT_FIELDS = {"layer", "kind", "activation"}
+
+
+def _record_from_dict(data: dict[str, Any]) -> LayerStats:
+    """A LayerStats from a dict whose numbers may be strings ("nan", "1e-3", "")."""
+    clean: dict[str, Any] = {}
+    for key, value in data.items():
+        if key in _TEXT_FIELDS:
+            clean[key] = None if value in (None, "") and key == "activation" else value
+        elif value is None or value == "":
+            clean[key] = None
+        else:
+            try:
+                clean[key] = int(value) if key in _INT_FIELDS else float(value)
+            except (TypeError, ValueError):
+                raise DataError(f"history field {key!r} must be a number, got {value!r}") \
+                    from None
+    try:
+        return LayerStats.from_dict(clean)
+    except TypeError as error:
+        raise DataError(f"history record is missing a field: {error}") from None
+
+
+def history_records(history: Any) -> list[dict[str, Any]]:
+    """The history as a list of plain dicts (``pandas.DataFrame(history_records(h))``)."""
+    return [record.to_dict() for record in _as_records(history)]
+
+
+def history_to_json(history: Any, path: str | os.PathLike[str] | None = None) -> str:
+    """JSON text of the history (a list of records; non-finite floats as "nan"/"inf").
+
+    With ``path`` the text is also written there atomically.
+    """
+    text = dumps(history_records(history))
+    if path is not None:
+        atomic_write_text(path, text + "\n")
+    return text
+
+
+def history_from_json(text_or_path: str | os.PathLike[str]) -> list[LayerStats]:
+    """Inverse of :func:`history_to_json`: JSON text or the path of a JSON file."""
+    text = os.fspath(text_or_path)
+    if not text.lstrip().startswith(("[", "{")):
+        try:
+            text = Path(text).read_text(encoding="utf-8")
+        except OSError as error:
+            raise DataError(f"cannot read history file {text!r}: {error.strerror}") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise DataError(f"history is not valid JSON: {error.msg} at line {error.lineno}") \
+            from None
+    if isinstance(data, dict):
+        data = data.get("history", data.get("records"))
+    if not isinstance(data, list):
+        raise DataError("history JSON must be a list of records")
+    return _as_records(data)
+
+
+def history_to_csv(history: Any, path: str | os.PathLike[str] | None = None) -> str:
+    """CSV text of the history (header = LayerStats fields; None → empty cell).
+
+    With ``path`` the text is also written there atomically.
+    """
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    names = LayerStats.field_names()
+    writer.writerow(names)
+    for record in history_records(history):
+        writer.writerow(["" if record[n] is None else _csv_cell(record[n]) for n in names])
+    text = buffer.getvalue()
+    if path is not None:
+        with atomic_path(path) as tmp:
+            tmp.write_text(text, encoding="utf-8")
+    return text
+
+
+def _csv_cell(value: Any) -> str:
+    if isinstance(value, float):
+        return repr(value) if math.isfinite(value) else str(jsonable(value))
+    return str(value)
+
+
+def history_from_csv(path: str | os.PathLike[str]) -> list[LayerStats]:
+    """Inverse of :func:`history_to_csv` (reads the file at ``path``)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as error:
+        raise DataError(f"cannot read history file {os.fspath(path)!r}: {error.strerror}") \
+            from None
+    rows = list(csv.DictReader(io.StringIO(text)))
+    return _as_records(rows)
+
+
+def require_history(history: Any) -> list[LayerStats]:
+    """The records of a non-empty history, else :class:`GradsightError`."""
+    records = _as_records(history)
+    if not records:
+        raise GradsightError("the history is empty: train with a Monitor (every ≥ 1) so "
+                             "that at least one step is recorded")
+    return records

@@ -1,0 +1,123 @@
+"""What the experiments of the vanishing-gradient lab share: the lab's costs, argument
+checks, the data, the network, plain SGD training with hooks, and the HTML tables.
+
+:mod:`gradsight.experiments` documents the costs and re-exports :class:`NielsenCrossEntropy`
+and :data:`LOSSES`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+
+from ..engine.losses import BCEWithLogits, Loss
+from ..engine.losses import loss as engine_loss
+from ..errors import DataError, InvalidValueError, UnknownNameError
+
+__all__ = [
+    "LOSSES", "NielsenCrossEntropy", "callback_with", "check_count", "check_hidden",
+    "class_data", "html_table", "lab_cost", "lab_network", "train_sgd",
+]
+
+
+class NielsenCrossEntropy(BCEWithLogits):
+    """Nielsen's CrossEntropyCost on sigmoid outputs a = σ(z), summed over the K outputs and
+    averaged over the N samples: C = −1/N Σₙ Σₖ [y ln a + (1−y) ln(1−a)]; ∂C/∂z = (σ(z) − y)/N.
+
+    (The engine's ``bce_with_logits`` averages over all N·K entries: K times smaller.)
+
+    >>> import numpy as np
+    >>> round(NielsenCrossEntropy().value(np.zeros((1, 2)), np.array([[1.0, 0.0]])), 6)
+    1.386294
+    """
+
+    name = "nielsen_cross_entropy"
+
+    def _value(self, output: np.ndarray, target: np.ndarray) -> float:
+        return super()._value(output, target) * output.shape[1]
+
+    def _value_and_gradient(self, output: np.ndarray, target: np.ndarray,
+                            out: np.ndarray) -> tuple[float, np.ndarray]:
+        value, gradient = super()._value_and_gradient(output, target, out)
+        gradient *= output.shape[1]
+        return value * output.shape[1], gradient
+
+
+#: lab cost name → (engine Loss factory, output activation of the network)
+LOSSES: dict[str, tuple[Callable[[], Loss], str | None]] = {
+    "cross_entropy": (NielsenCrossEntropy, None),
+    "softmax": (lambda: engine_loss("cross_entropy"), None),
+    "quadratic": (lambda: engine_loss("quadratic"), "sigmoid"),
+}
+
+
+def lab_cost(name: str) -> tuple[Loss, str | None]:
+    key = name.strip().lower() if isinstance(name, str) else name
+    if key not in LOSSES:
+        raise UnknownNameError("vanish loss", name, LOSSES)
+    factory, output_activation = LOSSES[key]
+    return factory(), output_activation
+
+
+def check_count(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise InvalidValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)
+
+
+def check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
+    sizes = tuple(hidden)
+    if not sizes:
+        raise InvalidValueError("hidden must list at least one hidden layer size, got none")
+    return tuple(check_count("hidden layer size", n) for n in sizes)
+
+
+def class_data(data: Any) -> tuple[np.ndarray, np.ndarray, int, str]:
+    """(X, integer labels, number of classes, name) of a data-set name or Dataset."""
+    from ..engine import data as datasets
+
+    ds = datasets.load(data) if isinstance(data, str) else data
+    n_classes = getattr(ds, "n_classes", None)
+    if not n_classes or n_classes < 2:
+        raise DataError(f"the vanishing-gradient lab needs a classification data set, got "
+                        f"{getattr(ds, 'name', data)!r} without classes")
+    return (np.asarray(ds.X, dtype=np.float64), np.asarray(ds.y).astype(np.intp),
+            int(n_classes), str(getattr(ds, "name", data)))
+
+
+def lab_network(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str, init: str,
+             bias_init: str, output_activation: str | None, seed: int) -> Any:
+    from ..engine import mlp
+
+    spec = "-".join(str(n) for n in (n_in, *hidden, n_out))
+    return mlp(spec, activation=activation, output_activation=output_activation, init=init,
+               bias_init=bias_init, seed=seed)
+
+
+def train_sgd(model: Any, X: np.ndarray, y: np.ndarray, loss: Loss, epochs: int, lr: float,
+           batch_size: int, seed: int, callbacks: Sequence[Any] = ()) -> Any:
+    from ..engine.train import fit_one_of_many
+    from ..optim import SGD
+
+    return fit_one_of_many(model, X, y, loss=loss, optimizer=SGD(lr=lr), epochs=epochs,
+                           batch_size=batch_size, shuffle=True, seed=seed,
+                           callbacks=list(callbacks), progress=False)
+
+
+def callback_with(**methods: Callable[[Any], None]) -> Any:
+    """A :class:`gradsight.train.Callback` whose hooks are the given functions of ``ctx``."""
+    from ..engine.train import Callback
+
+    hooks = Callback()
+    for name, fn in methods.items():
+        setattr(hooks, name, fn)  # an instance attribute: fit calls hooks.<name>(ctx)
+    return hooks
+
+
+def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], caption: str) -> str:
+    from ..present.report import Report, Section, Table, render_html
+
+    table = Table([{c: r.get(c) for c in columns} for r in rows], columns=list(columns))
+    return render_html(Report(caption, sections=[Section("", tables=[table])]), False)
