@@ -113,7 +113,7 @@ class FloorReader(Callback):
 
 class MinimalMonitor(Callback):
     """Every number a Monitor records for this network, with the least work: the norms the
-    training loop shares (``ctx.*_sq_norms``, as the Monitor uses them), ‖ΔW‖ = η‖∂C/∂W‖ for
+    training loop shares (``ctx.norms``, as the Monitor uses them), ‖ΔW‖ = η‖∂C/∂W‖ for
     plain SGD, and per activation a·1, a·a and one count of f′ < 1% of its peak — raw tuples,
     no record objects, no checks, no fallbacks. What a complete every-step Monitor costs at
     the least on this network (plain SGD only)."""
@@ -136,7 +136,7 @@ class MinimalMonitor(Callback):
                     position += 2
                 else:
                     self.plan.append((layer, np.ones(layer.output.size, layer.output.dtype)))
-        grads, weights, lr = ctx.grad_sq_norms, ctx.weight_sq_norms, ctx.optimizer.lr
+        grads, weights, lr = ctx.norms.gradients(), ctx.norms.weights(), ctx.optimizer.lr
         row: list[tuple] = []
         for layer, extra in self.plan:
             if isinstance(extra, int):

@@ -8,9 +8,9 @@ import math
 import numpy as np
 import pytest
 
-from gradsight import nn
+from gradsight import engine
+from gradsight.engine.gradcheck import band, gradcheck
 from gradsight.errors import InvalidValueError, ShapeError
-from gradsight.gradient_check import band, gradcheck
 from gradsight.io import dumps
 
 
@@ -29,7 +29,7 @@ def test_bands_in_words_at_their_limits() -> None:
 @pytest.mark.parametrize("activation", ["sigmoid", "tanh", "softplus", "gelu", "elu"])
 def test_correct_smooth_networks_are_fine(activation: str) -> None:
     X, y = data()
-    model = nn.mlp("3-5-4-2", activation=activation, seed=0)
+    model = engine.mlp("3-5-4-2", activation=activation, seed=0)
     result = gradcheck(model, X, y, "cross_entropy")
     assert result.band == "fine" and result.passed and not result.has_kinks
     assert [p.name for p in result.parameters] == [
@@ -38,9 +38,9 @@ def test_correct_smooth_networks_are_fine(activation: str) -> None:
 
 
 def test_single_neuron_numeric_derivative_is_the_central_difference() -> None:
-    # independent oracle: C(w) of the seeds' neuron written out by hand
+    # independent oracle: C(w) of the articles' neuron written out by hand
     x, y, h = np.array([0.5, -1.5]), 1.0, 1e-5
-    model = nn.mlp("2-1", output_activation="sigmoid", seed=3)
+    model = engine.mlp("2-1", output_activation="sigmoid", seed=3)
     w, b = model.dense_layers[0].W[:, 0].copy(), float(model.dense_layers[0].b[0])
 
     def cost(w0: float) -> float:
@@ -59,25 +59,26 @@ def test_single_neuron_numeric_derivative_is_the_central_difference() -> None:
     assert result.passed
 
 
-class WrongBias(nn.Dense):
+class WrongBias(engine.Dense):
     """A Dense layer whose bias gradient is off by a factor 2 (a typical bug)."""
 
-    def backward(self, dZ, reuse=False, input_grad=None):  # type: ignore[no-untyped-def]
-        dX = super().backward(dZ, reuse, input_grad)
+    def backward(self, dZ):  # type: ignore[no-untyped-def]
+        dX = super().backward(dZ)
         self.grad_b *= 2
         return dX
 
 
-class SlightlyWrongTanh(nn.Activation):
+class SlightlyWrongTanh(engine.Activation):
     """tanh′ computed as 1 − a² + 1e-3: a small but real error."""
 
-    def backward(self, dA, reuse=False):  # type: ignore[no-untyped-def]
+    def backward(self, dA):  # type: ignore[no-untyped-def]
         return dA * (1 - self.output**2 + 1e-3)
 
 
 def test_a_wrong_gradient_is_reported_wrong_and_named() -> None:
     X, y = data()
-    model = nn.Sequential([nn.Dense(3, 4, seed=0), nn.Activation("tanh"), WrongBias(4, 2, seed=1)])
+    model = engine.Sequential([engine.Dense(3, 4, seed=0), engine.Activation("tanh"),
+                               WrongBias(4, 2, seed=1)])
     result = gradcheck(model, X, y, "cross_entropy")
     by_name = {p.name: p for p in result.parameters}
     assert by_name["dense1.b"].band == "wrong"
@@ -88,8 +89,8 @@ def test_a_wrong_gradient_is_reported_wrong_and_named() -> None:
 
 def test_a_small_error_is_not_fine() -> None:
     X, y = data()
-    layers = [nn.Dense(3, 4, seed=0), SlightlyWrongTanh("tanh"), nn.Dense(4, 2, seed=1)]
-    model = nn.Sequential(layers)
+    layers = [engine.Dense(3, 4, seed=0), SlightlyWrongTanh("tanh"), engine.Dense(4, 2, seed=1)]
+    model = engine.Sequential(layers)
     result = gradcheck(model, X, y, "cross_entropy")
     assert result.band in ("suspicious unless there are kinks (relu)", "likely wrong")
     assert not result.passed
@@ -100,7 +101,7 @@ def test_relu_kinks_are_skipped_not_reported_wrong() -> None:
     # zero biases and all-zero inputs put every hidden unit exactly on its kink z = 0
     X = np.vstack([np.zeros((2, 3)), np.random.default_rng(0).normal(size=(4, 3))])
     y = np.array([0, 1, 1, 0, 1, 0])
-    model = nn.mlp("3-5-2", activation="relu", seed=0)
+    model = engine.mlp("3-5-2", activation="relu", seed=0)
     result = gradcheck(model, X, y, "cross_entropy")
     assert result.has_kinks and result.passed
     assert sum(p.kinks for p in result.parameters) > 0
@@ -109,7 +110,7 @@ def test_relu_kinks_are_skipped_not_reported_wrong() -> None:
 
 def test_dead_units_with_zero_gradients_are_fine() -> None:
     X, y = data()
-    model = nn.mlp("3-4-2", activation="relu", seed=0)
+    model = engine.mlp("3-4-2", activation="relu", seed=0)
     model.dense_layers[0].b[:] = -100.0  # every hidden unit dead: ∂C/∂W₀ = 0 exactly
     result = gradcheck(model, X, y, "cross_entropy")
     assert result.parameters[0].analytic == 0.0 and result.parameters[0].band == "fine"
@@ -118,7 +119,7 @@ def test_dead_units_with_zero_gradients_are_fine() -> None:
 def test_large_parameters_are_sampled_and_the_model_is_untouched() -> None:
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(4, 40)), rng.integers(0, 3, size=4)
-    model = nn.mlp("40-30-3", activation="tanh", dtype="float32", seed=0)
+    model = engine.mlp("40-30-3", activation="tanh", dtype="float32", seed=0)
     before = model.get_weights()
     result = gradcheck(model, X, y, "cross_entropy", max_entries=25)
     first = result.parameters[0]
@@ -133,14 +134,14 @@ def test_large_parameters_are_sampled_and_the_model_is_untouched() -> None:
 
 def test_reports_and_errors() -> None:
     X, y = data()
-    model = nn.mlp("3-2", seed=0)
+    model = engine.mlp("3-2", seed=0)
     result = gradcheck(model, X, y, "cross_entropy")
     document = json.loads(dumps(result.to_dict()))
     assert document["band"] == "fine" and document["parameters"][0]["name"] == "dense0.W"
     assert "<table>" in result._repr_html_() and "dense0.b" in str(result)
     import gradsight
 
-    # gradsight.gradcheck is the function (the module is gradsight.gradient_check)
+    # gradsight.gradcheck is the function (the module is gradsight.engine.gradcheck)
     assert gradsight.gradcheck(model, X, y, "cross_entropy").to_dict() == result.to_dict()
     with pytest.raises(InvalidValueError, match="h"):
         gradcheck(model, X, y, "cross_entropy", h=0)
@@ -157,8 +158,8 @@ def test_a_well_fit_correct_model_is_not_flagged(seed: int) -> None:
     # correct model is reported "suspicious" or even "wrong"
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(1, 4))
-    model = nn.mlp("4-3-5-2", activation="elu", init="xavier_normal", bias_init="normal",
-                   seed=seed)
+    model = engine.mlp("4-3-5-2", activation="elu", init="xavier_normal", bias_init="normal",
+                       seed=seed)
     last = model.dense_layers[-1]
     last.b[...] = 0.0
     output = model.predict(X)
@@ -171,8 +172,8 @@ def test_a_well_fit_correct_model_is_not_flagged(seed: int) -> None:
 
 def test_the_floor_still_catches_a_small_error_in_a_well_fit_model() -> None:
     X, y = data()
-    layers = [nn.Dense(3, 4, seed=0), SlightlyWrongTanh("tanh"), nn.Dense(4, 2, seed=1)]
-    model = nn.Sequential(layers)
+    layers = [engine.Dense(3, 4, seed=0), SlightlyWrongTanh("tanh"), engine.Dense(4, 2, seed=1)]
+    model = engine.Sequential(layers)
     model.dense_layers[-1].W *= 3.0  # larger logits, smaller cost
     result = gradcheck(model, X, y, "cross_entropy")
     assert not result.passed and result.band != "fine"

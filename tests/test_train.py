@@ -171,8 +171,8 @@ def test_nan_guard_stops_on_an_absurd_learning_rate_and_keeps_finite_weights() -
 class NaNBackward(nn.Activation):
     """An activation whose backward pass produces NaN (a bug a user might write)."""
 
-    def backward(self, dA: np.ndarray, reuse: bool = False) -> np.ndarray:
-        return super().backward(dA, reuse) * np.nan
+    def backward(self, dA: np.ndarray) -> np.ndarray:
+        return super().backward(dA) * np.nan
 
 
 def test_nan_guard_names_the_layer_with_a_non_finite_gradient() -> None:

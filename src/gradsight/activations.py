@@ -3,7 +3,8 @@
 Every activation keeps its forward rule and its backward rule side by side (as micrograd
 does), and — where the derivative is a function of the output alone — a third rule that
 reads the derivative off the output ``a`` the forward pass already holds. That is why the
-engine uses σ′ = σ(1−σ) rather than differentiating ``1/(1+e^(−z))`` again (seed 000):
+engine uses σ′ = σ(1−σ) rather than differentiating ``1/(1+e^(−z))`` again (the article on
+the sigmoid's derivative explains it):
 
     sigmoid     σ(z) = 1/(1+e^(−z))          σ′ = σ(1−σ)          from output: a(1−a)
     tanh        tanh(z)                       1 − tanh²(z)         from output: 1 − a²
@@ -175,7 +176,7 @@ class ActivationFunction:
         z > 0 (relu, leaky_relu, elu with α ≤ 1), everywhere (linear), or only approaches it
         as z → ∞ (softplus). :attr:`max_derivative_where` says which, in words.
     saturating : True when f′(z) → 0 on *both* sides (sigmoid, tanh): such units stop
-        learning when |z| is large — the cause of the vanishing gradient in seed 003.
+        learning when |z| is large — the cause of the vanishing gradient (the article on it).
     relu_family : True for units that are "off" for z ≤ 0 (relu, leaky_relu, elu); a unit
         off on every sample is what the diagnostics call *dead*.
     """

@@ -1,17 +1,16 @@
-"""Optimizers: the rule that turns gradients into a step, shared by ``descent`` and ``train``.
+"""Optimizers: the rule that turns gradients into a step, shared by ``descent`` and ``fit``.
 
-Every optimizer updates a list of NumPy arrays *in place* from their gradients, the seeds'
-rule ``w_new = w_old − η ∂C/∂w`` and its refinements. The update rules and defaults are those
-of ``torch.optim`` (single-tensor code path), so a float64 run reproduces a PyTorch run to
-rounding. State (momentum buffers, running averages, step counts) is kept per *position* in
-the ``params`` list; :meth:`Optimizer.reset` forgets it.
+Every optimizer updates a list of NumPy arrays *in place* from their gradients: the articles'
+rule ``w_new = w_old − η ∂C/∂w`` (:class:`SGD`) and its refinements. Each one is written as
+the direction d and the rate of its step ``w ← w − rate·d`` (:meth:`Optimizer.direction`),
+with the update rules and defaults of ``torch.optim`` (single-tensor code path), so a float64
+run reproduces a PyTorch run to rounding. State (momentum buffers, running averages, step
+counts) is kept per *position* in the ``params`` list; :meth:`Optimizer.reset` forgets it.
 
-Updates are written with ``out=`` into scratch buffers kept per parameter, so a step on a
-float32 network allocates nothing and float32 stays float32. The final ``w ← w − η·d`` of SGD
-(plain, momentum or Nesterov) is one BLAS axpy per array where that applies (see
-:mod:`gradsight._blas`), the same rule in one pass instead of two. When the gradient is a
-product, as a Dense layer's ∂C/∂W = aᵀδ, :meth:`SGD.step_products` applies the plain rule as
-that product itself, accumulated into w by BLAS, without storing the gradient.
+This module sits beneath both wings that step with it: :mod:`gradsight.calculus.descent`
+moves a point x, :func:`gradsight.fit` moves a network's weights. The training loop's fast
+path (:mod:`gradsight.engine.fast.update`) applies the same rules with fewer passes over
+memory and is tested against this one.
 
 >>> import numpy as np
 >>> x = np.array([8.0])
@@ -23,17 +22,140 @@ that product itself, accumulated into w by BLAS, without storing the gradient.
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from .engine.fast.blas import reuse_product, scale_add
-from .errors import InvalidValueError, UnknownNameError, require_finite
-from .optim_base import Optimizer, non_negative, unit_interval
+from .errors import InvalidValueError, ShapeError, UnknownNameError, require_finite
 
-__all__ = ["SGD", "AdaGrad", "Adam", "Optimizer", "RMSProp", "get", "names", "takes"]
+__all__ = [
+    "SGD", "AdaGrad", "Adam", "Optimizer", "RMSProp", "get", "names", "non_negative",
+    "positive", "takes", "unit_interval",
+]
+
+_FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+def positive(name: str, value: float) -> float:
+    """``value`` as a float if it is finite and > 0, else a one-line error naming ``name``."""
+    number = require_finite(name, value)
+    if number <= 0:
+        raise InvalidValueError(f"{name} must be a finite number > 0, got {value!r}")
+    return number
+
+
+def non_negative(name: str, value: float) -> float:
+    """``value`` as a float if it is finite and ≥ 0, else a one-line error naming ``name``."""
+    number = require_finite(name, value)
+    if number < 0:
+        raise InvalidValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    return number
+
+
+def unit_interval(name: str, value: float) -> float:
+    """``value`` as a float if it lies in [0, 1), else a one-line error naming ``name``."""
+    number = require_finite(name, value)
+    if not 0.0 <= number < 1.0:
+        raise InvalidValueError(f"{name} must be in [0, 1), got {value!r}")
+    return number
+
+
+class Optimizer:
+    """Base class: checks ``params``/``grads``, keeps per-position state, applies the steps.
+
+    A subclass writes its rule in :meth:`direction`: for one array, the direction d and the
+    rate of the step ``param ← param − rate·d``, advancing the position's state (a dict that
+    persists between steps, empty on the first one).
+    """
+
+    name = "optimizer"
+
+    def __init__(self, lr: float) -> None:
+        self.lr = lr
+        self._states: list[dict[str, Any]] = []
+
+    @property
+    def lr(self) -> float:
+        """Learning rate η (> 0); may be changed between steps (a schedule)."""
+        return self._lr
+
+    @lr.setter
+    def lr(self, value: float) -> None:
+        self._lr = positive("lr", value)
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The constructor arguments as a JSON-able dict (``get(name, **h)`` rebuilds it)."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.hyperparameters().items())
+        return f"{type(self).__name__}({args})"
+
+    def reset(self) -> None:
+        """Forget all state: momentum buffers, running averages, step counts."""
+        self._states = []
+
+    def step(self, params: Sequence[np.ndarray], grads: Sequence[np.ndarray]) -> None:
+        """Update every array of ``params`` in place from the matching array of ``grads``:
+        ``param ← param − rate·d`` with (d, rate) from :meth:`direction`."""
+        states = self.states(params, grads)  # every array checked first: no half step
+        for param, grad, state in zip(params, grads, states, strict=True):
+            d, rate = self.direction(param, grad, state)
+            param -= rate * d
+
+    def direction(self, param: np.ndarray, grad: np.ndarray,
+                  state: dict[str, Any]) -> tuple[np.ndarray, float]:
+        """(d, rate) of the update ``param ← param − rate·d`` for one array, advancing
+        ``state`` (subclasses)."""
+        raise NotImplementedError
+
+    def states(self, params: Sequence[np.ndarray],
+               grads: Sequence[np.ndarray]) -> list[dict[str, Any]]:
+        """The state dict of every position, after checking that ``params`` and ``grads``
+        are float arrays of matching shapes (and the shapes the state was made for)."""
+        if len(params) != len(grads):
+            raise ShapeError(f"got {len(params)} parameter arrays but {len(grads)} gradients")
+        states = self._states
+        if len(states) != len(params):
+            if any(states):
+                raise ShapeError(
+                    f"optimizer holds state for {len(states)} parameter arrays, got "
+                    f"{len(params)}; call reset() before using it on other parameters"
+                )
+            states = self._states = [{} for _ in params]
+        for index, (param, grad, state) in enumerate(zip(params, grads, states, strict=True)):
+            _check(index, param, grad, state)
+        return states
+
+    @staticmethod
+    def _new_state(state: dict[str, Any], param: np.ndarray) -> None:
+        state["shape"] = param.shape
+        state["step"] = 0
+
+
+def _check(index: int, param: np.ndarray, grad: np.ndarray, state: dict[str, Any]) -> None:
+    if not isinstance(param, np.ndarray) or param.dtype not in _FLOAT_DTYPES:
+        kind = getattr(param, "dtype", type(param).__name__)
+        raise InvalidValueError(
+            f"params[{index}] must be a float32 or float64 NumPy array, got {kind}"
+        )
+    shape = grad.shape if isinstance(grad, np.ndarray) else np.shape(grad)
+    if shape != param.shape:
+        raise ShapeError(f"grads[{index}] has shape {shape}, params[{index}] has {param.shape}")
+    if state and state["shape"] != param.shape:
+        raise ShapeError(
+            f"params[{index}] changed shape from {state['shape']} to {param.shape}; "
+            "call reset() before using the optimizer on other parameters"
+        )
+
+
+def decayed(param: np.ndarray, grad: np.ndarray, weight_decay: float) -> np.ndarray:
+    """``g + λ·w``: L2 weight decay added to the gradient (``grad`` itself is not changed)."""
+    return grad if weight_decay == 0 else grad + weight_decay * param
+
 
 class SGD(Optimizer):
     """Stochastic gradient descent, with optional momentum, dampening, Nesterov, weight decay.
@@ -50,7 +172,6 @@ class SGD(Optimizer):
         self.dampening = require_finite("dampening", dampening)
         self.weight_decay = non_negative("weight_decay", weight_decay)
         self.nesterov = bool(nesterov)
-        self._product_kernels: list[Any] = []  # one per array (see step_products)
         if self.nesterov and (self.momentum <= 0 or self.dampening != 0):
             raise InvalidValueError(
                 f"nesterov needs momentum > 0 and dampening 0, got momentum={momentum!r}, "
@@ -69,55 +190,24 @@ class SGD(Optimizer):
 
     @property
     def plain(self) -> bool:
-        """True when a step is exactly the seeds' rule ``w ← w − η·∂C/∂w`` (no momentum, no
-        weight decay): then ‖Δw‖ = η‖∂C/∂w‖, which the training loop and the Monitor use."""
+        """True when a step is exactly the articles' rule ``w ← w − η·∂C/∂w`` (no momentum,
+        no weight decay)."""
         return self.momentum == 0 and self.weight_decay == 0
 
-    def _direction(self, param: np.ndarray, grad: np.ndarray,
-                   state: dict[str, Any]) -> tuple[np.ndarray, float]:
+    def direction(self, param: np.ndarray, grad: np.ndarray,
+                  state: dict[str, Any]) -> tuple[np.ndarray, float]:
         if not state:
             self._new_state(state, param)
-        scratch = state["scratch"]
-        g = self._decayed(param, grad, self.weight_decay, state)
-        if self.momentum != 0:
-            buf = state.get("momentum_buffer")
-            if buf is None:
-                state["momentum_buffer"] = buf = np.array(g, dtype=param.dtype, copy=True)
-            else:  # b ← μ·b + (1 − dampening)·g, in one pass where BLAS allows
-                scale_add(buf, g, 1 - self.dampening, self.momentum, state)
-            if self.nesterov:
-                np.multiply(buf, self.momentum, out=scratch)
-                scratch += g
-                g = scratch
-            else:
-                g = buf
-        return g, self.lr
-
-    def step_products(self, params: Sequence[np.ndarray],
-                      factors: Sequence[tuple[np.ndarray, np.ndarray]]) -> bool:
-        """The plain step ``w ← w − η·g`` for gradients given as products ``g = leftᵀ·right``
-        — a Dense layer's ∂C/∂W = aᵀδ and ∂C/∂b = δᵀ·1 — without storing them.
-
-        Each update is one accumulating BLAS product, C ← −η·leftᵀ·right + C with C = w:
-        the same rule, in one pass over w instead of writing g and then reading it back.
-        Returns False, having changed nothing, when the rule is not plain (momentum, weight
-        decay) or some array cannot be updated so (layout, dtype, no NumPy BLAS): then store
-        the gradients and call :meth:`step`.
-        """
-        if not self.plain or len(params) != len(factors):
-            return False
-        previous = self._product_kernels
-        if len(previous) != len(params):
-            previous = [None] * len(params)
-        kernels = self._product_kernels = [
-            reuse_product(kernel, param, left, right)
-            for kernel, param, (left, right) in zip(previous, params, factors, strict=True)]
-        if any(kernel is None for kernel in kernels):
-            return False
-        rate = -self.lr
-        for kernel in kernels:
-            kernel(rate)
-        return True
+        g = decayed(param, grad, self.weight_decay)
+        if self.momentum == 0:
+            return g, self.lr
+        buf = state.get("momentum_buffer")
+        if buf is None:  # b = g on the first step
+            state["momentum_buffer"] = buf = np.array(g, dtype=param.dtype, copy=True)
+        else:  # b ← μ·b + (1 − dampening)·g
+            buf *= self.momentum
+            buf += (1 - self.dampening) * g
+        return (g + self.momentum * buf if self.nesterov else buf), self.lr
 
 
 class AdaGrad(Optimizer):
@@ -142,23 +232,17 @@ class AdaGrad(Optimizer):
         return {"lr": self.lr, "lr_decay": self.lr_decay, "weight_decay": self.weight_decay,
                 "initial_accumulator_value": self.initial_accumulator_value, "eps": self.eps}
 
-    def _direction(self, param: np.ndarray, grad: np.ndarray,
-                   state: dict[str, Any]) -> tuple[np.ndarray, float]:
+    def direction(self, param: np.ndarray, grad: np.ndarray,
+                  state: dict[str, Any]) -> tuple[np.ndarray, float]:
         if not state:
             self._new_state(state, param)
             state["sum"] = np.full_like(param, self.initial_accumulator_value)
-            state["std"] = np.empty_like(param)
         state["step"] += 1
-        scratch, std, total = state["scratch"], state["std"], state["sum"]
-        g = self._decayed(param, grad, self.weight_decay, state)
+        g = decayed(param, grad, self.weight_decay)
         clr = self.lr / (1 + (state["step"] - 1) * self.lr_decay)
-        np.multiply(g, g, out=scratch)
-        total += scratch
-        np.sqrt(total, out=std)
-        std += self.eps
-        np.multiply(g, clr, out=scratch)                # torch's addcdiv order: (η_t·g)/std
-        scratch /= std
-        return scratch, 1.0
+        state["sum"] += g * g
+        std = np.sqrt(state["sum"]) + self.eps
+        return (g * clr) / std, 1.0  # torch's addcdiv order: (η_t·g)/std
 
 
 class RMSProp(Optimizer):
@@ -186,44 +270,33 @@ class RMSProp(Optimizer):
                 "weight_decay": self.weight_decay, "momentum": self.momentum,
                 "centered": self.centered}
 
-    def _direction(self, param: np.ndarray, grad: np.ndarray,
-                   state: dict[str, Any]) -> tuple[np.ndarray, float]:
+    def direction(self, param: np.ndarray, grad: np.ndarray,
+                  state: dict[str, Any]) -> tuple[np.ndarray, float]:
         if not state:
             self._new_state(state, param)
             state["square_avg"] = np.zeros_like(param)
-            state["avg"] = np.empty_like(param)
             if self.centered:
                 state["grad_avg"] = np.zeros_like(param)
             if self.momentum > 0:
                 state["momentum_buffer"] = np.zeros_like(param)
         state["step"] += 1
-        scratch, avg, square_avg = state["scratch"], state["avg"], state["square_avg"]
-        g = self._decayed(param, grad, self.weight_decay, state)
-        square_avg *= self.alpha
-        np.multiply(g, 1 - self.alpha, out=scratch)     # torch's addcmul order: ((1 − α)·g)·g
-        scratch *= g
-        square_avg += scratch
+        alpha, square_avg = self.alpha, state["square_avg"]
+        g = decayed(param, grad, self.weight_decay)
+        square_avg *= alpha
+        square_avg += ((1 - alpha) * g) * g  # torch's addcmul order: ((1 − α)·g)·g
         if self.centered:
             grad_avg = state["grad_avg"]
-            np.subtract(g, grad_avg, out=scratch)      # lerp: ḡ + (1 − α)(g − ḡ)
-            scratch *= 1 - self.alpha
-            grad_avg += scratch
-            np.multiply(grad_avg, grad_avg, out=avg)
-            np.subtract(square_avg, avg, out=avg)
-            np.sqrt(avg, out=avg)
+            grad_avg += (1 - alpha) * (g - grad_avg)  # lerp: ḡ + (1 − α)(g − ḡ)
+            avg = np.sqrt(square_avg - grad_avg * grad_avg)
         else:
-            np.sqrt(square_avg, out=avg)
+            avg = np.sqrt(square_avg)
         avg += self.eps
         if self.momentum > 0:
             buf = state["momentum_buffer"]
             buf *= self.momentum
-            np.divide(g, avg, out=scratch)
-            buf += scratch
-            np.multiply(buf, self.lr, out=scratch)
-        else:
-            np.multiply(g, self.lr, out=scratch)        # torch's addcdiv order: (η·g)/d
-            scratch /= avg
-        return scratch, 1.0
+            buf += g / avg
+            return buf * self.lr, 1.0
+        return (g * self.lr) / avg, 1.0  # torch's addcdiv order: (η·g)/d
 
 
 class Adam(Optimizer):
@@ -250,34 +323,26 @@ class Adam(Optimizer):
         return {"lr": self.lr, "betas": list(self.betas), "eps": self.eps,
                 "weight_decay": self.weight_decay, "amsgrad": self.amsgrad}
 
-    def _direction(self, param: np.ndarray, grad: np.ndarray,
-                   state: dict[str, Any]) -> tuple[np.ndarray, float]:
+    def direction(self, param: np.ndarray, grad: np.ndarray,
+                  state: dict[str, Any]) -> tuple[np.ndarray, float]:
         if not state:
             self._new_state(state, param)
             state["exp_avg"] = np.zeros_like(param)
             state["exp_avg_sq"] = np.zeros_like(param)
-            state["denom"] = np.empty_like(param)
             if self.amsgrad:
                 state["max_exp_avg_sq"] = np.zeros_like(param)
         state["step"] += 1
         t, (beta1, beta2) = state["step"], self.betas
-        scratch, denom = state["scratch"], state["denom"]
-        exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
-        g = self._decayed(param, grad, self.weight_decay, state)
-        scale_add(exp_avg, g, 1 - beta1, beta1, state, "m")          # m ← β₁ m + (1 − β₁) g
-        np.multiply(g, g, out=scratch)
-        scale_add(exp_avg_sq, scratch, 1 - beta2, beta2, state, "v")  # v ← β₂ v + (1 − β₂) g²
-        second = exp_avg_sq
+        m, v = state["exp_avg"], state["exp_avg_sq"]
+        g = decayed(param, grad, self.weight_decay)
+        m *= beta1
+        m += (1 - beta1) * g                 # m ← β₁ m + (1 − β₁) g
+        v *= beta2
+        v += (1 - beta2) * (g * g)           # v ← β₂ v + (1 − β₂) g²
         if self.amsgrad:
-            second = state["max_exp_avg_sq"]
-            np.maximum(second, exp_avg_sq, out=second)
-        # η/(1 − β₁ᵗ) · m/(√v/√(1 − β₂ᵗ) + ε) = η√(1 − β₂ᵗ)/(1 − β₁ᵗ) · m/(√v + ε√(1 − β₂ᵗ)):
-        # the bias corrections fold into two scalars, two passes fewer
-        correction = math.sqrt(1 - beta2**t)
-        np.sqrt(second, out=denom)
-        denom += self.eps * correction
-        np.divide(exp_avg, denom, out=scratch)
-        return scratch, self.lr * correction / (1 - beta1**t)
+            v = np.maximum(state["max_exp_avg_sq"], v, out=state["max_exp_avg_sq"])
+        denom = np.sqrt(v) / math.sqrt(1 - beta2**t) + self.eps
+        return m / denom, self.lr / (1 - beta1**t)
 
 
 _REGISTRY: dict[str, tuple[type[Optimizer], dict[str, Any]]] = {
@@ -331,6 +396,4 @@ def takes(name: str, hyperparameter: str) -> bool:
 
 
 def _allowed(cls: type[Optimizer]) -> set[str]:
-    import inspect
-
     return set(inspect.signature(cls.__init__).parameters) - {"self"}

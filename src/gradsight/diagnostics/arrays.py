@@ -11,7 +11,10 @@ import numpy as np
 
 from ..errors import InvalidValueError
 
-__all__ = ["SATURATION", "Known", "saturation_bounds"]
+__all__ = [
+    "SATURATION", "Known", "Work", "activation_fields", "norm_and_nonfinite", "param_fields",
+    "saturation_bounds",
+]
 
 #: a unit "saturates" where its local derivative f′(z) is below this share of max f′
 SATURATION = 0.01
@@ -20,7 +23,7 @@ SATURATION = 0.01
 # ---- cheap array statistics ----------------------------------------------------------------
 # The callers hold np.errstate(over="ignore", invalid="ignore") once per hook: a float32 dot
 # product of huge values overflows (and is then recomputed in float64), NaN propagates.
-def _norm_and_nonfinite(array: np.ndarray) -> tuple[float, int]:
+def norm_and_nonfinite(array: np.ndarray) -> tuple[float, int]:
     """‖array‖ (Frobenius) and the number of NaN/±inf entries, cheaply.
 
     The norm is one BLAS dot product. Only when it is not finite are the entries counted,
@@ -56,7 +59,7 @@ def saturation_bounds(activation: Any, saturation: float = SATURATION) -> tuple[
     raise InvalidValueError(f"saturation bounds exist for sigmoid and tanh, not {base!r}")
 
 
-class _Work:
+class Work:
     """Work arrays of one activation layer, reused from step to step: a − m and ones."""
 
     def __init__(self, size: int, dtype: np.dtype) -> None:
@@ -67,7 +70,7 @@ class _Work:
         return self.ones.size == a.size and self.ones.dtype == a.dtype
 
 
-def _mean_std(a: np.ndarray, work: _Work) -> tuple[float, float]:
+def _mean_std(a: np.ndarray, work: Work) -> tuple[float, float]:
     """Mean and standard deviation of a from BLAS dot products (no float64 copy of a).
 
     One pass: m = a·1/n and Var(a) = a·a/n − m². When the variance is small next to E[a²]
@@ -91,11 +94,11 @@ def _mean_std(a: np.ndarray, work: _Work) -> tuple[float, float]:
     return mean + shift, math.sqrt(max(variance, 0.0))
 
 
-def _activation_fields(layer: Any, work: _Work | None = None) -> dict[str, Any]:
+def activation_fields(layer: Any, work: Work | None = None) -> dict[str, Any]:
     """act_mean, act_std, saturated/dead fractions and non-finite count of an activation."""
     a, act = layer.output, layer.activation
     if work is None or not work.fits(a):
-        work = _Work(a.size, a.dtype)
+        work = Work(a.size, a.dtype)
     mean, std = _mean_std(a, work)
     result: dict[str, Any] = {"activation": act.name, "act_mean": mean, "act_std": std,
                               "nonfinite": 0}
@@ -135,18 +138,18 @@ def _from_square(array: np.ndarray, square: float | None) -> tuple[float, int]:
     """‖array‖ and its non-finite count, from a known g·g when it is finite."""
     if square is not None and math.isfinite(square):
         return math.sqrt(square), 0  # finite g·g: every entry is finite
-    return _norm_and_nonfinite(array)
+    return norm_and_nonfinite(array)
 
 
 #: g·g of ∂C/∂W and of ∂C/∂b, and W·W, when the training loop already measured them
 Known = tuple[float | None, float | None, float | None]
 
 
-def _param_fields(layer: Any, copy: np.ndarray | None = None,
+def param_fields(layer: Any, copy: np.ndarray | None = None,
                   known: Known | None = None) -> dict[str, Any]:
     """‖∂C/∂W‖, ‖∂C/∂b‖, ‖W‖ and the count of non-finite gradient entries.
 
-    ``known`` holds squares the training loop measured already (``ctx.*_sq_norms``). With
+    ``known`` holds squares the training loop measured already (``ctx.norms``). With
     ``copy`` (a buffer of W's shape) W is first copied there and ‖W‖ read off the copy,
     which is then still in cache.
     """

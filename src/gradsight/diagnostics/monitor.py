@@ -6,14 +6,13 @@ and W, each activation layer's cached output a and the f′ its backward pass us
 appends one :class:`~gradsight.diagnostics.LayerStats` per layer to ``monitor.history``. It
 never runs an extra forward or backward pass, and it keeps the cost low:
 
-* ‖∂C/∂W‖ and ‖∂C/∂b‖ are taken from ``ctx.grad_sq_norms``, the g·g that ``fit``'s NaN guard
-  computes anyway (the Monitor asks for them with ``needs_grad_norms``); without them (a
-  callback that may change gradients, or a hand-made context) each is one BLAS dot √(g·g);
-* ‖W‖ is one BLAS dot; fractions are ``count_nonzero`` of one comparison — of f′ itself for
-  the saturated fraction, as the backward pass left it;
-* the update ‖ΔW‖ costs nothing with plain SGD (ΔW = −η ∂C/∂W exactly, so ‖ΔW‖ = η‖∂C/∂W‖);
-  otherwise W is copied into a buffer allocated once before the optimizer step and
-  subtracted after it.
+* ‖∂C/∂W‖, ‖∂C/∂b‖, ‖W‖ and the update ‖ΔW‖ come from ``ctx.norms``, the step's squared
+  norms, which ``fit`` measures where it costs least — its NaN guard computes g·g anyway, and
+  the update of a step ``w ← w − rate·d`` has norm rate·‖d‖ — on the steps the Monitor
+  announces (:meth:`Monitor.wants_norms`). A hand-made context without ``norms``: each norm is
+  one BLAS dot, and W is copied before the update to measure ΔW;
+* fractions are ``count_nonzero`` of one comparison — of f′ itself for the saturated
+  fraction, as the backward pass left it.
 
 Histories export to a list of dicts (``pandas.DataFrame(history_records(h))``), JSON and CSV,
 and :class:`LayerHistory` pivots one into per-layer series (layer → steps, values) for plots
@@ -28,15 +27,14 @@ from typing import Any
 
 import numpy as np
 
-from ..engine.train import Callback
+from ..engine.callbacks import Callback
 from ..errors import InvalidValueError
-from ..optim import SGD
 from .arrays import (
     Known,
-    _activation_fields,
-    _norm_and_nonfinite,
-    _param_fields,
-    _Work,
+    Work,
+    activation_fields,
+    norm_and_nonfinite,
+    param_fields,
     saturation_bounds,
 )
 from .history import (
@@ -67,9 +65,9 @@ def _is_activation(layer: Any) -> bool:
 def _record(layer: Any, index: int, step: int, epoch: int | None) -> LayerStats | None:
     name = getattr(layer, "name", f"layer{index}")
     if _is_param(layer) and layer.grad_W is not None:
-        return LayerStats(name, index, step, epoch, "param", **_param_fields(layer))
+        return LayerStats(name, index, step, epoch, "param", **param_fields(layer))
     if _is_activation(layer) and layer.output is not None:
-        return LayerStats(name, index, step, epoch, "activation", **_activation_fields(layer))
+        return LayerStats(name, index, step, epoch, "activation", **activation_fields(layer))
     return None
 
 
@@ -90,16 +88,14 @@ class Monitor(Callback):
     """A ``fit`` callback that records per-layer :class:`LayerStats` every ``every`` steps.
 
     After the backward pass of a recorded step it stores, per Dense layer, ‖∂C/∂W‖, ‖∂C/∂b‖
-    (Nielsen's speed of learning) and ‖W‖ and copies W into a preallocated buffer; after the
-    optimizer step it measures update_ratio = ‖W_new − W_old‖/‖W_old‖. (With plain SGD —
-    no momentum, no weight decay — the update is exactly −η ∂C/∂W, so ‖ΔW‖ = η‖∂C/∂W‖ and
-    no copy is made.) Per activation layer it
+    (Nielsen's speed of learning) and ‖W‖; after the optimizer step, update_ratio =
+    ‖W_new − W_old‖/‖W_old‖ (all from ``ctx.norms``). Per activation layer it
     stores the mean and spread of a, the saturated fraction (sigmoid/tanh: f′ < 1% of max)
     and the dead fraction (ReLU family: units with z ≤ 0 on every sample of the batch).
     ``losses`` holds (step, batch loss) for the recorded steps.
 
-    It only reads (``read_only``): ``fit`` then hands it the gradient norms its NaN guard
-    computed (``ctx.grad_sq_norms``) on the steps it records.
+    It only reads (``read_only``): ``fit`` then hands it the norms its NaN guard measured on
+    the steps it records.
 
     >>> Monitor(every=10).every
     10
@@ -113,15 +109,14 @@ class Monitor(Callback):
         self.every = int(every)
         self.history: list[LayerStats] = []
         self.losses: list[tuple[int, float]] = []
-        self._work: dict[int, _Work] = {}
-        self._pending: list[tuple[LayerStats, Any, np.ndarray | None, float | None,
-                                  int | None]] = []
+        self._work: dict[int, Work] = {}
+        self._pending: list[tuple[LayerStats, Any, np.ndarray | None, int | None]] = []
         self._model: Any = None
         self._shared = _Positions()
         self._plan: list[tuple[int, Any, bool, np.ndarray | None]] = []
 
     def wants_norms(self, step: int) -> bool:
-        """True on the steps it records: it then reads ``ctx.*_sq_norms``."""
+        """True on the steps it records: it then asks ``ctx.norms``."""
         return step % self.every == 0
 
     # only the steps it records: ``fit`` may fuse the updates of the others
@@ -146,12 +141,11 @@ class Monitor(Callback):
         if ctx.model is not self._model:
             self._prepare(ctx.model)
         step, epoch = int(ctx.step), _int_or_none(ctx.epoch)
-        lr = _plain_sgd_lr(getattr(ctx, "optimizer", None))
         shared, history = self._shared, self.history
-        grads = shared.fits(getattr(ctx, "grad_sq_norms", None))
-        weights = shared.fits(getattr(ctx, "weight_sq_norms", None))
-        # with shared norms the loop also measures ‖ΔW‖ (update_sq_norms): no copy of W
-        copy = lr is None and grads is None
+        norms = getattr(ctx, "norms", None)
+        grads = None if norms is None else shared.fits(norms.gradients())
+        weights = None if norms is None else shared.fits(norms.weights())
+        copy = norms is None  # without the loop's norms, ΔW is measured on a copy of W
         pending: list[Any] = []
         with np.errstate(over="ignore", invalid="ignore"):
             for index, layer, param, buffer in self._plan:
@@ -163,12 +157,12 @@ class Monitor(Callback):
                     if not copy or buffer is None or buffer.shape != layer.W.shape:
                         buffer = None
                     record = LayerStats(name, index, step, epoch, "param",
-                                        **_param_fields(layer, buffer, known))
-                    pending.append((record, layer, buffer, lr,
+                                        **param_fields(layer, buffer, known))
+                    pending.append((record, layer, buffer,
                                     None if position is None else position[0]))
                 elif not param and layer.output is not None:
                     record = LayerStats(name, index, step, epoch, "activation",
-                                        **_activation_fields(layer, self._work_for(index,
+                                        **activation_fields(layer, self._work_for(index,
                                                                                    layer)))
                 else:
                     continue
@@ -178,23 +172,22 @@ class Monitor(Callback):
         if loss is not None:
             self.losses.append((step, float(loss)))
 
-    def _work_for(self, index: int, layer: Any) -> _Work:
+    def _work_for(self, index: int, layer: Any) -> Work:
         work = self._work.get(index)
         if work is None or not work.fits(layer.output):
-            work = self._work[index] = _Work(layer.output.size, layer.output.dtype)
+            work = self._work[index] = Work(layer.output.size, layer.output.dtype)
         return work
 
     def on_batch_end(self, ctx: Any) -> None:
-        updates = self._shared.fits(getattr(ctx, "update_sq_norms", None))
+        norms = getattr(ctx, "norms", None)
+        updates = None if norms is None else self._shared.fits(norms.updates())
         with np.errstate(over="ignore", invalid="ignore"):
-            for record, layer, buffer, lr, position in self._pending:
+            for record, layer, buffer, position in self._pending:
                 if updates is not None and position is not None:  # measured by the loop
                     change = math.sqrt(updates[position])
                 elif buffer is not None:
                     np.subtract(layer.W, buffer, out=buffer)  # buffer now holds ΔW
-                    change, _ = _norm_and_nonfinite(buffer)
-                elif lr is not None:  # plain SGD: ΔW = −η ∂C/∂W exactly
-                    change = lr * float(record.grad_W_norm or 0.0)
+                    change, _ = norm_and_nonfinite(buffer)
                 else:
                     continue
                 record.update_ratio = _ratio(change, record.weight_norm)
@@ -219,7 +212,7 @@ class Monitor(Callback):
 
 class _Positions:
     """Where each param layer's W, ∂C/∂W and ∂C/∂b sit in model.parameters()/gradients(),
-    to read the loop's ``ctx.*_sq_norms``; the arrays are kept to check that they still
+    to read the lists of ``ctx.norms``; the arrays are kept to check that they still
     are the model's."""
 
     def __init__(self, model: Any = None) -> None:
@@ -260,16 +253,6 @@ class _Positions:
         return (None if grads is None else grads[w],
                 None if grads is None or b is None else grads[b],
                 None if weights is None else weights[w])
-
-
-def _plain_sgd_lr(optimizer: Any) -> float | None:
-    """η of a plain SGD optimizer (no momentum, no weight decay), else None.
-
-    Its update is exactly ΔW = −η ∂C/∂W, so ‖ΔW‖ = η‖∂C/∂W‖ needs no copy of W.
-    """
-    if type(optimizer) is SGD and optimizer.plain:
-        return float(optimizer.lr)
-    return None
 
 
 def _ratio(change: float, weight: float | None) -> float:

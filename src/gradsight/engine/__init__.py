@@ -1,9 +1,15 @@
-"""The transparent NumPy neural-network engine: layers, losses, initialisers, models.
+"""The transparent NumPy neural-network engine: layers, losses, initialisers, models, training.
 
-Everything the seeds describe, written so a reader can follow each step: forward propagation
-z = a·W + b, a = f(z); a cost C with its gradient ∂C/∂ŷ; backpropagation by the chain rule,
-δ = ∂C/∂a ⊙ f′(z), ∂C/∂W = aᵀδ; and the update w ← w − η ∂C/∂w (:mod:`gradsight.optim`,
-driven by :func:`gradsight.fit`).
+Everything the articles describe, written so a reader can follow each step: forward
+propagation z = a·W + b, a = f(z) (:mod:`.layers`); a cost C with its gradient ∂C/∂ŷ
+(:mod:`.losses`); backpropagation by the chain rule, δ = ∂C/∂a ⊙ f′(z), ∂C/∂W = aᵀδ, as one
+loop over the layers (:meth:`.model.Sequential.backward`); and the update
+w ← w − η ∂C/∂w (:mod:`gradsight.optim`), one step at a time (:mod:`.step`), driven by
+:func:`.train.fit`. Also here: the data sets (:mod:`.data`), saving (:mod:`.serialize`) and
+the gradient check (:mod:`.gradcheck`).
+
+Everything that exists only for speed is in :mod:`.fast`, which no module of the readable
+engine imports: ``fit`` chooses the plain step or the fast one once per call.
 
 >>> import numpy as np
 >>> from gradsight import nn

@@ -1,5 +1,5 @@
-"""What the training loop hands to its callbacks and returns: :class:`TrainContext`,
-:class:`Callback` and :class:`History` (re-exported by :mod:`gradsight.train`)."""
+"""What the training loop hands to its callbacks and returns: :class:`TrainContext` (with
+the step's :class:`StepNorms`), :class:`Callback` and :class:`History`."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import numpy as np
 from .losses import Loss
 from .model import Sequential
 
-__all__ = ["Callback", "History", "TrainContext"]
+__all__ = ["Callback", "History", "StepNorms", "TrainContext", "has_hooks", "has_step_hooks"]
 
 
 class History:
@@ -90,6 +90,66 @@ class History:
         )
 
 
+def squared_norm(array: np.ndarray) -> float:
+    """‖array‖² as one BLAS dot (inf or NaN if an entry is, or if the squares overflow)."""
+    flat = array.reshape(-1)
+    return float(np.dot(flat, flat))
+
+
+class StepNorms:
+    """The squared norms of one step, aligned with ``model.parameters()``, on request.
+
+    In ``on_after_backward``: :meth:`gradients` (g·g of each ∂C/∂w) and :meth:`weights` (w·w
+    of each parameter, before the update); in ``on_batch_end``: :meth:`updates` (Δw·Δw of the
+    step's update). Each list is computed when first asked for in a step and then kept; the
+    training loop hands over what it measured anyway (:meth:`share`), so that nobody
+    computes a norm twice. A callback that will ask at a step says so in advance
+    (:meth:`Callback.wants_norms`): the loop can then measure them where it costs least.
+    """
+
+    def __init__(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
+        self.params, self.grads = params, grads
+        self.before: list[np.ndarray] | None = None  # the weights before the update, if kept
+        self._gradients: list[float] | None = None
+        self._weights: list[float] | None = None
+        self._updates: list[float] | None = None
+
+    def new_step(self) -> None:
+        """Forget the last step's norms."""
+        self._gradients = self._weights = self._updates = None
+        self.before = None
+
+    def share(self, gradients: list[float] | None = None, weights: list[float] | None = None,
+              updates: list[float] | None = None) -> None:
+        """Hand over squares the loop measured anyway (None: not measured)."""
+        if gradients is not None:
+            self._gradients = gradients
+        if weights is not None:
+            self._weights = weights
+        if updates is not None:
+            self._updates = updates
+
+    def gradients(self) -> list[float]:
+        """g·g of every gradient (NaN or inf where an entry is not finite)."""
+        if self._gradients is None:
+            self._gradients = [squared_norm(grad) for grad in self.grads]
+        return self._gradients
+
+    def weights(self) -> list[float]:
+        """w·w of every parameter (ask before the update for the weights it started from)."""
+        if self._weights is None:
+            self._weights = [squared_norm(param) for param in self.params]
+        return self._weights
+
+    def updates(self) -> list[float] | None:
+        """Δw·Δw of every parameter's update (after the update; None before it, or where
+        the loop kept neither the update nor the weights it started from)."""
+        if self._updates is None and self.before is not None:
+            self._updates = [squared_norm(param - old)
+                             for param, old in zip(self.params, self.before, strict=True)]
+        return self._updates
+
+
 @dataclass
 class TrainContext:
     """What a callback sees. The arrays are the engine's own buffers: valid during the call
@@ -110,15 +170,7 @@ class TrainContext:
     y_batch: np.ndarray | None = None
     output: np.ndarray | None = None
     batch_loss: float = math.nan
-    # Squared norms the loop measured anyway, aligned with model.parameters(), on the steps
-    # a callback asks for them (Callback.wants_norms) when every callback is read_only;
-    # None otherwise. grad_sq_norms: g·g of each gradient, as the NaN guard measured it;
-    # weight_sq_norms: w·w of each parameter before the update (both set before
-    # on_after_backward); update_sq_norms: Δw·Δw of the step's update (set before
-    # on_batch_end; with plain SGD η²·g·g, since Δw = −η g).
-    grad_sq_norms: list[float] | None = None
-    weight_sq_norms: list[float] | None = None
-    update_sq_norms: list[float] | None = None
+    norms: StepNorms | None = None  # the step's squared norms, on request (None: no step yet)
     stop_training: bool = False  # set True to stop after this batch
     stop_reason: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)  # free space for callbacks
@@ -130,21 +182,22 @@ class Callback:
     ``read_only = True`` declares that the callback changes neither weights nor gradients:
     the loop can then trust what it measured before the hooks ran (the NaN guard's norms)
     instead of measuring again after them, and share those measurements with the hooks
-    (``ctx.grad_sq_norms``, ``ctx.weight_sq_norms``, ``ctx.update_sq_norms``) on the
-    steps where :meth:`wants_norms` is true.
+    through ``ctx.norms`` on the steps where :meth:`wants_norms` is true.
     """
 
     read_only: bool = False
 
     def wants_norms(self, step: int) -> bool:
-        """Whether the hooks of ``step`` read the ``*_sq_norms`` fields of the context."""
+        """Whether the hooks of ``step`` will ask ``ctx.norms`` for norms (a hint: the loop
+        may then measure them where it costs least; asking without it works too)."""
         return False
 
     def looks_at(self, step: int) -> bool:
         """Whether the per-step hooks (:meth:`on_after_backward`, :meth:`on_batch_end`) do
-        anything at ``step``. On steps at which no callback looks, ``fit`` skips those hooks
-        and, with plain SGD, fuses the update into one product per array without storing the
-        gradients (see :mod:`gradsight.train`). The default is True whenever the callback has
+        anything at ``step``. On steps at which no callback looks, ``fit``'s fast step skips
+        those hooks and, with plain SGD, fuses the update into one product per array without
+        storing the gradients (see :mod:`gradsight.engine.fast.step`). The default is True
+        whenever the callback has
         either hook of its own; override it only to answer False for steps on which both of
         its hooks do nothing (as :class:`~gradsight.diagnostics.Monitor` does between the
         steps it records)."""

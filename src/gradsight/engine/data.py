@@ -83,10 +83,6 @@ class Dataset:
     def n_features(self) -> int:
         return int(self.X.shape[1])
 
-    @property
-    def is_classification(self) -> bool:
-        return self.n_classes is not None
-
     def __repr__(self) -> str:
         task = (f"{self.n_classes} classes" if self.n_classes is not None
                 else f"regression target {self.target_name!r}")

@@ -182,8 +182,8 @@ def _has_kink(activation: Any) -> bool:
 def _cost(model: Sequential, cost: Loss, X: np.ndarray, target: np.ndarray,
           kinky: list[Any]) -> tuple[float, list[np.ndarray]]:
     """C at the current weights, and which relu-family units are on (z > 0 ⇔ a > 0)."""
-    output = model.forward(X, reuse=True)
-    return cost._value(output, target), [layer.output > 0 for layer in kinky]
+    output = model.forward(X)
+    return cost.cost(output, target), [layer.output > 0 for layer in kinky]
 
 
 def _check_parameter(
@@ -239,7 +239,7 @@ def gradcheck(
         raise DataError("gradcheck needs a non-empty X with finite values")
     target = cost.prepare_target(y, (X64.shape[0], work.n_outputs), np.float64)
     output = work.forward(X64)
-    value, dY = cost._value_and_gradient(output, target, np.empty(output.shape))
+    value, dY = cost.cost_and_gradient(output, target)
     work.backward(dY)
     scale = max(abs(value), float(np.max(np.abs(output), initial=0.0)), 1e-300)
     floor = 1e8 * np.finfo(np.float64).eps * scale / h  # see the module docstring

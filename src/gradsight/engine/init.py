@@ -2,8 +2,8 @@
 
 A weight matrix W has shape (n_in, n_out): z = x·W + b sums n_in terms. If each wᵢⱼ has
 variance v and the inputs have unit variance, Var(z) = n_in·v. The schemes below choose v so
-that z neither explodes nor — the vanishing-gradient story of seed 003 — sinks into the flat
-tails of a sigmoid, where σ′(z) = σ(z)(1−σ(z)) ≈ 0 and the unit stops learning.
+that z neither explodes nor — the story of the article on the vanishing gradient — sinks
+into the flat tails of a sigmoid, where σ′(z) = σ(z)(1−σ(z)) ≈ 0 and the unit stops learning.
 
     name              distribution                         variance
     normal            N(0, 1)                              1              (the naive scheme)

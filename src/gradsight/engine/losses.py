@@ -3,7 +3,7 @@
 For a batch of N samples, output ŷ (or logits z) of shape (N, K):
 
     quadratic        C = 1/(2N) Σₙ ‖ŷₙ − yₙ‖²                       ∂C/∂ŷ = (ŷ − y)/N
-                     (the seeds' cost; PyTorch's MSELoss would divide by N·K and drop the ½)
+                     (the articles' cost; PyTorch's MSELoss would divide by N·K and drop the ½)
     bce_with_logits  C = 1/(N·K) Σ [max(z,0) − z·y + log(1 + e^(−|z|))]
                                                                      ∂C/∂z = (σ(z) − y)/(N·K)
                      (= PyTorch's BCEWithLogitsLoss: σ and the log fused, so no log(0))
@@ -34,16 +34,14 @@ one-hot targets compare argmaxes. Real-valued (regression) targets have no accur
 
 from __future__ import annotations
 
-import math
-from typing import Any
-
 import numpy as np
 from numpy.typing import ArrayLike, DTypeLike, NDArray
 
 from ..activations import sigmoid
 from ..errors import DataError, InvalidValueError, ShapeError, UnknownNameError
 
-__all__ = ["Loss", "Quadratic", "BCEWithLogits", "CrossEntropy", "loss", "names"]
+__all__ = ["Loss", "Quadratic", "BCEWithLogits", "CrossEntropy", "loss", "names",
+           "resolve_loss"]
 
 Array = NDArray[np.floating]
 
@@ -76,19 +74,6 @@ def _integer_labels(name: str, y: np.ndarray, n_classes: int) -> NDArray[np.intp
     return labels
 
 
-def _argmax_rows(output: np.ndarray) -> NDArray[np.intp]:
-    # NumPy reduces many short rows (a few classes) much faster column-wise
-    if output.shape[1] > 32:
-        return np.argmax(output, axis=1)
-    return np.argmax(np.ascontiguousarray(output.T), axis=0)
-
-
-def _row_max(output: np.ndarray) -> np.ndarray:
-    if output.shape[1] > 32:
-        return output.max(axis=1)
-    return np.ascontiguousarray(output.T).max(axis=0)
-
-
 def _check_output(output: ArrayLike) -> np.ndarray:
     array = _numeric("output", output)
     if array.ndim != 2:
@@ -97,7 +82,12 @@ def _check_output(output: ArrayLike) -> np.ndarray:
 
 
 class Loss:
-    """A cost: ``value(output, target) -> C`` and ``gradient(output, target) -> ∂C/∂output``."""
+    """A cost: ``value(output, target) -> C`` and ``gradient(output, target) -> ∂C/∂output``.
+
+    A subclass writes its formulas in :meth:`cost` (C) and :meth:`cost_and_gradient` (C and
+    ∂C/∂output), on an output and a target already checked and prepared
+    (:meth:`prepare_target`); the other methods check their arguments and call them.
+    """
 
     name = "loss"
 
@@ -105,19 +95,18 @@ class Loss:
     def value(self, output: ArrayLike, target: ArrayLike) -> float:
         """C for the batch (a Python float)."""
         out = _check_output(output)
-        return self._value(out, self.prepare_target(target, out.shape, out.dtype))
+        return self.cost(out, self.prepare_target(target, out.shape, out.dtype))
 
     def gradient(self, output: ArrayLike, target: ArrayLike) -> Array:
         """∂C/∂output, same shape and dtype as ``output``."""
         out = _check_output(output)
         target = self.prepare_target(target, out.shape, out.dtype)
-        return self._value_and_gradient(out, target, np.empty(out.shape, out.dtype))[1]
+        return self.cost_and_gradient(out, target)[1]
 
     def value_and_gradient(self, output: ArrayLike, target: ArrayLike) -> tuple[float, Array]:
-        """(C, ∂C/∂output) in one pass (what the training loop uses)."""
+        """(C, ∂C/∂output) in one pass."""
         out = _check_output(output)
-        target = self.prepare_target(target, out.shape, out.dtype)
-        return self._value_and_gradient(out, target, np.empty(out.shape, out.dtype))
+        return self.cost_and_gradient(out, self.prepare_target(target, out.shape, out.dtype))
 
     def accuracy(self, output: ArrayLike, target: ArrayLike) -> float | None:
         """Fraction of samples classified right, or None for regression targets."""
@@ -166,56 +155,49 @@ class Loss:
     def predicted_labels(self, output: np.ndarray) -> NDArray[np.intp]:
         """The class each output row predicts (argmax, or a threshold for one output)."""
         if output.shape[1] == 1:
-            return (output[:, 0] > self._threshold).astype(np.intp)
-        return _argmax_rows(output)
+            return (output[:, 0] > self.threshold).astype(np.intp)
+        return np.argmax(output, axis=1)
 
-    _threshold = 0.5
-
-    def _training_step(self, output: Array, target: np.ndarray, out: Array,
-                       labels: np.ndarray | None) -> tuple[float, Array, int]:
-        """(C, ∂C/∂output written into ``out``, number of rows whose predicted class equals
-        ``labels`` — 0 when ``labels`` is None): what the training loop needs of a batch."""
-        value, gradient = self._value_and_gradient(output, target, out)
-        if labels is None:
-            return value, gradient, 0
-        return value, gradient, int(np.count_nonzero(self.predicted_labels(output) == labels))
+    #: a one-output model predicts class 1 above this output
+    threshold = 0.5
 
     # -- the formulas (subclasses) ---------------------------------------------------------
-    def _value(self, output: Array, target: np.ndarray) -> float:
-        return self._value_and_gradient(output, target, np.empty(output.shape, output.dtype))[0]
+    def cost(self, output: Array, target: np.ndarray) -> float:
+        """C of a checked output and a prepared target."""
+        return self.cost_and_gradient(output, target)[0]
 
-    def _value_and_gradient(
-        self, output: Array, target: np.ndarray, out: Array
-    ) -> tuple[float, Array]:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def cost_and_gradient(self, output: Array, target: np.ndarray,
+                          out: Array | None = None) -> tuple[float, Array]:
+        """(C, ∂C/∂output) of a checked output and a prepared target; the gradient is
+        written into ``out`` when given (an array of the output's shape and dtype)."""
+        raise NotImplementedError  # pragma: no cover - abstract
 
     def __repr__(self) -> str:
         return f"loss({self.name!r})"
 
 
 class Quadratic(Loss):
-    """C = 1/(2N) Σₙ ‖ŷₙ − yₙ‖², the cost of the seeds; ∂C/∂ŷ = (ŷ − y)/N."""
+    """C = 1/(2N) Σₙ ‖ŷₙ − yₙ‖², the cost of the articles; ∂C/∂ŷ = (ŷ − y)/N."""
 
     name = "quadratic"
 
-    def _value(self, output: Array, target: np.ndarray) -> float:
+    def cost(self, output: Array, target: np.ndarray) -> float:
         diff = output - target
         return float(np.vdot(diff, diff)) / (2 * output.shape[0])
 
-    def _value_and_gradient(
-        self, output: Array, target: np.ndarray, out: Array
-    ) -> tuple[float, Array]:
-        np.subtract(output, target, out=out)
-        value = float(np.vdot(out, out)) / (2 * output.shape[0])
-        out *= 1.0 / output.shape[0]
-        return value, out
+    def cost_and_gradient(self, output: Array, target: np.ndarray,
+                          out: Array | None = None) -> tuple[float, Array]:
+        diff = np.subtract(output, target, out=out)              # ŷ − y
+        value = float(np.vdot(diff, diff)) / (2 * output.shape[0])
+        diff *= 1.0 / output.shape[0]                               # ∂C/∂ŷ = (ŷ − y)/N
+        return value, diff
 
 
 class BCEWithLogits(Loss):
     """Binary cross-entropy on logits z, mean over all N·K entries; ∂C/∂z = (σ(z) − y)/(N·K)."""
 
     name = "bce_with_logits"
-    _threshold = 0.0  # σ(z) > 0.5  ⇔  z > 0
+    threshold = 0.0  # σ(z) > 0.5  ⇔  z > 0
 
     def prepare_target(
         self, target: ArrayLike, output_shape: tuple[int, ...], dtype: DTypeLike
@@ -228,18 +210,16 @@ class BCEWithLogits(Loss):
             )
         return prepared
 
-    def _value(self, output: Array, target: np.ndarray) -> float:
+    def cost(self, output: Array, target: np.ndarray) -> float:
         # max(z,0) − z·y + log(1 + e^(−|z|)) = −[y log σ(z) + (1−y) log(1−σ(z))], never log(0)
         terms = np.maximum(output, 0) - output * target + np.log1p(np.exp(-np.abs(output)))
         return float(np.mean(terms))
 
-    def _value_and_gradient(
-        self, output: Array, target: np.ndarray, out: Array
-    ) -> tuple[float, Array]:
-        value = self._value(output, target)
-        np.subtract(sigmoid(output), target, out=out)
-        out *= 1.0 / output.size
-        return value, out
+    def cost_and_gradient(self, output: Array, target: np.ndarray,
+                          out: Array | None = None) -> tuple[float, Array]:
+        gradient = np.subtract(sigmoid(output), target, out=out)   # σ(z) − y
+        gradient *= 1.0 / output.size                               # ... /(N·K)
+        return self.cost(output, target), gradient
 
 
 class CrossEntropy(Loss):
@@ -250,9 +230,6 @@ class CrossEntropy(Loss):
     """
 
     name = "cross_entropy"
-
-    def __init__(self) -> None:
-        self._cache: dict[tuple[Any, ...], np.ndarray] = {}  # index offsets and ones vectors
 
     def prepare_target(
         self, target: ArrayLike, output_shape: tuple[int, ...], dtype: DTypeLike
@@ -277,57 +254,20 @@ class CrossEntropy(Loss):
         return target
 
     def predicted_labels(self, output: np.ndarray) -> NDArray[np.intp]:
-        return _argmax_rows(output)
+        return np.argmax(output, axis=1)
 
-    def _value_and_gradient(
-        self, output: Array, target: np.ndarray, out: Array
-    ) -> tuple[float, Array]:
-        return self._softmax(output, target, out, _row_max(output)), out
-
-    def _training_step(self, output: Array, target: np.ndarray, out: Array,
-                       labels: np.ndarray | None) -> tuple[float, Array, int]:
-        own = (type(self)._value_and_gradient is CrossEntropy._value_and_gradient
-               and type(self).predicted_labels is CrossEntropy.predicted_labels)
-        if not own:  # a subclass changed the formula: take the general path
-            return super()._training_step(output, target, out, labels)
-        n, k = output.shape
-        if k > 32:  # one argmax serves both: the predicted class and, read at it, the maximum
-            predicted = np.argmax(output, axis=1)
-            row_max = output.reshape(-1)[predicted + self._offsets(n, k)]
-        else:  # NumPy reduces many short rows much faster column-wise: one transposed copy
-            columns = np.ascontiguousarray(output.T)
-            predicted, row_max = columns.argmax(axis=0), columns.max(axis=0)
-        value = self._softmax(output, target, out, row_max)
-        correct = 0 if labels is None else int(np.count_nonzero(predicted == labels))
-        return value, out, correct
-
-    def _offsets(self, n: int, k: int) -> NDArray[np.intp]:
-        """0, k, 2k, …: added to a column index per row, the flat index into an (n, k) array."""
-        cached = self._cache.get(("offsets", n, k))
-        if cached is None:
-            cached = self._cache[("offsets", n, k)] = np.arange(0, n * k, k)
-        return cached
-
-    def _filled(self, k: int, value: float, dtype: np.dtype) -> np.ndarray:
-        """A vector of k entries equal to ``value`` (cached)."""
-        cached = self._cache.get(("filled", k, value, dtype))
-        if cached is None:
-            cached = self._cache[("filled", k, value, dtype)] = np.full(k, value, dtype=dtype)
-        return cached
-
-    def _softmax(self, output: Array, target: np.ndarray, out: Array, row_max: Array) -> float:
-        """C, and (softmax(z) − onehot(y))/N written into ``out``, given max z per row."""
-        n, k = output.shape
-        np.subtract(output, row_max[:, None], out=out)  # z − max z ≤ 0: no overflow
-        flat = out.reshape(-1)
-        true_class = target + self._offsets(n, k)  # flat index of z_{n, yₙ}
-        picked = flat[true_class]
-        np.exp(out, out=out)
-        scaled = out @ self._filled(k, n, out.dtype)  # N·Σₖ e^z per row
-        np.divide(out, scaled[:, None], out=out)  # softmax(z)/N
-        flat[true_class] -= 1.0 / n  # − onehot(y)/N
-        # C = mean of log Σₖ e^z − z_y = mean(log(N·Σₖ e^z)) − log N − mean(z_y)
-        return float(np.log(scaled).sum() - picked.sum()) / n - math.log(n)
+    def cost_and_gradient(self, output: Array, target: np.ndarray,
+                          out: Array | None = None) -> tuple[float, Array]:
+        n = output.shape[0]
+        rows = np.arange(n)
+        shifted = np.subtract(output, output.max(axis=1, keepdims=True), out=out)  # z − max z
+        log_sum = np.log(np.exp(shifted).sum(axis=1))           # log Σₖ e^(z − max z)
+        value = float(np.mean(log_sum - shifted[rows, target]))  # mean of log Σ e^z − z_y
+        softmax = np.exp(shifted, out=shifted)
+        softmax /= softmax.sum(axis=1, keepdims=True)
+        softmax[rows, target] -= 1.0                             # softmax(z) − onehot(y)
+        softmax *= 1.0 / n
+        return value, softmax
 
 
 _LOSSES: dict[str, type[Loss]] = {
@@ -353,3 +293,37 @@ def loss(name: str | Loss) -> Loss:
     if key not in _LOSSES:
         raise UnknownNameError("loss", name, _LOSSES)
     return _LOSSES[key]()
+
+
+def resolve_loss(name: str, n_classes: int | None) -> tuple[str, int, str | None]:
+    """(loss name, number of outputs, output activation) of an MLP trained with the loss
+    ``name`` on ``n_classes`` = K classes, or on a numeric target when it is None.
+
+    The convention of ``gradsight train`` and the doctor: ``cross_entropy`` reads K logits
+    and ``bce_with_logits`` one logit (2 classes), both from a linear output layer; the
+    quadratic cost on classes has one sigmoid output per class (one-hot targets), on a number
+    one linear output. ``"auto"`` is cross_entropy for classes, quadratic for a number.
+
+    >>> resolve_loss("auto", 3), resolve_loss("quadratic", 2), resolve_loss("quadratic", None)
+    (('cross_entropy', 3, None), ('quadratic', 2, 'sigmoid'), ('quadratic', 1, None))
+    """
+    key = str(name).strip().lower()
+    if key == "auto":
+        key = "cross_entropy" if n_classes is not None else "quadratic"
+    if key not in _LOSSES:
+        raise UnknownNameError("loss", name, [*_LOSSES, "auto"])
+    if n_classes is None:
+        if key != "quadratic":
+            raise InvalidValueError(f"loss {key} needs class labels but the target is a "
+                                    f"continuous number; use the quadratic loss")
+        return key, 1, None
+    if key == "cross_entropy":
+        if n_classes < 2:
+            raise InvalidValueError("cross_entropy needs at least 2 classes in the data")
+        return key, n_classes, None
+    if key == "bce_with_logits":
+        if n_classes != 2:
+            raise InvalidValueError(f"bce_with_logits needs exactly 2 classes, the data has "
+                                    f"{n_classes}; use cross_entropy")
+        return key, 1, None
+    return key, n_classes, "sigmoid"

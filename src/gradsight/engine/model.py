@@ -3,7 +3,7 @@
 Forward propagation runs the layers in order, a⁰ = X, aˡ = layerˡ(aˡ⁻¹); backpropagation runs
 them in reverse, each turning ∂C/∂(its output) into ∂C/∂(its input) by the chain rule and
 filling its parameter gradients on the way. Nothing else happens here: the mathematics
-lives in :mod:`gradsight.nn.layers` and :mod:`gradsight.nn.losses`.
+lives in :mod:`gradsight.engine.layers` and :mod:`gradsight.engine.losses`.
 
 >>> model = mlp("2-3-1", activation="tanh", output_activation="sigmoid", seed=0)
 >>> [layer.name for layer in model.layers]
@@ -57,7 +57,7 @@ class Sequential:
         if len({layer.dtype for layer in dense}) > 1:
             raise InvalidValueError("all Dense layers of a model must have the same dtype")
         counters: dict[str, int] = {}
-        for index, layer in enumerate(self.layers):
+        for layer in self.layers:
             if isinstance(layer, Dense):
                 base = "dense"
             elif isinstance(layer, Activation):
@@ -66,10 +66,6 @@ class Sequential:
                 base = layer.name.rstrip("0123456789")
             layer.name = f"{base}{counters.get(base, 0)}"
             counters[base] = counters.get(base, 0) + 1
-            if isinstance(layer, Activation):
-                # the output of a Dense layer is a buffer nobody reads again: overwrite it
-                layer.in_place = index > 0 and isinstance(self.layers[index - 1], Dense)
-        self._first_param = next(i for i, layer in enumerate(self.layers) if layer.parameters())
         self.metadata: dict[str, Any] = {}  # free-form; saved and loaded with the model
 
     # -- structure ----------------------------------------------------------------------
@@ -164,44 +160,22 @@ class Sequential:
             )
         return np.asarray(array, dtype=self.dtype)
 
-    def forward(self, X: ArrayLike, reuse: bool = False) -> Array:
-        """Forward propagation: the output of the last layer (caches for backward).
-
-        ``reuse=True`` writes into the layers' buffers (see :mod:`gradsight.nn.layers`): the
-        result is overwritten by the next call with the same batch size.
-        """
-        out = self.check_input(X)
+    def forward(self, X: ArrayLike) -> Array:
+        """Forward propagation: a⁰ = X, aˡ = layerˡ(aˡ⁻¹); the output of the last layer.
+        Each layer caches what its backward pass needs."""
+        a = self.check_input(X)
         for layer in self.layers:
-            out = layer.forward(out, reuse)
-        return out
+            a = layer.forward(a)
+        return a
 
-    def backward(self, dY: ArrayLike, reuse: bool = False, input_grad: bool = True,
-                 gradients: bool = True) -> Array | None:
-        """Backpropagation of ``dY`` = ∂C/∂output; fills the gradients, returns ∂C/∂X.
-
-        ``input_grad=False`` skips ∂C/∂X (the inputs are data, not parameters) and returns
-        None — one matrix product fewer. ``reuse=True`` may overwrite ``dY``.
-        ``gradients=False`` leaves ∂C/∂W, ∂C/∂b unwritten and only keeps each Dense layer's
-        δ = ∂C/∂z (``layer.delta``, from which :meth:`fill_gradients` makes them): what a
-        fused update needs (:meth:`gradsight.optim.SGD.step_products`).
-        """
-        grad: Any = np.asarray(dY, dtype=self.dtype)
-        first = self._first_param
-        skip: dict[str, bool] = {} if gradients else {"gradients": False}  # Dense layers only
-        for index in range(len(self.layers) - 1, -1, -1):
-            layer = self.layers[index]
-            options = skip if isinstance(layer, Dense) else {}
-            if index == first and not input_grad:
-                layer.backward(grad, reuse, input_grad=False, **options)  # type: ignore[call-arg]
-                return None
-            grad = layer.backward(grad, reuse, **options)
+    def backward(self, dY: ArrayLike) -> Array:
+        """Backpropagation: from ∂C/∂output, each layer in reverse order turns ∂C/∂(its
+        output) into ∂C/∂(its input) by the chain rule — an activation multiplies by f′(z),
+        a Dense layer fills ∂C/∂W = aᵀδ, ∂C/∂b = Σ δ and passes on δ·Wᵀ. Returns ∂C/∂X."""
+        grad = np.asarray(dY, dtype=self.dtype)
+        for layer in reversed(self.layers):
+            grad = layer.backward(grad)
         return grad
-
-    def fill_gradients(self) -> None:
-        """Write ∂C/∂W, ∂C/∂b of every Dense layer from its cached input and δ (after a
-        ``backward(..., gradients=False)``)."""
-        for layer in self._dense:
-            layer.fill_gradients()
 
     def predict(self, X: ArrayLike) -> Array:
         """The model's output for ``X`` (raw: logits when the loss takes logits)."""
@@ -235,7 +209,7 @@ class Sequential:
     def copy(self, dtype: DTypeLike | None = None) -> Sequential:
         """An independent copy (optionally converted to ``dtype``), same layers and names."""
         clone = copy.deepcopy(self)  # deepcopy keeps custom layer classes
-        clone.clear_buffers()
+        clone.forget()
         if dtype is not None:
             target = as_dtype(dtype)
             for layer in clone.dense_layers:
@@ -244,13 +218,12 @@ class Sequential:
                 layer.grad_W, layer.grad_b = np.zeros_like(layer.W), np.zeros_like(layer.b)
         return clone
 
-    def clear_buffers(self) -> None:
-        """Free the work buffers and the forward caches of every layer."""
+    def forget(self) -> None:
+        """Drop what the last forward and backward passes cached in every layer."""
         for layer in self.layers:
-            layer.clear_buffers()
-            for cache in ("inputs", "output", "delta", "local_derivative"):
-                if hasattr(layer, cache):
-                    setattr(layer, cache, None)
+            layer.forget()
+
+    clear_buffers = forget  # the name it had when the layers kept work buffers
 
     # -- display ---------------------------------------------------------------------------
     def _rows(self) -> list[tuple[str, str, str, int]]:

@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike
 
 from ..errors import DataError, InvalidValueError, ShapeError
 
-__all__ = ["Standardized", "standardize", "train_test_split"]
+__all__ = ["Standardized", "standardize", "train_test_split", "split_standardized"]
 
 
 def train_test_split(X: ArrayLike, y: ArrayLike, test_size: float = 0.2, seed: int = 0,
@@ -114,3 +114,32 @@ def _matrix(X: ArrayLike, name: str) -> np.ndarray:
     if not np.all(np.isfinite(array)):
         raise DataError(f"{name} contains non-finite values")
     return array
+
+
+#: with fewer samples than this nothing is held out: a test part would be too small to mean much
+MIN_SPLIT_SAMPLES = 20
+
+
+def split_standardized(X: np.ndarray, y: np.ndarray, test_size: float = 0.2, seed: int = 0
+                       ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None,
+                                  np.ndarray, np.ndarray]:
+    """``X_train, X_test, y_train, y_test, mean, std``: a data set as ``gradsight train`` and
+    the doctor train on it — :func:`train_test_split` (stratified, shuffled by ``seed``),
+    then :func:`standardize` with the training part's statistics, x′ = (x − mean)/std.
+
+    With ``test_size`` 0 or fewer than ``MIN_SPLIT_SAMPLES`` samples nothing is held out:
+    all samples train and ``X_test``, ``y_test`` are None.
+
+    >>> X, y = np.arange(40.0).reshape(20, 2), np.arange(20) % 2
+    >>> X_train, X_test, y_train, y_test, mean, std = split_standardized(X, y, 0.25)
+    >>> X_train.shape, X_test.shape, bool(abs(X_train.mean()) < 1e-12)
+    ((15, 2), (5, 2), True)
+    >>> split_standardized(X[:4], y[:4])[1] is None
+    True
+    """
+    if test_size > 0 and np.shape(X)[0] >= MIN_SPLIT_SAMPLES:
+        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size, seed)
+    else:
+        X_train, X_test, y_train, y_test = X, None, y, None
+    scaled = standardize(X_train, X_test)
+    return scaled.train, scaled.test, y_train, y_test, scaled.mean, scaled.std

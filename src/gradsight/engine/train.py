@@ -1,31 +1,29 @@
-"""The training loop: batches, forward, cost, backward, update — and hooks to watch it.
+"""Training: ``fit`` runs epochs of mini-batch steps — and hooks to watch them.
 
-One optimizer step on a batch (X_b, y_b) is the seeds' recipe:
+One optimizer step on a batch (X_b, y_b) is the articles' recipe
+(:mod:`gradsight.engine.step`):
 
-    ŷ = model.forward(X_b)                  forward propagation
-    C, ∂C/∂ŷ = loss(ŷ, y_b)                 the cost and its gradient
-    model.backward(∂C/∂ŷ)                   backpropagation fills ∂C/∂W, ∂C/∂b
-    optimizer.step(params, grads)           w_new = w_old − η ∂C/∂w  (SGD)
+    ŷ = model.forward(X_b)                       forward propagation
+    C, ∂C/∂ŷ = loss.cost_and_gradient(ŷ, y_b)    the cost and its gradient
+    model.backward(∂C/∂ŷ)                        backpropagation fills ∂C/∂W, ∂C/∂b
+    optimizer.step(params, grads)                w_new = w_old − η ∂C/∂w  (SGD)
+
+``fit`` chooses once, at the start of a call, who takes the steps: the plain step above
+(``fast=False``), or the fast step of :mod:`gradsight.engine.fast.step` (the default), which
+computes the same numbers with fewer passes over memory — buffers, BLAS kernels, a cheaper
+NaN guard and, with plain SGD, the update fused into the backward pass on the steps no
+callback looks at.
 
 Callbacks see every step: ``on_after_backward(ctx)`` when the gradients are final and the
 update has not happened yet, ``on_batch_end(ctx)`` after the update; ``ctx`` holds the model
-(with its layer caches and gradients), the batch, its output and cost.
+(with its layer caches and gradients), the batch, its output and cost, and ``ctx.norms``, the
+step's squared norms on request. (The fast step skips the per-step hooks on the steps a
+callback says it does not look at: :meth:`Callback.looks_at`.)
 
 Per-epoch ``loss`` and ``accuracy`` are averages over the epoch's batches, each computed on
 the model *before* that batch's update (Keras' convention: no extra pass over the data);
 ``val_loss``/``val_accuracy`` are computed on the model at the end of the epoch. Accuracy is
-defined as in :mod:`gradsight.nn.losses` (None for regression targets).
-
-Fused update. With plain SGD (``w ← w − η·∂C/∂w``: no momentum, no weight decay), on the
-steps at which no callback looks (:meth:`Callback.looks_at`: a callback with per-step hooks
-looks at every step unless it says otherwise; a Monitor only at the steps it records),
-backpropagation stops at the errors δ = ∂C/∂z of each Dense layer, and the step applies
-``W ← W − η·aᵀδ`` and ``b ← b − η·δᵀ·1`` as one accumulating matrix product each
-(:meth:`gradsight.optim.SGD.step_products`): the same rule and the same numbers up to
-rounding, in one pass over W instead of writing ∂C/∂W and reading it back. The per-step hooks
-are skipped on those steps. The stored ``grad_W``/``grad_b`` are brought up to date (those
-of the last step) when fit returns, and at each epoch's end before the validation pass and
-the epoch hooks if there are any; after Ctrl-C they may be those of an earlier step.
+defined as in :mod:`gradsight.engine.losses` (None for regression targets).
 
 NaN guard: if the cost or a gradient is not finite, the step is not applied and training
 stops; if an update makes a weight non-finite, it is undone. ``History.stopped`` then says
@@ -45,12 +43,13 @@ from numpy.typing import ArrayLike
 
 from .. import optim as _optim
 from ..errors import DataError, InvalidValueError, ShapeError
-from .callbacks import Callback, History, TrainContext, has_hooks
-from .fast.guard import finite, squared_norm
+from .callbacks import Callback, History, TrainContext, has_hooks, squared_norm
+from .fast.step import FastStep
 from .loop import Run
 from .losses import Loss
 from .losses import loss as _get_loss
 from .model import Sequential
+from .step import PlainStep
 
 __all__ = ["Callback", "History", "TrainContext", "fit", "fit_one_of_many"]
 
@@ -102,8 +101,8 @@ def _evaluate(model: Sequential, loss: Loss, X: np.ndarray, target: np.ndarray,
     for start in range(0, n, batch_size):
         output = X[start:start + batch_size]
         for layer in model.layers:
-            output = layer.forward(output, True)
-        total += loss._value(output, target[start:start + batch_size]) * output.shape[0]
+            output = layer.forward(output)
+        total += loss.cost(output, target[start:start + batch_size]) * output.shape[0]
         if labels is not None:
             predicted = loss.predicted_labels(output)
             correct += int(np.count_nonzero(predicted == labels[start:start + batch_size]))
@@ -163,7 +162,7 @@ def _make_optimizer(optimizer: Any) -> Any:
 
 
 def _train(run: Run, validation: tuple | None, bar: _ProgressBar | None) -> None:
-    ctx, history = run.ctx, run.history
+    ctx, history, step = run.ctx, run.history, run.step
     # after fused steps the stored gradients are written when someone may read them: before
     # the epoch hooks and before a validation pass (which overwrites the cached a), and at
     # the end
@@ -176,7 +175,7 @@ def _train(run: Run, validation: tuple | None, bar: _ProgressBar | None) -> None
             if not run.epoch(epoch, bar):
                 break
             if sync_each_epoch:
-                run.sync_gradients()
+                step.sync()
             entry = history.epochs[-1]
             if validation is not None:
                 entry["val_loss"], entry["val_accuracy"] = _evaluate(
@@ -190,10 +189,10 @@ def _train(run: Run, validation: tuple | None, bar: _ProgressBar | None) -> None
             if ctx.stop_training:
                 history.stopped = ctx.stop_reason or "stopped by a callback"
                 break
-        run.sync_gradients()
+        step.sync()
     except KeyboardInterrupt:
-        if not all(finite(p) for p in run.params):  # interrupted inside an overflowing step
-            run.applier.restore()
+        if not all(np.isfinite(p).all() for p in run.params):  # inside an overflowing step
+            step.restore()
         history.stopped = "interrupted"
     try:  # a Ctrl-C in a callback's last hook still leaves the model and history usable
         for callback in run.callbacks:
@@ -215,6 +214,7 @@ def fit(
     validation: tuple[ArrayLike, ArrayLike] | None = None,
     callbacks: Sequence[Callback] = (),
     progress: bool = True,
+    fast: bool = True,
 ) -> History:
     """Train ``model`` on (X, y) by mini-batch gradient descent; return the :class:`History`.
 
@@ -223,7 +223,8 @@ def fit(
     ``SGD(lr=0.01)``) or name. Each epoch visits every sample once, in an order shuffled by
     ``seed`` (the only randomness: same seed, same run); the last batch may be smaller.
     ``validation=(X_val, y_val)`` adds ``val_loss``/``val_accuracy``. The progress bar goes
-    to stderr (only if it is a terminal and ``progress`` is true).
+    to stderr (only if it is a terminal and ``progress`` is true). ``fast=False`` takes the
+    plain step of :mod:`gradsight.engine.step` instead of the fast one: slower, same numbers.
 
     >>> import numpy as np
     >>> from gradsight import nn, optim
@@ -248,7 +249,13 @@ def fit(
             raise InvalidValueError("validation must be a pair (X_val, y_val)")
         checked_validation = _check_data(
             model, cost, validation[0], validation[1], "validation")[:3]
-    run = Run(model, cost, optimizer, data, batch_size, shuffle, seed, callbacks, epochs)
+    def make_step(history: History) -> PlainStep | FastStep:  # chosen once per call
+        if fast:
+            return FastStep(model, cost, optimizer, callbacks, history, data_sq_norm=data[3])
+        return PlainStep(model, cost, optimizer, callbacks, history)
+
+    run = Run(model, cost, optimizer, data, batch_size, shuffle, seed, callbacks, epochs,
+              make_step)
     # non-finite values are detected and reported explicitly (the NaN guard), not warned
     total = epochs * run.ctx.batches_per_epoch
     with np.errstate(all="ignore"), _ProgressBar(progress, total) as bar:

@@ -1,5 +1,6 @@
 """What the experiments of the vanishing-gradient lab share: the lab's costs, argument
-checks, the data, the network, plain SGD training with hooks, and the HTML tables.
+checks, the data, the network, plain SGD training with hooks, and the HTML tables of their
+results in a notebook.
 
 :mod:`gradsight.experiments` documents the costs and re-exports :class:`NielsenCrossEntropy`
 and :data:`LOSSES`.
@@ -7,18 +8,24 @@ and :data:`LOSSES`.
 
 from __future__ import annotations
 
+import html
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 
+from ..engine import data as datasets
+from ..engine import mlp
 from ..engine.losses import BCEWithLogits, Loss
 from ..engine.losses import loss as engine_loss
-from ..errors import DataError, InvalidValueError, UnknownNameError
+from ..engine.train import Callback, fit_one_of_many
+from ..errors import DataError, InvalidValueError, UnknownNameError, require_positive_int
+from ..optim import SGD
 
 __all__ = [
-    "LOSSES", "NielsenCrossEntropy", "callback_with", "check_count", "check_hidden",
-    "class_data", "html_table", "lab_cost", "lab_network", "train_sgd",
+    "LOSSES", "NielsenCrossEntropy", "callback_with", "check_hidden", "class_data",
+    "html_table", "lab_cost", "lab_network", "train_sgd",
 ]
 
 
@@ -35,12 +42,12 @@ class NielsenCrossEntropy(BCEWithLogits):
 
     name = "nielsen_cross_entropy"
 
-    def _value(self, output: np.ndarray, target: np.ndarray) -> float:
-        return super()._value(output, target) * output.shape[1]
+    def cost(self, output: np.ndarray, target: np.ndarray) -> float:
+        return super().cost(output, target) * output.shape[1]
 
-    def _value_and_gradient(self, output: np.ndarray, target: np.ndarray,
-                            out: np.ndarray) -> tuple[float, np.ndarray]:
-        value, gradient = super()._value_and_gradient(output, target, out)
+    def cost_and_gradient(self, output: np.ndarray, target: np.ndarray,
+                          out: np.ndarray | None = None) -> tuple[float, np.ndarray]:
+        value, gradient = super().cost_and_gradient(output, target, out)
         gradient *= output.shape[1]
         return value * output.shape[1], gradient
 
@@ -61,23 +68,15 @@ def lab_cost(name: str) -> tuple[Loss, str | None]:
     return factory(), output_activation
 
 
-def check_count(name: str, value: Any, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-    return int(value)
-
-
 def check_hidden(hidden: Sequence[int]) -> tuple[int, ...]:
     sizes = tuple(hidden)
     if not sizes:
         raise InvalidValueError("hidden must list at least one hidden layer size, got none")
-    return tuple(check_count("hidden layer size", n) for n in sizes)
+    return tuple(require_positive_int("hidden layer size", n) for n in sizes)
 
 
 def class_data(data: Any) -> tuple[np.ndarray, np.ndarray, int, str]:
     """(X, integer labels, number of classes, name) of a data-set name or Dataset."""
-    from ..engine import data as datasets
-
     ds = datasets.load(data) if isinstance(data, str) else data
     n_classes = getattr(ds, "n_classes", None)
     if not n_classes or n_classes < 2:
@@ -89,8 +88,6 @@ def class_data(data: Any) -> tuple[np.ndarray, np.ndarray, int, str]:
 
 def lab_network(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str, init: str,
              bias_init: str, output_activation: str | None, seed: int) -> Any:
-    from ..engine import mlp
-
     spec = "-".join(str(n) for n in (n_in, *hidden, n_out))
     return mlp(spec, activation=activation, output_activation=output_activation, init=init,
                bias_init=bias_init, seed=seed)
@@ -98,9 +95,6 @@ def lab_network(n_in: int, hidden: tuple[int, ...], n_out: int, activation: str,
 
 def train_sgd(model: Any, X: np.ndarray, y: np.ndarray, loss: Loss, epochs: int, lr: float,
            batch_size: int, seed: int, callbacks: Sequence[Any] = ()) -> Any:
-    from ..engine.train import fit_one_of_many
-    from ..optim import SGD
-
     return fit_one_of_many(model, X, y, loss=loss, optimizer=SGD(lr=lr), epochs=epochs,
                            batch_size=batch_size, shuffle=True, seed=seed,
                            callbacks=list(callbacks), progress=False)
@@ -108,8 +102,6 @@ def train_sgd(model: Any, X: np.ndarray, y: np.ndarray, loss: Loss, epochs: int,
 
 def callback_with(**methods: Callable[[Any], None]) -> Any:
     """A :class:`gradsight.train.Callback` whose hooks are the given functions of ``ctx``."""
-    from ..engine.train import Callback
-
     hooks = Callback()
     for name, fn in methods.items():
         setattr(hooks, name, fn)  # an instance attribute: fit calls hooks.<name>(ctx)
@@ -117,7 +109,18 @@ def callback_with(**methods: Callable[[Any], None]) -> Any:
 
 
 def html_table(rows: Sequence[dict[str, Any]], columns: Sequence[str], caption: str) -> str:
-    from ..present.report import Report, Section, Table, render_html
+    """A result's table for a notebook (``_repr_html_``): one row per dict, the ``columns`` in
+    order, numbers to 4 significant digits, None as an em dash; every text is escaped."""
+    head = "".join(f"<th>{html.escape(str(column))}</th>" for column in columns)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(_cell(row.get(column)))}</td>"
+                                    for column in columns) + "</tr>" for row in rows)
+    return (f"<table><caption>{html.escape(caption)}</caption><tr>{head}</tr>{body}"
+            "</table>")
 
-    table = Table([{c: r.get(c) for c in columns} for r in rows], columns=list(columns))
-    return render_html(Report(caption, sections=[Section("", tables=[table])]), False)
+
+def _cell(value: Any) -> str:
+    if value is None:
+        return "—"
+    if isinstance(value, float):
+        return f"{value:.4g}" if math.isfinite(value) else str(value)
+    return str(value)

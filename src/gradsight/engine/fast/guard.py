@@ -1,15 +1,14 @@
-"""Applying an optimizer step under the NaN guard — cheaply (used by :func:`gradsight.fit`).
+"""Applying an optimizer step under the NaN guard — cheaply (the fast step's guard).
 
-The guard promises: a step with a non-finite gradient is not applied, and an update that
-makes a weight non-finite is undone. The update itself is always the optimizer's
-(``step``, ``prepare``/``apply_prepared`` or SGD's ``step_products``): the rules live in
-:mod:`gradsight.optim` alone. Checking costs passes over memory, so it is done with the
-cheapest sufficient test.
+The guard promises what the plain step's does (:mod:`gradsight.engine.step`): a step with a
+non-finite gradient is not applied, and an update that makes a weight non-finite is undone.
+The update applies the optimizer's rules (:mod:`.update`). Checking costs passes over
+memory, so it is done with the cheapest sufficient test.
 
 Gradients, exact test (:meth:`StepApplier.measure` with ``exact=True``, when a callback such as
 the Monitor wants the norms): g·g, one BLAS dot, is finite iff every entry of g is — unless it
 overflows, and then ``isfinite`` decides. The values are handed to the callbacks
-(``ctx.grad_sq_norms``), so nobody computes them twice.
+(``ctx.norms``), so nobody computes them twice.
 
 Gradients, cheap test (otherwise): a Dense layer's ∂C/∂W = aᵀδ (n_in × n_out) is checked
 through its factors, the layer input a (N × n_in) and δ = ∂C/∂z (N × n_out), which for a
@@ -27,12 +26,12 @@ so is ‖a‖², except where it is known without a pass:
 
 If a bound is not small enough, or the layer is not a plain Dense, the exact test decides.
 
-Update, an optimizer with ``prepare`` (all of gradsight's): every step is
+Update, a gradsight optimizer: every step is
 ``w ← w − rate·d``; the optimizer computes every d first, ‖d‖ is one dot while d is still
 in cache, and the same bound as for plain SGD below (with rate·‖d‖ for η‖g‖) clears the
 step without a copy. Where it cannot, or for an optimizer without ``prepare``: copy the
 weights, step, check with a dot, restore on failure.
-Update, plain SGD (``w ← w − η g``, :attr:`gradsight.optim.SGD.plain`): no copy and no check
+Update, plain SGD (``w ← w − η g``, :func:`.update.plain_sgd`): no copy and no check
 are needed while ‖w‖ + η‖g‖ stays far below the largest float, since then every
 |wᵢ − η gᵢ| ≤ ‖w‖ + η‖g‖ is finite. ‖w‖ is tracked as an upper bound (triangle inequality),
 and recomputed every step if a callback may change the weights (one that is not
@@ -50,26 +49,13 @@ from typing import Any
 
 import numpy as np
 
-from ... import optim
+from ..callbacks import squared_norm
 from ..layers import Activation, Dense
-from . import blas as _blas
+from . import blas
+from .passes import FastPasses
+from .update import FastUpdate
 
-__all__ = ["StepApplier", "finite", "squared_norm"]
-
-
-def squared_norm(array: np.ndarray) -> float:
-    """‖array‖² as one BLAS dot (inf or NaN if an entry is, or if the squares overflow)."""
-    flat = array.reshape(-1)
-    return float(np.dot(flat, flat))
-
-
-def finite(array: np.ndarray) -> bool:
-    """True if every entry of ``array`` is finite (fast path: one dot product)."""
-    return math.isfinite(squared_norm(array)) or bool(np.isfinite(array).all())
-
-
-def _plain_sgd(optimizer: Any) -> bool:
-    return type(optimizer) is optim.SGD and optimizer.plain
+__all__ = ["StepApplier"]
 
 
 # activations whose output is bounded by 1 and whose backward pass computes f′ from the output
@@ -96,9 +82,11 @@ class StepApplier:
     no callback changes weights or gradients.
     """
 
-    def __init__(self, optimizer: Any, model: Any, data_sq_norm: float = math.inf,
-                 read_only: bool = False) -> None:
+    def __init__(self, optimizer: Any, model: Any, passes: FastPasses,
+                 data_sq_norm: float = math.inf, read_only: bool = False) -> None:
         self.optimizer, self.read_only = optimizer, read_only
+        self.update = FastUpdate(optimizer)
+        self.passes = passes
         self.params, self.grads = model.parameters(), model.gradients()
         self.data_sq_norm = data_sq_norm
         self.norms = [math.inf] * len(self.params)  # ‖g‖, or an upper bound of it
@@ -209,23 +197,17 @@ class StepApplier:
         """
         self.backup_is_current = False
         self.update_sq = None
-        optimizer, plain = self.optimizer, _plain_sgd(self.optimizer)
-        apply_step: Any = None
-        if plain:
-            steps = [optimizer.lr * norm for norm in self.norms]
+        update = self.update
+        prepared = update.prepare(self.params, self.grads)
+        if prepared is None:  # an optimizer of another kind, that applies its step itself
+            return self._guarded_step(update_norms, self._foreign_step)
+        if update.plain_sgd:  # d = g: ‖d‖ is known from the gradient check
+            steps = [self.optimizer.lr * norm for norm in self.norms]
         else:
-            prepare = getattr(optimizer, "prepare", None)
-            prepared = prepare(self.params, self.grads) if callable(prepare) else None
-            if prepared is None:  # an optimizer that applies its step itself
-                return self._guarded_step(update_norms)
-            apply_step = optimizer.apply_prepared
             steps = [rate * math.sqrt(squared_norm(d)) for d, rate in prepared]
         if not self._is_safe(steps):
-            return self._guarded_step(update_norms, apply_step)
-        if apply_step is None:
-            optimizer.step(self.params, self.grads)
-        else:
-            apply_step()
+            return self._guarded_step(update_norms, update.apply)
+        update.apply()
         if update_norms:  # Δw = −rate·d up to rounding; x*x overflows to inf, x**2 raises
             self.update_sq = [step * step for step in steps]
         if weight_norms:  # one pass over weights still in cache; also exact bounds
@@ -258,15 +240,15 @@ class StepApplier:
         """Whether :meth:`apply_fused` may apply the steps: plain SGD, every parameter a
         Dense layer's W or b (whose gradients are the products aᵀδ, δᵀ·1), and NumPy's BLAS
         reachable for the accumulating products."""
-        return (_plain_sgd(self.optimizer) and not self.others and bool(self.checks)
-                and _blas.backend(self.dtype) == "numpy-blas")
+        return (self.update.plain_sgd and not self.others and bool(self.checks)
+                and blas.backend(self.dtype) == "numpy-blas")
 
     def apply_fused(self, X_batch: np.ndarray | None) -> bool:
         """The guard and the step without stored gradients (after ``backward(...,
         gradients=False)``): bound every gradient through its factors a and δ and, if all
         bounds are small and the SGD step is safe, apply ``W ← W − η·aᵀδ``, ``b ← b − η·δᵀ·1``
         for every Dense layer as one accumulating product each
-        (:meth:`gradsight.optim.SGD.step_products`). True if applied; False, having changed
+        (:meth:`.update.FastUpdate.step_products`). True if applied; False, having changed
         nothing, where a bound is not small or a product cannot be fused: then fill the
         gradients and take the ordinary path (:meth:`measure`, :meth:`apply`)."""
         self.backup_is_current = False
@@ -281,8 +263,9 @@ class StepApplier:
         for check in self.checks:
             a, delta = check.layer.inputs, check.layer.delta  # both set: the bounds used them
             assert a is not None and delta is not None
-            factors += [(a, delta), (delta, check.layer.ones(delta.shape[0]))]
-        if not self.optimizer.step_products(params, factors):
+            ones = self.passes.dense_by_layer[id(check.layer)].ones(delta.shape[0])
+            factors += [(a, delta), (delta, ones)]
+        if not self.update.step_products(params, factors):
             return False
         self.weight_sq = None  # the weights have moved
         self._advance_bounds(steps)
@@ -294,19 +277,19 @@ class StepApplier:
         for index, step in enumerate(steps):
             bounds[index] = (bounds[index] + step) * (1 + 1e-6)
 
-    def _guarded_step(self, update_norms: bool, apply_step: Any = None) -> int | None:
-        """Back up the weights, apply the step (``apply_step``, else ``optimizer.step``),
-        check every weight with a dot and undo the step if one is not finite."""
+    def _foreign_step(self) -> None:
+        self.optimizer.step(self.params, self.grads)
+
+    def _guarded_step(self, update_norms: bool, apply_step: Any) -> int | None:
+        """Back up the weights, apply the step (``apply_step``), check every weight with a
+        dot and undo the step if one is not finite."""
         if self.backup is None:
             self.backup = [np.empty_like(p) for p in self.params]
         for saved, param in zip(self.backup, self.params, strict=True):
             np.copyto(saved, param)
         self.backup_is_current = True
         self.weight_sq = None
-        if apply_step is None:
-            self.optimizer.step(self.params, self.grads)
-        else:
-            apply_step()
+        apply_step()
         squares = []
         for index, param in enumerate(self.params):
             square = squared_norm(param)

@@ -1,7 +1,9 @@
-"""The fused SGD update: NumPy's BLAS kernels, SGD.step_products, and fit's fused steps.
+"""The fast step of fit (gradsight.engine.fast): NumPy's BLAS kernels, the fast optimizer
+updates, the fused SGD update and the guard.
 
-Oracles: NumPy's own products and SGD.step on stored gradients (the unfused rule); fit with
-a per-step callback, which turns fusion off, for whole training runs.
+Oracles: the plain step (``fit(..., fast=False)``, the readable engine), NumPy's own products,
+the optimizers' own rule on stored gradients, and fit with a per-step callback, which turns
+fusion off, for whole training runs.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from gradsight import nn, optim
+from gradsight import Callback, Monitor, fit, nn, optim
+from gradsight.engine.callbacks import History, TrainContext
 from gradsight.engine.fast import blas as _blas
-from gradsight.engine.loop import Run
-from gradsight.train import Callback, TrainContext, _check_data, fit
+from gradsight.engine.fast.passes import FastPasses
+from gradsight.engine.fast.step import FastStep
+from gradsight.engine.fast.update import FastUpdate
 
 DTYPES = [np.float32, np.float64]
 
@@ -111,8 +115,9 @@ def test_step_products_is_sgd_step_without_stored_gradients(dtype: type) -> None
     optim.SGD(lr=0.2).step(reference, [layer.grad_W, layer.grad_b])
     delta = layer.delta
     assert delta is not None
-    sgd = optim.SGD(lr=0.2)
-    assert sgd.step_products([layer.W, layer.b], [(X, delta), (delta, layer.ones(16))])
+    update = FastUpdate(optim.SGD(lr=0.2))
+    ones = np.ones(16, dtype=dtype)
+    assert update.step_products([layer.W, layer.b], [(X, delta), (delta, ones)])
     for fused, ref in zip((layer.W, layer.b), reference, strict=True):
         np.testing.assert_allclose(fused, ref, rtol=_tolerance(dtype), atol=_tolerance(dtype))
 
@@ -121,32 +126,17 @@ def test_step_products_is_sgd_step_without_stored_gradients(dtype: type) -> None
                                  optim.SGD(lr=0.1, weight_decay=0.01)])
 def test_step_products_refuses_rules_that_are_not_plain(sgd: optim.SGD) -> None:
     W, a, d = np.ones((3, 2)), np.ones((4, 3)), np.ones((4, 2))
-    assert not sgd.step_products([W], [(a, d)])
+    assert not FastUpdate(sgd).step_products([W], [(a, d)])
     np.testing.assert_array_equal(W, np.ones((3, 2)))
 
 
 def test_step_products_changes_nothing_when_one_array_cannot_be_fused() -> None:
     W, b = np.ones((3, 2)), np.ones(2)
     a, d = np.ones((4, 3)), np.ones((4, 2))
-    assert not optim.SGD(lr=0.1).step_products([W, b], [(a, d), (d[:, ::-1], np.ones(4))])
+    update = FastUpdate(optim.SGD(lr=0.1))
+    assert not update.step_products([W, b], [(a, d), (d[:, ::-1], np.ones(4))])
     np.testing.assert_array_equal(W, np.ones((3, 2)))
     np.testing.assert_array_equal(b, np.ones(2))
-
-
-def test_backward_without_gradients_keeps_delta_and_fill_gradients_matches() -> None:
-    rng = np.random.default_rng(3)
-    X, dY = rng.normal(size=(8, 4)), rng.normal(size=(8, 2))
-    full, lean = nn.mlp("4-5-2", activation="tanh", seed=0), nn.mlp("4-5-2", activation="tanh",
-                                                                    seed=0)
-    full.forward(X)
-    dX_full = full.backward(dY)
-    lean.forward(X)
-    dX_lean = lean.backward(dY, gradients=False)
-    np.testing.assert_array_equal(dX_full, dX_lean)
-    assert all(not g.any() for g in lean.gradients())  # nothing written yet
-    lean.fill_gradients()
-    for a, b in zip(full.gradients(), lean.gradients(), strict=True):
-        np.testing.assert_allclose(a, b, rtol=1e-14, atol=1e-16)
 
 
 class EveryStep(Callback):
@@ -166,27 +156,25 @@ class EpochEnd(Callback):
         self.gradients.append([g.copy() for g in ctx.model.gradients()])
 
 
-def _run(model: nn.Sequential, optimizer: object, callbacks: list) -> Run:
-    cost = nn.loss("cross_entropy")
-    data = _check_data(model, cost, np.ones((4, model.n_inputs)), [0, 1, 0, 1], "training")
-    return Run(model, cost, optimizer, data, 2, False, 0, callbacks, 1)
+def _step(model: nn.Sequential, optimizer: object, callbacks: list) -> FastStep:
+    return FastStep(model, nn.loss("cross_entropy"), optimizer, callbacks, History())
 
 
 def test_fit_fuses_only_plain_sgd_without_per_step_callbacks() -> None:
-    assert _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), []).fused(0)
-    assert _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [EpochEnd()]).fused(0)
-    assert not _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [EveryStep()]).fused(0)
-    assert not _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1, momentum=0.5), []).fused(0)
-    assert not _run(nn.mlp("3-4-2", seed=0), optim.Adam(lr=0.1), []).fused(0)
+    assert _step(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), []).fused(0)
+    assert _step(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [EpochEnd()]).fused(0)
+    assert not _step(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [EveryStep()]).fused(0)
+    assert not _step(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1, momentum=0.5), []).fused(0)
+    assert not _step(nn.mlp("3-4-2", seed=0), optim.Adam(lr=0.1), []).fused(0)
     hooks = Callback()
     hooks.on_after_backward = lambda ctx: None  # type: ignore[method-assign]
-    assert not _run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [hooks]).fused(0)
+    assert not _step(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [hooks]).fused(0)
 
     class OwnDense(nn.Dense):
         pass
 
     own = nn.Sequential([OwnDense(3, 2, seed=0)])
-    assert not _run(own, optim.SGD(lr=0.1), []).fused(0)
+    assert not _step(own, optim.SGD(lr=0.1), []).fused(0)
 
 
 @pytest.mark.parametrize(("sizes", "activation", "loss", "shuffle"), [
@@ -278,23 +266,23 @@ def test_product_kernel_without_transpose_is_addmm(dtype: type) -> None:
 
 @pytest.mark.parametrize("dtype", DTYPES)
 def test_dense_forward_into_buffers_adds_the_bias_inside_the_product(dtype: type) -> None:
-    # reuse=True: z ← b, then z ← X·W + z in one BLAS call; reuse=False: NumPy's X·W + b
+    # the fast pass: z ← b, then z ← X·W + z in one BLAS call; the plain one: NumPy's X·W + b
     rng = np.random.default_rng(9)
     layer = nn.Dense(30, 20, bias_init="normal", dtype=dtype, seed=0)
+    op = FastPasses(nn.Sequential([layer])).ops[0]
     data = rng.normal(size=(64, 30)).astype(dtype)
     for start in (0, 16, 32):  # successive batch views of the same data
         batch = data[start:start + 16]
         fresh = layer.forward(batch)
-        into_buffer = layer.forward(batch, reuse=True)
-        assert layer._addmm_kernel is not None  # the BLAS path was taken
+        into_buffer = op.forward(batch)
+        assert op.addmm is not None  # the BLAS path was taken
         expected = batch.astype(np.float64) @ layer.W + layer.b
         np.testing.assert_allclose(into_buffer, expected, rtol=_tolerance(dtype) * 10,
                                    atol=_tolerance(dtype) * 10)
         np.testing.assert_allclose(into_buffer, fresh, rtol=_tolerance(dtype) * 10,
                                    atol=_tolerance(dtype) * 10)
     layer.b += 1.0  # a later bias change is seen (the kernel reads b through z each call)
-    np.testing.assert_allclose(layer.forward(data[:16], reuse=True),
-                               data[:16] @ layer.W + layer.b, rtol=1e-4)
+    np.testing.assert_allclose(op.forward(data[:16]), data[:16] @ layer.W + layer.b, rtol=1e-4)
 
 
 class EveryThird(Callback):
@@ -313,7 +301,7 @@ class EveryThird(Callback):
 
 def test_steps_a_callback_does_not_look_at_are_fused_and_the_others_see_true_gradients(
 ) -> None:
-    assert [_run(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [EveryThird()]).fused(step)
+    assert [_step(nn.mlp("3-4-2", seed=0), optim.SGD(lr=0.1), [EveryThird()]).fused(step)
             for step in range(4)] == [False, True, True, False]
     rng = np.random.default_rng(10)
     X, y = rng.normal(size=(50, 4)), rng.integers(0, 3, size=50)
@@ -334,8 +322,6 @@ def test_steps_a_callback_does_not_look_at_are_fused_and_the_others_see_true_gra
 
 
 def test_a_monitor_records_the_same_numbers_when_the_steps_between_are_fused() -> None:
-    from gradsight.diagnostics import Monitor
-
     rng = np.random.default_rng(11)
     X, y = rng.normal(size=(64, 6)), rng.integers(0, 2, size=64)
     monitors = []
@@ -447,19 +433,23 @@ class WeightsAround(Callback):
 @pytest.mark.parametrize("optimizer", [optim.Adam(lr=0.01), optim.SGD(lr=0.1, momentum=0.9),
                                        optim.AdaGrad(lr=0.1), optim.RMSProp(lr=0.01)])
 def test_safe_steps_need_no_backup_and_the_monitor_sees_the_true_update(
-        optimizer: optim.Optimizer) -> None:
-    from gradsight.diagnostics import Monitor
+        optimizer: optim.Optimizer, monkeypatch: pytest.MonkeyPatch) -> None:
+    steps: list[FastStep] = []
+    original = FastStep.__init__
 
+    def keep(self: FastStep, *args: object, **kwargs: object) -> None:
+        original(self, *args, **kwargs)  # type: ignore[arg-type]
+        steps.append(self)
+
+    monkeypatch.setattr(FastStep, "__init__", keep)
     rng = np.random.default_rng(15)
     X, y = rng.normal(size=(48, 4)), rng.integers(0, 2, size=48)
     model = nn.mlp("4-6-2", activation="tanh", seed=6)
     monitor, oracle = Monitor(every=1), WeightsAround()
-    cost = nn.loss("cross_entropy")
-    run = Run(model, cost, optimizer, _check_data(model, cost, X, y, "training"), 8, True, 0,
-              [monitor, oracle], 2)
-    for epoch in range(2):
-        assert run.epoch(epoch, None)
-    assert run.applier.backup is None  # no step needed the copy-and-check path
+    history = fit(model, X, y, loss="cross_entropy", optimizer=optimizer, epochs=2,
+                  batch_size=8, callbacks=[monitor, oracle], progress=False)
+    assert history.stopped is None and len(steps) == 1
+    assert steps[0].applier.backup is None  # no step needed the copy-and-check path
     dense = [r for r in monitor.history if r.kind == "param"]
     assert len(dense) == 2 * 12
     for record in dense:
@@ -491,3 +481,76 @@ def test_without_numpy_blas_fit_falls_back_to_numpy_and_scipy_and_trains_the_sam
     without = train()
     for a, b in zip(with_blas, without, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
+
+
+# ---- the fast step against the plain step (fit(..., fast=False)), the reference ----------
+@pytest.mark.parametrize(("optimizer", "sizes", "activation", "loss"), [
+    (lambda: optim.SGD(lr=0.3), "5-8-8-3", "sigmoid", "cross_entropy"),
+    (lambda: optim.SGD(lr=0.1, momentum=0.9, weight_decay=0.01), "5-8-3", "relu",
+     "cross_entropy"),
+    (lambda: optim.SGD(lr=0.1, momentum=0.9, nesterov=True), "5-6-1", "tanh", "quadratic"),
+    (lambda: optim.Adam(lr=0.01, weight_decay=0.01, amsgrad=True), "5-7-6-2", "leaky_relu",
+     "bce_with_logits"),
+    (lambda: optim.Adam(lr=0.01), "5-8-3", "gelu", "cross_entropy"),
+    (lambda: optim.RMSProp(lr=0.01, momentum=0.5, centered=True), "5-6-3", "elu",
+     "quadratic"),
+    (lambda: optim.AdaGrad(lr=0.1, lr_decay=0.01), "5-6-2", "silu", "cross_entropy"),
+])
+def test_the_fast_step_trains_exactly_like_the_plain_step(optimizer: object, sizes: str,
+                                                          activation: str, loss: str) -> None:
+    rng = np.random.default_rng(17)
+    X = rng.normal(size=(45, 5))
+    k = int(sizes.split("-")[-1])
+    y = (rng.integers(0, k, size=45) if loss == "cross_entropy"
+         else rng.integers(0, 2, size=(45, k)).astype(float))
+    validation = (rng.normal(size=(9, 5)), y[:9])
+    runs = []
+    for fast in (True, False):
+        model = nn.mlp(sizes, activation=activation, seed=1)
+        monitor = Monitor(every=3)
+        history = fit(model, X, y, loss=loss, optimizer=optimizer(), epochs=3,  # type: ignore
+                      batch_size=11, seed=5, validation=validation, callbacks=[monitor],
+                      progress=False, fast=fast)
+        runs.append((model, history, monitor))
+    (fast_model, fast_history, fast_monitor), (plain_model, plain_history, plain_monitor) = runs
+    assert fast_history.stopped is None and plain_history.stopped is None
+    np.testing.assert_allclose(fast_history.batch_losses, plain_history.batch_losses,
+                               rtol=1e-12)
+    for a, b in zip(fast_history.epochs, plain_history.epochs, strict=True):
+        for key in ("loss", "val_loss"):
+            assert a[key] == pytest.approx(b[key], rel=1e-12)
+        assert (a["accuracy"], a["val_accuracy"]) == (b["accuracy"], b["val_accuracy"])
+    for a, b in zip(fast_model.parameters(), plain_model.parameters(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+    for a, b in zip(fast_model.gradients(), plain_model.gradients(), strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-14)
+    assert len(fast_monitor.history) == len(plain_monitor.history) > 0
+    for a, b in zip(fast_monitor.history, plain_monitor.history, strict=True):
+        assert (a.layer, a.step, a.kind) == (b.layer, b.step, b.kind)
+        for field in ("grad_W_norm", "grad_b_norm", "weight_norm", "act_mean", "act_std",
+                      "saturated_fraction", "dead_fraction"):
+            x, z = getattr(a, field), getattr(b, field)
+            assert (x is None) == (z is None), field
+            if x is not None:
+                assert x == pytest.approx(z, rel=1e-10, abs=1e-14), field
+        if a.update_ratio is not None:  # rate·‖d‖ against ‖w_new − w_old‖: rounding
+            assert a.update_ratio == pytest.approx(b.update_ratio, rel=1e-6)
+
+
+@pytest.mark.parametrize("activation", ["relu", "sigmoid"])
+def test_the_guard_stops_the_fast_step_where_it_stops_the_plain_one(activation: str) -> None:
+    rng = np.random.default_rng(13)
+    X, y = rng.normal(size=(64, 3)), rng.normal(size=64) * 10
+    runs = []
+    for fast in (True, False):
+        model = nn.mlp("3-16-16-1", activation=activation, init="he_normal", seed=0)
+        history = fit(model, X, y, loss="quadratic", optimizer=optim.SGD(lr=1e6), epochs=50,
+                      batch_size=8, progress=False, fast=fast)
+        runs.append((model, history))
+    (fast_model, fast_history), (plain_model, plain_history) = runs
+    assert fast_history.stopped is not None and fast_history.stopped.startswith("non-finite")
+    assert fast_history.stopped == plain_history.stopped
+    assert fast_history.steps == plain_history.steps
+    for a, b in zip(fast_model.parameters(), plain_model.parameters(), strict=True):
+        assert np.isfinite(a).all()
+        np.testing.assert_allclose(a, b, rtol=1e-9)
