@@ -1,4 +1,4 @@
-"""gradsight.activations against central differences, PyTorch autograd and the seeds' values."""
+"""gradsight.activations against central differences, PyTorch autograd and the articles' values."""
 
 from __future__ import annotations
 
@@ -79,7 +79,7 @@ def test_kinks_follow_pytorch(name):
         assert grad.item() == 0.0  # relu′(0) = 0
 
 
-def test_seed_values():
+def test_the_articles_values():
     assert float(activations.get("sigmoid").derivative(0.0)) == 0.25
     assert float(activations.get("tanh").derivative(0.0)) == 1.0
     assert float(activations.get("sigmoid")(0.0)) == 0.5

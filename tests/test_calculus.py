@@ -23,8 +23,8 @@ from gradsight.calculus import (
     recommended_step,
     step_study,
 )
+from gradsight.calculus.expr import make_function, parse_expression, sigmoid, symbol, to_text
 from gradsight.errors import ExpressionError, InvalidValueError, UnknownNameError
-from gradsight.expr import make_function, parse_expression, sigmoid, symbol, to_text
 
 x, z, a = symbol("x"), symbol("z"), symbol("a")
 
@@ -241,14 +241,15 @@ def test_recommended_steps():
     assert recommended_step("complex") <= 1e-15
 
 
-def test_step_study_reproduces_the_seed_problem():
-    study = step_study("sigmoid(x)", 0.0)  # seed 002: forward difference with h = 1e-13
+def test_step_study_reproduces_the_articles_problem():
+    # the question-and-answer thread's forward difference with h = 1e-13
+    study = step_study("sigmoid(x)", 0.0)
     assert study.exact == 0.25 and study.exact_source == "symbolic"
     assert [r.h for r in study.method_rows("forward")] == list(DEFAULT_STEPS)
     assert len(study.rows) == len(METHODS) * 15
-    seed_row = next(r for r in study.method_rows("forward") if r.h == 1e-13)
-    assert seed_row.abs_error > 1e-5
-    assert seed_row.estimate == (1 / (1 + math.exp(-1e-13)) - 0.5) / 1e-13  # the seed's code
+    article_row = next(r for r in study.method_rows("forward") if r.h == 1e-13)
+    assert article_row.abs_error > 1e-5
+    assert article_row.estimate == (1 / (1 + math.exp(-1e-13)) - 0.5) / 1e-13  # the article's code
     assert study.recommended_error["central"] < 1e-9
     assert study.recommended_error["forward"] < 1e-7
     complex_rows = study.method_rows("complex")
@@ -269,7 +270,7 @@ def test_step_study_rows_are_consistent():
     assert set(record["rows"][0]) == {"method", "h", "estimate", "abs_error", "rel_error"}
 
 
-def test_step_study_json_has_exactly_the_issue_keys():
+def test_step_study_and_derivation_json_have_exactly_the_documented_keys():
     record = step_study("sigmoid(x)", 0.0).to_dict()
     assert list(record) == ["at", "exact", "rows", "recommended"]
     assert all(list(row) == ["method", "h", "estimate", "abs_error", "rel_error"]
@@ -347,7 +348,7 @@ def test_gradient_matches_torch_autograd():
 def test_plots_draw_the_tested_numbers():
     from matplotlib.figure import Figure
 
-    from gradsight.plots.calculus import plot_activation, plot_activations, plot_step_study
+    from gradsight.present.plots.calculus import plot_activation, plot_activations, plot_step_study
 
     fig = plot_activation("sigmoid")
     assert isinstance(fig, Figure) and len(fig.axes) == 2

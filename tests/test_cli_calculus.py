@@ -12,8 +12,8 @@ import sympy
 from typer.testing import CliRunner
 
 from gradsight import activations
+from gradsight.calculus.expr import free_variables, parse_expression, sigmoid, symbol
 from gradsight.cli import app
-from gradsight.expr import free_variables, parse_expression, sigmoid, symbol
 
 try:
     runner = CliRunner(mix_stderr=False)
@@ -54,7 +54,7 @@ def test_derive_sigmoid_json_shape():
     result = run("derive", "sigmoid", "--json")
     assert result.exit_code == 0
     record = json.loads(result.stdout)
-    assert list(record) == DERIVE_KEYS  # exactly the shape of issue 2
+    assert list(record) == DERIVE_KEYS  # exactly the documented shape
     assert record["wrt"] == "z"
     assert record["derivative"] == "exp(-z)/(1 + exp(-z))**2"
     assert record["derivative_from_output"] == "a*(1 - a)"
@@ -62,7 +62,8 @@ def test_derive_sigmoid_json_shape():
     assert parse_expression(record["simplified"]) == sigmoid(z) * (1 - sigmoid(z))
     assert all(list(step) == ["rule", "result"] for step in record["steps"])
     routes = {step["rule"].split(" (")[0] for step in record["steps"]}
-    assert routes == {"Approach 1", "Approach 2"}  # both routes of seed 000
+    # both routes of the article on the sigmoid's derivative
+    assert routes == {"Approach 1", "Approach 2"}
     endings = [step for step in record["steps"] if step["rule"].endswith("substitute σ")]
     assert [step["result"] for step in endings] == ["sigmoid(z)*(1 - sigmoid(z))"] * 2
 
@@ -98,12 +99,12 @@ def test_derive_expression_with_steps():
         parse_expression("w*x + b"), symbol("w")) == x
 
 
-def test_diffcheck_json_shape_and_seed_row(tmp_path):
+def test_diffcheck_json_shape_and_the_articles_row(tmp_path):
     plot = tmp_path / "study.svg"
     result = run("diffcheck", "sigmoid(x)", "--at", "0", "--json", "--plot", str(plot))
     assert result.exit_code == 0
     record = json.loads(result.stdout)
-    assert list(record) == ["at", "exact", "rows", "recommended"]  # the shape of issue 2
+    assert list(record) == ["at", "exact", "rows", "recommended"]  # the documented shape
     assert record["at"] == 0.0 and record["exact"] == 0.25
     forward_steps = [r["h"] for r in record["rows"] if r["method"] == "forward"]
     assert forward_steps == [float(f"1e-{k}") for k in range(1, 16)]  # 1e-1 … 1e-15
@@ -112,8 +113,8 @@ def test_diffcheck_json_shape_and_seed_row(tmp_path):
     sigma = 1 / (1 + math.exp(-central))  # central difference at the recommended h, by hand
     assert abs((sigma - (1 - sigma)) / (2 * central) - 0.25) < 1e-9
     assert set(record["recommended"]) == {"forward", "backward", "central", "complex"}
-    seed = [r for r in record["rows"] if r["method"] == "forward" and r["h"] == 1e-13]
-    assert seed and seed[0]["abs_error"] > 1e-5
+    article_row = [r for r in record["rows"] if r["method"] == "forward" and r["h"] == 1e-13]
+    assert article_row and article_row[0]["abs_error"] > 1e-5
     assert set(record["rows"][0]) == {"method", "h", "estimate", "abs_error", "rel_error"}
     assert plot.read_text().lstrip().startswith("<?xml")
     table = run("diffcheck", "relu", "--at", "-1.5")

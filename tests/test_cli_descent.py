@@ -174,7 +174,7 @@ def test_compare_plot_is_the_log_gap_figure_readable_when_a_run_diverges(tmp_pat
                                                                          monkeypatch):
     import numpy as np
 
-    from gradsight.plots import descent as figures
+    from gradsight.present.plots import descent as figures
 
     drawn = []
     real_plot_loss = figures.plot_loss

@@ -8,12 +8,15 @@ import re
 
 import numpy as np
 import pytest
+from matplotlib.figure import Figure
 from sklearn.datasets import make_moons
 from sklearn.model_selection import train_test_split
 from typer.testing import CliRunner
 
 import gradsight
 from gradsight.cli import app
+from gradsight.diagnostics import classify_neurons
+from gradsight.engine import Dense
 
 runner = CliRunner()
 
@@ -158,6 +161,102 @@ def test_train_bad_csv_exits_2(tmp_path, text, args, fragments):
     _assert_one_line_error(_run("train", "--data", path, *args, "--quiet"), *fragments)
 
 
+# ---- train --plot: the figure draws what it says, also after a run that stopped early --------
+def _train_capturing_figure(monkeypatch, tmp_path, *args):
+    """Run ``gradsight train ... --plot fig.png --json`` and keep the figure it saves."""
+    saved = []
+    real_savefig = Figure.savefig
+
+    def keep(fig, *rest, **kw):
+        saved.append(fig)
+        return real_savefig(fig, *rest, **kw)
+
+    monkeypatch.setattr(Figure, "savefig", keep)
+    plot = tmp_path / "fig.png"
+    result = _run("train", *args, "--plot", plot, "--json", "--quiet")
+    assert result.exit_code == 0, result.stderr
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and len(saved) == 1
+    return result, json.loads(result.stdout), saved[0]
+
+
+def _lines(ax):
+    return {line.get_label(): line.get_ydata().tolist() for line in ax.get_lines()}
+
+
+def test_train_plot_of_2d_data_has_loss_curves_and_the_decision_boundary(monkeypatch,
+                                                                         tmp_path):
+    _, doc, fig = _train_capturing_figure(monkeypatch, tmp_path, "--data", "moons",
+                                          "--epochs", 12)
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles[:2] == ["cost C per epoch", "accuracy per epoch"]
+    assert titles[2].startswith("decision regions") and len(fig.axes) == 3
+    curves = _lines(fig.axes[0])
+    np.testing.assert_allclose(curves["train loss"], [row["loss"] for row in doc["history"]])
+    np.testing.assert_allclose(curves["validation loss"],
+                               [row["val_loss"] for row in doc["history"]])
+    # the boundary panel: filled class regions plus the 160 training samples
+    boundary = fig.axes[2]
+    assert boundary.collections and boundary.collections[-1].get_offsets().shape == (160, 2)
+    assert f"{doc['final']['train_accuracy']:.1%}" in titles[2]
+
+
+def test_train_plot_of_64_d_data_has_no_decision_boundary(monkeypatch, tmp_path):
+    _, doc, fig = _train_capturing_figure(monkeypatch, tmp_path, "--data", "digits",
+                                          "--hidden", "16", "--epochs", 2)
+    assert [ax.get_title() for ax in fig.axes] == ["cost C per epoch", "accuracy per epoch"]
+    assert _lines(fig.axes[1])["train accuracy"] == [r["accuracy"] for r in doc["history"]]
+
+
+def test_train_plot_after_divergence_in_the_first_epoch_still_written(monkeypatch, tmp_path):
+    # every step diverges at once: no epoch completes, yet --plot and --save must work
+    model_path = tmp_path / "m.npz"
+    result, doc, fig = _train_capturing_figure(
+        monkeypatch, tmp_path, "--optimizer", "sgd", "--lr", "1e300", "--epochs", 3,
+        "--save", model_path)
+    assert doc["history"] == [] and doc["stopped"].startswith("non-finite")
+    assert "Warning" not in result.stderr and "Traceback" not in result.stderr
+    assert "no epoch completed" in fig.axes[0].texts[0].get_text()
+    assert fig.axes[-1].get_title().startswith("decision regions")
+    model = gradsight.load(model_path)
+    assert all(np.isfinite(p).all() for p in model.parameters())
+
+
+# ---- train --report: findings first, then the figures -----------------------------------------
+def test_train_report_has_findings_first_then_the_figures(tmp_path):
+    path = tmp_path / "run.html"
+    result = runner.invoke(app, [
+        "train", "--data", "digits", "--hidden", "16,16,16,16,16,16", "--activation",
+        "sigmoid", "--init", "normal", "--loss", "quadratic", "--optimizer", "sgd", "--lr",
+        "0.5", "--epochs", "2", "--report", str(path), "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    page = path.read_text(encoding="utf-8")
+    title = re.search(r"Vanishing gradients: dense5/dense0 gradient ratio ([0-9.e+]+)", page)
+    assert title is not None and float(title.group(1)) > 10
+    assert page.index("Findings") < page.index(title.group(0)) < page.index("Hidden units") \
+        < page.index("Gradient flow per layer")
+    names = ("neuron_map", "activation_distributions", "layer_norms", "norm_heatmap",
+             "saturation")
+    assert all(f'<figure data-name="{name}">' in page for name in names)
+    assert page.count('src="data:image/png;base64,') >= 6  # + the training curves
+    assert json.loads(result.stdout)["final"]["epochs"] == 2
+
+
+def test_train_report_without_hidden_layer_says_why_there_is_no_diagnosis(tmp_path):
+    path = tmp_path / "flat.html"
+    result = runner.invoke(app, ["train", "--hidden", "0", "--epochs", "2", "--report",
+                                 str(path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "no layer-to-layer gradient flow" in path.read_text(encoding="utf-8")
+
+
+def test_train_report_on_an_overflowing_run_reports_nonfinite(tmp_path):
+    path = tmp_path / "div.html"
+    result = runner.invoke(app, ["train", "--optimizer", "sgd", "--lr", "1e300", "--epochs",
+                                 "2", "--report", str(path), "--quiet"])
+    assert result.exit_code == 0, result.output
+    assert "Non-finite values" in path.read_text(encoding="utf-8")
+
+
 # ---- explain ------------------------------------------------------------------------------
 def test_explain_default_prints_each_factor_and_confirms():
     result = _run("explain")
@@ -214,11 +313,9 @@ TRUTH = {"or": [0, 1, 1, 1], "and": [0, 0, 0, 1], "nand": [1, 1, 1, 0], "xor": [
 
 
 def _neuron_by_hand(table, epochs, lr, seed):
-    """The seeds' update rule written out in NumPy: C = 1/(2N) Σ(σ(Xw + b) − y)², then
+    """The articles' update rule written out in NumPy: C = 1/(2N) Σ(σ(Xw + b) − y)², then
     w ← w − η X^T((a − y)·a(1 − a))/N, b ← b − η mean((a − y)·a(1 − a)), all 4 inputs per
     step. Only the starting weights come from the engine's initialiser (Dense(2, 1, seed))."""
-    from gradsight.nn import Dense
-
     start = Dense(2, 1, seed=seed)
     w, b = start.W[:, 0].copy(), float(start.b[0])
     X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
@@ -308,10 +405,10 @@ def test_explain_train_bad_input_exits_2(args, fragments, tmp_path, monkeypatch)
 
 # ---- train --neurons ------------------------------------------------------------------------
 def _states_by_hand(model, X, y):
-    """Seed 002/003's rules written out over the saved weights: per hidden unit, the share of
-    samples with f′(z) ≥ 1% of max f′ (active); dead = ReLU with z ≤ 0 on every sample;
-    saturated = inactive on ≥ 95%, right/wrong by the net's accuracy on those samples;
-    learning = active on ≥ 5%."""
+    """The question-and-answer thread's rules written out over the saved weights: per hidden
+    unit, the share of samples with f′(z) ≥ 1% of max f′ (active); dead = ReLU with z ≤ 0 on
+    every sample; saturated = inactive on ≥ 95%, right/wrong by the net's accuracy on those
+    samples; learning = active on ≥ 5%."""
     dense = model.dense_layers
     a, zs = X, []
     for layer in dense[:-1]:
@@ -339,8 +436,6 @@ def _states_by_hand(model, X, y):
 @pytest.mark.parametrize(("activation", "lr", "expected"), [
     ("relu", "3", "dead"), ("sigmoid", "50", "saturated-right")])
 def test_train_neurons_counts_match_the_rules_by_hand(tmp_path, activation, lr, expected):
-    from gradsight.diagnostics.neurons import classify_neurons
-
     path = tmp_path / "model.npz"
     args = ("train", "--data", "moons", "--hidden", "8,8", "--activation", activation,
             "--optimizer", "sgd", "--lr", lr, "--epochs", 5, "--save", path, "--quiet")

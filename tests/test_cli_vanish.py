@@ -9,7 +9,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from gradsight.cli import app
-from gradsight.experiments import nielsen_speeds
+from gradsight.lab import nielsen_speeds
 
 runner = CliRunner()
 
@@ -69,6 +69,17 @@ def test_plot_dir_gets_png_figures(tmp_path) -> None:
     for name in names:
         with Image.open(tmp_path / "figs" / name) as image:
             assert image.format == "PNG"
+
+
+def test_plots_speeds_while_training(tmp_path) -> None:
+    result = runner.invoke(app, ["vanish", "--hidden", "10,10", "--seeds", "1", "--samples",
+                                 "100", "--train-epochs", "2", "--plot", str(tmp_path),
+                                 "--json", "--quiet"])
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert len(document["speeds_by_epoch"]) == 3
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "sigmoid_bound.png", "speeds_by_epoch.png", "vanish.png"]
 
 
 def test_relu_has_no_sigmoid_bound_figure_and_a_report_page(tmp_path) -> None:

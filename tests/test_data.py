@@ -1,11 +1,11 @@
-"""gradsight.data: generators, CSV reading (errors name row and column), split, scaling."""
+"""gradsight.engine.data: generators, CSV reading (errors name row and column), split, scaling."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from gradsight import data
+from gradsight.engine import data
 from gradsight.errors import DataError, InvalidValueError, ShapeError, UnknownNameError
 
 

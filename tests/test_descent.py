@@ -1,4 +1,5 @@
-"""gradsight.descent: the seed's run, verdicts, torch.optim as oracle, bad input."""
+"""Gradient descent (gradsight.calculus.descent): the article's run, verdicts, torch.optim as
+oracle, bad input."""
 
 from __future__ import annotations
 
@@ -9,26 +10,27 @@ import numpy as np
 import pytest
 
 from gradsight import optim
-from gradsight.descent import Comparison, Iterate, Trajectory, compare, minimize
+from gradsight.calculus.descent import Comparison, Iterate, Trajectory, compare, minimize
 from gradsight.errors import ExpressionError, GradsightError, InvalidValueError, UnknownNameError
 from gradsight.io import dumps
 
-SEED = "x^2 - 4*x + 6"
-# seed 002, "Iteración 1": x_new = x_old − 0.1·(2·x_old − 4), printed with two decimals
-SEED_PRINTED = [8, 6.8, 5.84, 5.07, 4.45, 3.96, 3.57, 3.25, 3.00, 2.80, 2.64, 2.51, 2.41, 2.32,
-                2.26, 2.21, 2.16, 2.13, 2.10, 2.08, 2.06, 2.05, 2.04, 2.03, 2.02, 2.02, 2.01,
-                2.01, 2.01, 2.00]
+ARTICLE_FUNCTION = "x^2 - 4*x + 6"
+# the question-and-answer thread, "Iteración 1": x_new = x_old − 0.1·(2·x_old − 4), printed
+# with two decimals
+ARTICLE_PRINTED = [8, 6.8, 5.84, 5.07, 4.45, 3.96, 3.57, 3.25, 3.00, 2.80, 2.64, 2.51, 2.41,
+                   2.32, 2.26, 2.21, 2.16, 2.13, 2.10, 2.08, 2.06, 2.05, 2.04, 2.03, 2.02, 2.02,
+                   2.01, 2.01, 2.01, 2.00]
 
 
 def sigma(z: float) -> float:
     return 1.0 / (1.0 + math.exp(-z))
 
 
-# ------------------------------------------------------------------------ the seed's run
+# --------------------------------------------------------------------- the article's run
 
 
-def test_seed_iterates_are_2_plus_6_times_0_8_to_the_k():
-    t = minimize(SEED, 8, lr=0.1)
+def test_article_iterates_are_2_plus_6_times_0_8_to_the_k():
+    t = minimize(ARTICLE_FUNCTION, 8, lr=0.1)
     assert t.verdict == "converged"
     for it in t.iterations:
         assert it.x[0] == pytest.approx(2 + 6 * 0.8**it.step, abs=1e-12)
@@ -41,17 +43,17 @@ def test_seed_iterates_are_2_plus_6_times_0_8_to_the_k():
         assert it.update[0] == pytest.approx(-0.1 * before.grad[0], abs=1e-12)
 
 
-def test_seed_printed_values():
-    """The seed prints two decimals and continues from the printed (rounded or truncated)
+def test_article_printed_values():
+    """The article prints two decimals and continues from the printed (rounded or truncated)
     value, so: the first iterates agree exactly after rounding; each printed value is one
     of our steps from the previous printed value, to within 0.01 (two-decimal truncation);
     the exact path stays within 0.05 of the printed one (e ≤ 0.8·e + 0.01 ⇒ e ≤ 0.05)."""
-    t = minimize(SEED, 8, lr=0.1)
-    assert [round(it.x[0], 2) for it in t.iterations[:4]] == SEED_PRINTED[:4]
-    for old, new in zip(SEED_PRINTED, SEED_PRINTED[1:], strict=False):
-        one_step = minimize(SEED, old, lr=0.1, max_iter=1).iterations[1].x[0]
+    t = minimize(ARTICLE_FUNCTION, 8, lr=0.1)
+    assert [round(it.x[0], 2) for it in t.iterations[:4]] == ARTICLE_PRINTED[:4]
+    for old, new in zip(ARTICLE_PRINTED, ARTICLE_PRINTED[1:], strict=False):
+        one_step = minimize(ARTICLE_FUNCTION, old, lr=0.1, max_iter=1).iterations[1].x[0]
         assert abs(one_step - new) <= 0.01 + 1e-12
-    for it, printed in zip(t.iterations[:20], SEED_PRINTED[:20], strict=True):
+    for it, printed in zip(t.iterations[:20], ARTICLE_PRINTED[:20], strict=True):
         assert abs(it.x[0] - printed) < 0.05
 
 
@@ -310,12 +312,13 @@ def test_momentum_option():
 
 
 def test_to_dict_json_shape():
-    t = minimize(SEED, 8, lr=0.1)
+    t = minimize(ARTICLE_FUNCTION, 8, lr=0.1)
     d = json.loads(dumps(t.to_dict()))
-    # the issue's keys, plus three documented extras (nothing else)
+    # the documented keys, plus three documented extras (nothing else)
     assert set(d) == {"expression", "variables", "optimizer", "lr", "iterations", "verdict",
                       "x_final", "f_final", "verdict_reason", "hyperparameters", "tol"}
-    assert d["expression"] == SEED and d["variables"] == ["x"] and d["optimizer"] == "sgd"
+    assert d["expression"] == ARTICLE_FUNCTION and d["variables"] == ["x"]
+    assert d["optimizer"] == "sgd"
     assert d["lr"] == 0.1 and d["verdict"] == "converged"
     assert [it["step"] for it in d["iterations"]] == list(range(t.n_steps + 1))
     assert set(d["iterations"][0]) == {"step", "x", "f", "grad"}

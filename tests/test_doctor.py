@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from gradsight import data, nn, optim
+from gradsight import engine, fit, optim
 from gradsight.cli import app
 from gradsight.diagnostics.fixes import (
     CONFIG_KEYS,
@@ -21,9 +21,9 @@ from gradsight.diagnostics.fixes import (
     propose_candidates,
 )
 from gradsight.diagnostics.verdict import Finding
+from gradsight.engine import data
 from gradsight.errors import GradsightError, InvalidValueError
 from gradsight.io import dumps
-from gradsight.train import fit
 
 SETUP = {"hidden": [16, 16, 16, 16], "activation": "sigmoid", "init": "xavier_uniform",
          "loss": "quadratic", "optimizer": "sgd", "lr": 0.5, "epochs": 4, "batch_size": 32,
@@ -48,9 +48,9 @@ def _independent_run(config: dict, loss: str, output_activation: str | None):
     X, y = _digits()
     X_train, X_test, y_train, y_test = data.train_test_split(X, y, 0.2, config["seed"])
     X_train, X_test, _, _ = data.standardize(X_train, X_test)
-    model = nn.mlp([64, *config["hidden"], 10], activation=config["activation"],
-                   output_activation=output_activation, init=config["init"],
-                   seed=config["seed"])
+    model = engine.mlp([64, *config["hidden"], 10], activation=config["activation"],
+                       output_activation=output_activation, init=config["init"],
+                       seed=config["seed"])
     fit(model, X_train, y_train, loss=loss, optimizer=optim.SGD(lr=config["lr"]),
         epochs=config["epochs"], batch_size=config["batch_size"], seed=config["seed"],
         progress=False)
@@ -208,3 +208,29 @@ def test_cli_doctor_report(tmp_path):
         failed = runner.invoke(app, [*args, "--report", bad])
         assert failed.exit_code == 2 and failed.stderr.startswith("error: --report")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["doctor.html"]
+
+
+def test_doctor_takes_momentum_like_train():
+    setup = {"data": "moons", "hidden": [8], "activation": "relu", "init": "he_normal",
+             "optimizer": "sgd", "lr": 0.05, "epochs": 2, "momentum": 0.9}
+    result = doctor(setup, candidates=["init=xavier_uniform"])
+    dataset = data.load("moons")
+    X_tr, X_te, y_tr, y_te = data.train_test_split(dataset.X, dataset.y, 0.2, 0)
+    X_tr, X_te, _, _ = data.standardize(X_tr, X_te)
+    model = engine.mlp([2, 8, 2], activation="relu", init="he_normal", seed=0)
+    fit(model, X_tr, y_tr, loss="cross_entropy", optimizer=optim.SGD(lr=0.05, momentum=0.9),
+        epochs=2, batch_size=32, seed=0, progress=False)
+    expected = engine.loss("cross_entropy").value(model.predict(X_te), y_te)
+    assert result.baseline.loss == pytest.approx(expected, rel=1e-12)
+    assert result.baseline.config["momentum"] == 0.9
+    with pytest.raises(InvalidValueError, match="momentum"):
+        doctor({**setup, "momentum": 1.5})
+    with pytest.raises(InvalidValueError, match="hidden"):
+        doctor({**setup, "hidden": []})
+
+
+def test_cli_doctor_without_hidden_layers_is_one_line_exit_2():
+    result = CliRunner().invoke(app, ["doctor", "--hidden", "0", "--epochs", "1", "--quiet"])
+    assert result.exit_code == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error:") and "hidden" in lines[0]

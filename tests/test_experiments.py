@@ -9,10 +9,11 @@ import math
 import numpy as np
 import pytest
 
-from gradsight import data as datasets
-from gradsight import nn
+from gradsight import engine
+from gradsight.engine import data as datasets
 from gradsight.errors import DataError, InvalidValueError, UnknownNameError
-from gradsight.experiments import (
+from gradsight.io import dumps
+from gradsight.lab import (
     NIELSEN_SPEEDS,
     NielsenCrossEntropy,
     activation_trajectory,
@@ -20,7 +21,6 @@ from gradsight.experiments import (
     nielsen_speeds,
     sweep,
 )
-from gradsight.io import dumps
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ def test_relu_he_ratio_within_an_order_of_magnitude(bias_init: str) -> None:
     assert other_init.nielsen_reference is None and other_init.to_dict()["nielsen"] is None
 
 
-def _torch_speeds(model: nn.Sequential, X: np.ndarray, y: np.ndarray, loss: str,
+def _torch_speeds(model: engine.Sequential, X: np.ndarray, y: np.ndarray, loss: str,
                   per_sample: bool = False) -> list[float]:
     """‖∂C/∂b‖ per hidden layer by PyTorch autograd on copies of the model's weights."""
     torch = pytest.importorskip("torch")
@@ -99,8 +99,8 @@ def test_speeds_equal_pytorch_autograd_on_the_same_weights(loss: str) -> None:
     X, y = ds.X[:1000], ds.y[:1000]
     ours = nielsen_speeds(hidden=(30, 30, 30), loss=loss, seed=5, seeds=1)
     output = "sigmoid" if loss == "quadratic" else None
-    model = nn.mlp([64, 30, 30, 30, 10], activation="sigmoid", output_activation=output,
-                   init="scaled_normal", bias_init="normal", seed=5)
+    model = engine.mlp([64, 30, 30, 30, 10], activation="sigmoid", output_activation=output,
+                       init="scaled_normal", bias_init="normal", seed=5)
     expected = _torch_speeds(model, X, y, loss)
     assert [r["speed_at_init"] for r in ours.layers] == pytest.approx(expected, rel=1e-10)
 
@@ -108,8 +108,8 @@ def test_speeds_equal_pytorch_autograd_on_the_same_weights(loss: str) -> None:
 def test_speeds_equal_a_per_sample_loop_of_gradients() -> None:
     ds = datasets.digits()
     X, y = ds.X[:120], ds.y[:120]
-    model = nn.mlp([64, 20, 20, 10], activation="relu", init="he_normal", bias_init="normal",
-                   seed=3)
+    model = engine.mlp([64, 20, 20, 10], activation="relu", init="he_normal", bias_init="normal",
+                       seed=3)
     expected = _torch_speeds(model, X, y, "cross_entropy", per_sample=True)
     assert layer_speeds(model, X, y, NielsenCrossEntropy()) == pytest.approx(expected,
                                                                              rel=1e-10)
@@ -193,8 +193,8 @@ def test_top_sigmoid_layer_is_driven_towards_zero() -> None:
     assert top["min"] < 0.75 * top["start"]          # the top layer sinks towards 0 ...
     assert abs(means[-1, 0] - means[0, 0]) < 0.05    # ... while the first barely moves
     # the first record is the untrained network: recompute it by hand from the same seed
-    model = nn.mlp([64, 100, 100, 100, 100, 10], activation="sigmoid",
-                   init="glorot_standard", seed=0)
+    model = engine.mlp([64, 100, 100, 100, 100, 10], activation="sigmoid",
+                       init="glorot_standard", seed=0)
     a = datasets.digits().X[:300]
     for dense in model.dense_layers[:-1]:
         a = 1 / (1 + np.exp(-(a @ dense.W + dense.b)))

@@ -1,4 +1,4 @@
-"""gradsight.explain: the chain-rule numbers against PyTorch autograd (float64)."""
+"""gradsight.present.explain: the chain-rule numbers against PyTorch autograd (float64)."""
 
 from __future__ import annotations
 
@@ -9,11 +9,11 @@ import numpy as np
 import pytest
 
 from gradsight.errors import GradsightError, InvalidValueError, ShapeError
-from gradsight.explain import explain_network, explain_neuron, fmt, train_neuron
+from gradsight.present.explain import explain_network, explain_neuron, fmt, train_neuron
 
 torch = pytest.importorskip("torch")
 
-# the issue's list, written out here rather than imported: the JSON keys are exactly these
+# the documented list, written out here rather than imported: the JSON keys are exactly these
 NEURON_KEYS = ["x", "w", "b", "y", "z", "y_hat", "dC_dyhat", "dyhat_dz", "dz_dw", "dC_dw",
                "dC_db", "lr", "w_new", "b_new"]
 

@@ -1,4 +1,4 @@
-"""gradsight.expr: the whitelist parser, its limits, the text printer and make_function."""
+"""gradsight.calculus.expr: the whitelist parser, its limits, the text printer and make_function."""
 
 from __future__ import annotations
 
@@ -16,8 +16,7 @@ import sympy
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradsight.errors import ExpressionError, GradsightError
-from gradsight.expr import (
+from gradsight.calculus.expr import (
     MAX_LENGTH,
     free_variables,
     make_function,
@@ -26,6 +25,7 @@ from gradsight.expr import (
     symbol,
     to_text,
 )
+from gradsight.errors import ExpressionError, GradsightError
 
 x, y = symbol("x"), symbol("y")
 

@@ -1,4 +1,4 @@
-"""Ctrl-C at any moment of ``fit`` leaves a usable model and history (issue 4).
+"""Ctrl-C at any moment of ``fit`` leaves a usable model and history.
 
 A real Ctrl-C raises KeyboardInterrupt between two bytecodes of whatever Python code runs at
 that moment. The test below does exactly that, deterministically: a trace function raises
@@ -18,18 +18,18 @@ import numpy as np
 import pytest
 
 import gradsight
-from gradsight import nn, optim
-from gradsight.train import fit
+from gradsight import fit, optim
+from gradsight.engine import Sequential, mlp
 
 PACKAGE = str(Path(gradsight.__file__).parent)
 KEYS = {"epoch", "loss", "accuracy", "val_loss", "val_accuracy"}
 
 
-def _fit_interrupted_at(k: int, optimizer: Any) -> tuple[Any, nn.Sequential, bool]:
+def _fit_interrupted_at(k: int, optimizer: Any) -> tuple[Any, Sequential, bool]:
     """Train with Ctrl-C on the k-th line of gradsight code; (history or None, model, fired)."""
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(24, 3)), rng.integers(0, 3, size=24)
-    model = nn.mlp("3-5-3", activation="tanh", seed=0)
+    model = mlp("3-5-3", activation="tanh", seed=0)
     seen, fired = [0], [False]
 
     def local(frame: FrameType, event: str, arg: Any) -> Any:

@@ -1,4 +1,5 @@
-"""Neuron states (seed 002): dead, saturated-wrong, saturated-right, learning."""
+"""Neuron states (the question-and-answer thread's "ability to learn"): dead, saturated-wrong,
+saturated-right, learning."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ import math
 import numpy as np
 import pytest
 
-from gradsight import nn
 from gradsight.diagnostics.neurons import classify_neurons, neuron_derivative_map
+from gradsight.engine import Activation, Dense, Sequential, mlp
 from gradsight.errors import GradsightError, InvalidValueError
 
 # 40 samples on a line; the class is the sign of x₀
@@ -16,7 +17,7 @@ X = np.column_stack([np.linspace(-3, 3, 40), np.zeros(40)])
 Y = (X[:, 0] > 0).astype(int)
 
 
-def _net(activation: str = "sigmoid") -> nn.Sequential:
+def _net(activation: str = "sigmoid") -> Sequential:
     """2 inputs → 3 hidden units → 2 logits.
 
     unit 0: bias +50, saturated (a ≈ 1) on every sample; unit 1: z = 4·x₀, active around 0;
@@ -28,8 +29,8 @@ def _net(activation: str = "sigmoid") -> nn.Sequential:
     W2 = np.array([[0.0, 0.0], [-5.0, 5.0], [0.0, 0.0]])
     hidden_bias = 0.5 if activation == "sigmoid" else 0.0
     b2 = np.array([5.0 * hidden_bias, -5.0 * hidden_bias])
-    return nn.Sequential([nn.Dense.from_weights(W1, b1), nn.layers.Activation(activation),
-                          nn.Dense.from_weights(W2, b2)])
+    return Sequential([Dense.from_weights(W1, b1), Activation(activation),
+                       Dense.from_weights(W2, b2)])
 
 
 def _by_unit(states):
@@ -77,7 +78,7 @@ def test_evidence_equals_hand_computed_derivatives():
 
 def test_chunks_do_not_change_the_result():
     rng = np.random.default_rng(0)
-    model = nn.mlp("4-6-5-3", activation="tanh", init="normal", seed=1)
+    model = mlp("4-6-5-3", activation="tanh", init="normal", seed=1)
     Xr, yr = rng.normal(size=(101, 4)), rng.integers(0, 3, 101)
     whole = classify_neurons(model, Xr, yr, chunk_size=4096)
     chunked = classify_neurons(model, Xr, yr, chunk_size=7)
@@ -93,8 +94,8 @@ def test_loss_decides_right_and_wrong_for_one_logit():
     # one output logit: bce_with_logits predicts class 1 when z > 0
     W1 = np.array([[0.0, 1.0]]); b1 = np.array([40.0, 0.0])  # noqa: E702
     W2 = np.array([[0.0], [1.0]]); b2 = np.array([0.0])  # noqa: E702
-    model = nn.Sequential([nn.Dense.from_weights(W1, b1), nn.layers.Activation("sigmoid"),
-                           nn.Dense.from_weights(W2, b2)])
+    model = Sequential([Dense.from_weights(W1, b1), Activation("sigmoid"),
+                        Dense.from_weights(W2, b2)])
     x = np.linspace(-2, 2, 20).reshape(-1, 1)
     # σ(x) > 0 always, so the logit σ(x) > 0 predicts class 1 for every sample
     right = classify_neurons(model, x, np.ones(20), loss="bce_with_logits")
@@ -108,7 +109,7 @@ def test_regression_target_gives_plain_saturated():
 
 
 def test_derivative_map_is_units_by_samples():
-    model = nn.mlp("2-3-4-2", activation="sigmoid", init="normal", seed=3)
+    model = mlp("2-3-4-2", activation="sigmoid", init="normal", seed=3)
     maps = neuron_derivative_map(model, X, chunk_size=9)
     assert list(maps) == ["sigmoid0", "sigmoid1"]
     assert maps["sigmoid0"].shape == (3, 40) and maps["sigmoid1"].shape == (4, 40)
@@ -131,9 +132,9 @@ def test_thresholds_out_of_range(option):
 
 def test_model_without_hidden_layer():
     with pytest.raises(GradsightError, match="no hidden layer"):
-        classify_neurons(nn.mlp("2-2", output_activation="sigmoid", seed=0), X, Y)
+        classify_neurons(mlp("2-2", output_activation="sigmoid", seed=0), X, Y)
     with pytest.raises(GradsightError):
-        neuron_derivative_map(nn.mlp("2-2", seed=0), X)
+        neuron_derivative_map(mlp("2-2", seed=0), X)
 
 
 def test_counts_and_html():

@@ -8,14 +8,14 @@ import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from gradsight import plots
-from gradsight.descent import compare, minimize
+from gradsight.calculus.descent import compare, minimize
 from gradsight.errors import InvalidValueError
-from gradsight.plots import descent as figures
+from gradsight.present import plots
+from gradsight.present.plots import descent as figures
 
 
 @pytest.fixture(scope="module")
-def seed_run():
+def article_run():
     return minimize("x^2 - 4*x + 6", 8, lr=0.1)
 
 
@@ -25,20 +25,20 @@ def rosenbrock_run():
                     max_iter=3000)
 
 
-def test_path_1d_draws_the_iterates_on_the_curve(seed_run, tmp_path):
-    fig = figures.plot_path_1d(seed_run)
+def test_path_1d_draws_the_iterates_on_the_curve(article_run, tmp_path):
+    fig = figures.plot_path_1d(article_run)
     assert isinstance(fig, Figure) and len(fig.axes) == 1
     ax = fig.axes[0]
     curve = ax.lines[0]
     grid, values = curve.get_data()
     np.testing.assert_allclose(values, grid**2 - 4 * grid + 6, rtol=1e-12)
     points = ax.lines[1]
-    np.testing.assert_allclose(points.get_xdata(), seed_run.xs()[:, 0])
-    np.testing.assert_allclose(points.get_ydata(), seed_run.fs())
+    np.testing.assert_allclose(points.get_xdata(), article_run.xs()[:, 0])
+    np.testing.assert_allclose(points.get_ydata(), article_run.fs())
     # one tangent per marked iterate: the segment's slope is dy/dx = 2x − 4 there
     tangents = [line for line in ax.lines[2:] if len(line.get_xdata()) == 2]
     assert len(tangents) == 15
-    for line, it in zip(tangents, seed_run.iterations, strict=False):
+    for line, it in zip(tangents, article_run.iterations, strict=False):
         (x0, x1), (y0, y1) = line.get_xdata(), line.get_ydata()
         assert (y1 - y0) / (x1 - x0) == pytest.approx(2 * it.x[0] - 4)
     assert len(ax.texts) == 15          # step arrows
@@ -57,11 +57,11 @@ def test_contour_2d_has_the_path_and_a_colour_bar(rosenbrock_run, tmp_path):
     assert plots.save_figure(fig, tmp_path / "contour.svg").exists()
 
 
-def test_plot_trajectory_dispatches(seed_run, rosenbrock_run):
-    assert len(figures.plot_trajectory(seed_run).axes) == 1
+def test_plot_trajectory_dispatches(article_run, rosenbrock_run):
+    assert len(figures.plot_trajectory(article_run).axes) == 1
     assert len(figures.plot_trajectory(rosenbrock_run).axes) == 2
     with pytest.raises(InvalidValueError, match="2 variable"):
-        figures.plot_contour_2d(seed_run)
+        figures.plot_contour_2d(article_run)
     with pytest.raises(InvalidValueError, match="1 variable"):
         figures.plot_path_1d(rosenbrock_run)
 
@@ -85,22 +85,22 @@ def test_comparison_plot_two_variables():
     assert len(fig.axes[0].lines) == 4        # x solid and y dashed for each run
 
 
-def test_loss_plot_gap_and_grad(seed_run, rosenbrock_run):
-    fig = figures.plot_loss(seed_run, f_min=2.0)
+def test_loss_plot_gap_and_grad(article_run, rosenbrock_run):
+    fig = figures.plot_loss(article_run, f_min=2.0)
     ax = fig.axes[0]
     assert len(fig.axes) == 1 and ax.get_yscale() == "log"
     gap = ax.lines[0].get_ydata()
     # f − 2 = (x − 2)² = 36·0.64^k, up to the rounding of f ≈ 2 (ulp 4.4e-16)
     np.testing.assert_allclose(gap, 36 * 0.64 ** np.arange(len(gap)), rtol=1e-9, atol=1e-15)
-    grad_fig = figures.plot_loss([seed_run, rosenbrock_run], quantity="grad")
+    grad_fig = figures.plot_loss([article_run, rosenbrock_run], quantity="grad")
     np.testing.assert_allclose(grad_fig.axes[0].lines[1].get_ydata(),
                                rosenbrock_run.grad_norms())
     with pytest.raises(InvalidValueError, match="quantity"):
-        figures.plot_loss(seed_run, quantity="loss")
+        figures.plot_loss(article_run, quantity="loss")
 
 
-def test_loss_plot_leaves_out_zero_gaps(seed_run):
-    ys = figures.plot_loss(seed_run).axes[0].lines[0].get_ydata()   # f_min = last f
+def test_loss_plot_leaves_out_zero_gaps(article_run):
+    ys = figures.plot_loss(article_run).axes[0].lines[0].get_ydata()   # f_min = last f
     assert math.isnan(ys[-1]) and np.all(ys[:-1] > 0)
 
 
@@ -117,20 +117,20 @@ def test_callable_run_is_plotted_point_by_point():
     np.testing.assert_allclose(values, np.sin(grid) + grid**2 / 4, rtol=1e-12)
 
 
-def test_animation_gif(seed_run, rosenbrock_run, tmp_path):
+def test_animation_gif(article_run, rosenbrock_run, tmp_path):
     from PIL import Image
 
-    gif = figures.animate(seed_run, tmp_path / "seed.gif", max_frames=5)
+    gif = figures.animate(article_run, tmp_path / "article.gif", max_frames=5)
     with Image.open(gif) as image:
         assert image.format == "GIF" and image.n_frames == 5
     gif2 = figures.animate(rosenbrock_run, tmp_path / "rosen.gif", max_frames=3)
     assert gif2.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["rosen.gif", "seed.gif"]  # no temp
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["article.gif", "rosen.gif"]  # no temp
 
 
-def test_animation_needs_gif_path(seed_run, tmp_path):
+def test_animation_needs_gif_path(article_run, tmp_path):
     with pytest.raises(InvalidValueError, match=".gif"):
-        figures.animate(seed_run, tmp_path / "seed.png")
+        figures.animate(article_run, tmp_path / "article.png")
     assert not list(tmp_path.iterdir())
 
 
@@ -149,8 +149,8 @@ def test_every_figure_is_made_without_a_display_or_pyplot(tmp_path):
 
     code = (
         "import sys\n"
-        "from gradsight.descent import minimize, compare\n"
-        "from gradsight.plots import descent as F, save_figure\n"
+        "from gradsight.calculus.descent import minimize, compare\n"
+        "from gradsight.present.plots import descent as F, save_figure\n"
         "a = minimize('x^2 - 4*x + 6', 8, lr=0.1)\n"
         "b = minimize('x^2 + 3*y^2', [1, 1], lr=0.1)\n"
         "c = compare('x^2', 8, lrs=[0.1, 1.1])\n"

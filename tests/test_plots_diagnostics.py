@@ -10,11 +10,11 @@ import pytest
 from matplotlib.figure import Figure
 from PIL import Image
 
-from gradsight import nn
 from gradsight.diagnostics import LayerStats
+from gradsight.engine import mlp
 from gradsight.errors import InvalidValueError
-from gradsight.plots import diagnostics as dplots
-from gradsight.plots import save_figure
+from gradsight.present.plots import diagnostics as dplots
+from gradsight.present.plots import save_figure
 
 
 def _history() -> list[LayerStats]:
@@ -71,13 +71,12 @@ def test_saturation_draws_the_fractions() -> None:
 
 
 def test_plots_accept_a_monitor_and_dicts_from_a_real_run() -> None:
-    from gradsight.diagnostics import Monitor
+    from gradsight import Monitor, fit
     from gradsight.optim import SGD
-    from gradsight.train import fit
 
     rng = np.random.default_rng(0)
     X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, 40)
-    model = nn.mlp("3-5-5-2", activation="relu", seed=0)
+    model = mlp("3-5-5-2", activation="relu", seed=0)
     monitor = Monitor()
     fit(model, X, y, loss="cross_entropy", optimizer=SGD(lr=0.1), epochs=2, batch_size=10,
         callbacks=[monitor], progress=False)
@@ -99,7 +98,7 @@ def test_empty_or_unusable_history_is_an_error() -> None:
 def test_neuron_map_shows_the_derivatives() -> None:
     from gradsight.diagnostics.neurons import neuron_derivative_map
 
-    model = nn.mlp("4-6-3", activation="sigmoid", seed=1)
+    model = mlp("4-6-3", activation="sigmoid", seed=1)
     X = np.random.default_rng(1).normal(size=(25, 4))
     derivatives = neuron_derivative_map(model, X)
     fig = dplots.plot_neuron_map(derivatives)
@@ -114,7 +113,7 @@ def test_neuron_map_shows_the_derivatives() -> None:
 
 
 def test_activation_distributions_count_every_value_and_flag_nan() -> None:
-    model = nn.mlp("3-8-8-2", activation="tanh", seed=2)
+    model = mlp("3-8-8-2", activation="tanh", seed=2)
     X = np.random.default_rng(2).normal(size=(30, 3))
     fig = dplots.plot_activation_distributions(model, X)
     assert len(fig.axes) == 2
@@ -172,8 +171,53 @@ def test_sweep_and_trajectory_plots_use_the_rows() -> None:
     assert fig.axes[0].get_lines()[1].get_ydata().tolist() == [0.5, 0.4, 0.3]
 
 
+def _vanish_with_speeds_by_epoch(activation: str = "sigmoid") -> dict:
+    speeds = [0.003, 0.012, 0.06, 0.3]
+    return {"config": {"activation": activation},
+            "layers": [{"layer": i + 1, "speed_at_init": s, "speed_trained": None}
+                       for i, s in enumerate(speeds)],
+            "speeds_by_epoch": [speeds, [s / 10 for s in speeds], [s / 20 for s in speeds]]}
+
+
+def test_sigmoid_speed_plot_draws_the_quarter_per_layer_bound() -> None:
+    lines = {line.get_label(): line.get_ydata()
+             for line in dplots.plot_vanish(_vanish_with_speeds_by_epoch()).axes[0].get_lines()}
+    bound = lines["σ′ ≤ 0.25 per layer (from the last)"]
+    assert list(bound) == pytest.approx([0.3 / 64, 0.3 / 16, 0.3 / 4, 0.3])
+    relu = dplots.plot_vanish(_vanish_with_speeds_by_epoch("relu")).axes[0].get_lines()
+    assert all("σ′" not in line.get_label() for line in relu)
+
+
+def test_sweep_sigmoid_panel_draws_the_bound() -> None:
+    rows = [{"depth": d, "activation": a, "init": "he_normal", "ratio_last_first_init": r,
+             "accuracy": 0.5} for d, a, r in [(2, "sigmoid", 4.0), (4, "sigmoid", 90.0),
+                                              (2, "relu", 1.2), (4, "relu", 1.4)]]
+    fig = dplots.plot_sweep({"rows": rows})
+    sigmoid = {line.get_label(): list(line.get_ydata()) for line in fig.axes[0].get_lines()}
+    assert sigmoid["σ′ ≤ 0.25 alone: 4^(depth−1)"] == [4.0, 64.0]
+    assert all("σ′" not in line.get_label() for line in fig.axes[1].get_lines())
+
+
+def test_speeds_while_training_plot_draws_every_epoch_on_a_log_axis() -> None:
+    fig = dplots.plot_speeds_over_training(_vanish_with_speeds_by_epoch())
+    ax = fig.axes[0]
+    assert ax.get_yscale() == "log"
+    first = next(line for line in ax.get_lines() if line.get_label() == "hidden layer 1")
+    assert list(first.get_ydata()) == pytest.approx([0.003, 0.0003, 0.00015])
+    with pytest.raises(InvalidValueError):
+        dplots.plot_speeds_over_training({"speeds_by_epoch": [[0.1, 0.2]]})
+
+
+def test_activation_distributions_of_a_deep_net_wrap_onto_rows() -> None:
+    model = mlp("3-" + "-".join(["5"] * 6) + "-2", activation="tanh", seed=0)
+    sample = np.random.default_rng(0).normal(size=(20, 3))
+    fig = dplots.plot_activation_distributions(model, sample)
+    assert len(fig.axes) == 6  # one panel per activation layer, none empty
+    assert all(sum(p.get_height() for p in ax.patches) == 20 * 5 for ax in fig.axes)
+
+
 def test_all_public_names_are_exported() -> None:
-    import gradsight.plots as plots
+    import gradsight.present.plots as plots
 
     for name in dplots.__all__:
         assert getattr(plots, name) is getattr(dplots, name)

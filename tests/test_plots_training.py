@@ -1,15 +1,17 @@
-"""gradsight.plots.training: curves carry the history's numbers; boundaries the model's classes."""
+"""Training figures: curves carry the history's numbers; boundaries the model's classes."""
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 import pytest
 from matplotlib.figure import Figure
 
-from gradsight import nn
+from gradsight.engine import Activation, Dense, Sequential, mlp
 from gradsight.errors import InvalidValueError, ShapeError
-from gradsight.plots import save_figure
-from gradsight.plots.training import (
+from gradsight.present.plots import save_figure
+from gradsight.present.plots.training import (
     plot_decision_boundary,
     plot_history,
     plot_training,
@@ -28,10 +30,10 @@ def _linear_model(output_activation=None, k=1, shift=0.0):
     (x2 − x1, x1 − x2 − shift)), so class 1 ⇔ x1 − x2 > shift."""
     W = np.array([[1.0], [-1.0]]) if k == 1 else np.array([[-1.0, 1.0], [1.0, -1.0]])
     b = np.array([-shift]) if k == 1 else np.array([0.0, -shift])
-    layers = [nn.Dense.from_weights(W, b)]
+    layers = [Dense.from_weights(W, b)]
     if output_activation:
-        layers.append(nn.Activation(output_activation))
-    return nn.Sequential(layers)
+        layers.append(Activation(output_activation))
+    return Sequential(layers)
 
 
 def _lines(ax):
@@ -63,6 +65,18 @@ def test_history_accepts_cli_json_and_rejects_garbage():
         plot_history([])
     with pytest.raises(InvalidValueError):
         plot_history(42)
+
+
+def test_history_without_epochs_plots_only_with_a_stop_reason():
+    figure = plot_history({"history": [], "stopped": "interrupted"})
+    assert "interrupted" in figure.axes[0].texts[0].get_text()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "no artists with labels" or overflow warnings
+        huge = mlp("2-3-2", seed=0)
+        huge.dense_layers[0].W[...] = 1e300
+        plot_training({"history": [], "stopped": "x"}, huge, np.eye(2), [0, 1])
+    with pytest.raises(InvalidValueError, match="no epochs"):
+        plot_history([])
 
 
 @pytest.mark.parametrize(("output_activation", "k"), [(None, 1), ("sigmoid", 1), (None, 2)])

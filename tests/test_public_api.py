@@ -19,7 +19,7 @@ def test_every_public_name_resolves():
 
 def test_functions_are_not_shadowed_by_submodules():
     importlib.import_module("gradsight.diagnostics.fixes")
-    importlib.import_module("gradsight.gradient_check")
+    importlib.import_module("gradsight.engine.gradcheck")
     assert callable(gradsight.doctor) and gradsight.doctor.__module__.endswith(".fixes")
     assert gradsight.diagnostics.doctor is gradsight.doctor
     assert gradsight.gradcheck.__module__ == "gradsight.engine.gradcheck"
@@ -27,7 +27,7 @@ def test_functions_are_not_shadowed_by_submodules():
 
 def test_classify_neurons_dispatches_torch_models_to_the_adapter():
     torch = pytest.importorskip("torch")
-    from gradsight.torch_adapter import classify_neurons_torch
+    from gradsight.adapters.torch import classify_neurons_torch
 
     torch.manual_seed(0)
     model = torch.nn.Sequential(

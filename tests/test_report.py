@@ -12,13 +12,14 @@ import pytest
 from markupsafe import Markup
 from PIL import Image
 
-from gradsight import nn
-from gradsight.data import digits
+from gradsight import fit
 from gradsight.diagnostics import LayerStats, Monitor, diagnose
+from gradsight.engine import mlp
+from gradsight.engine.data import digits
 from gradsight.errors import InvalidValueError
 from gradsight.optim import SGD
-from gradsight.plots.diagnostics import plot_vanish
-from gradsight.report import (
+from gradsight.present.plots.diagnostics import plot_vanish
+from gradsight.present.report import (
     Report,
     Section,
     Table,
@@ -66,11 +67,9 @@ def _parse(text: str) -> _Page:
 @pytest.fixture(scope="module")
 def run():
     """A 6-layer sigmoid net with N(0, 1) weights: the diagnosis finds vanishing gradients."""
-    from gradsight.train import fit
-
     ds = digits()
     X, y = ds.X[:300], ds.y[:300]
-    model = nn.mlp([64] + [30] * 6 + [10], activation="sigmoid", init="normal", seed=0)
+    model = mlp([64] + [30] * 6 + [10], activation="sigmoid", init="normal", seed=0)
     monitor = Monitor(every=5)
     history = fit(model, X, y, loss="cross_entropy", optimizer=SGD(lr=0.1), epochs=2,
                   batch_size=30, callbacks=[monitor], progress=False)
@@ -204,7 +203,7 @@ def test_bad_figures_and_sections_are_clear_errors(tmp_path) -> None:
 
 
 def test_failed_write_leaves_no_file(tmp_path, monkeypatch) -> None:
-    import gradsight.report as report_module
+    import gradsight.present.report as report_module
 
     def broken(*args, **kwargs):
         raise RuntimeError("render failed")

@@ -1,6 +1,6 @@
 """Objects users meet in Jupyter render as HTML (``_repr_html_``) that shows their key
 numbers — each checked against the object's own values (formatted as its table formats them)
-and, where cheap, against an analytic value (the seeds' descent iterates, σ′ of the neuron)."""
+and, where cheap, against an analytic value (the articles' descent iterates, σ′ of the neuron)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from html.parser import HTMLParser
 import numpy as np
 import pytest
 
-from gradsight import nn, optim
+from gradsight import engine, fit, optim
 
 
 class _Checker(HTMLParser):
@@ -53,22 +53,20 @@ def _data(n: int = 60, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 
 def test_trajectory_and_comparison() -> None:
-    from gradsight.descent import compare, minimize
+    from gradsight.calculus.descent import compare, minimize
 
     run = minimize("x^2 - 4*x + 6", 8, lr=0.1)
     text = rendered(run)
     for k in (1, 2, 3):
-        assert f"{2 + 6 * 0.8**k:.6g}" in text  # the seeds' 6.8, 5.84, 5.072
+        assert f"{2 + 6 * 0.8**k:.6g}" in text  # the articles' 6.8, 5.84, 5.072
     assert run.verdict in text
     table = rendered(compare("x^2 - 4*x + 6", 8, lrs=[0.1, 1.1]))
     assert "converged" in table and "diverged" in table
 
 
 def test_history_shows_every_epoch_loss() -> None:
-    from gradsight.train import fit
-
     X, y = _data()
-    model = nn.mlp("4-8-2", activation="tanh", seed=0)
+    model = engine.mlp("4-8-2", activation="tanh", seed=0)
     history = fit(model, X, y, loss="cross_entropy", optimizer=optim.SGD(lr=0.5), epochs=3,
                   batch_size=20, progress=False)
     text = rendered(history)
@@ -78,11 +76,10 @@ def test_history_shows_every_epoch_loss() -> None:
 
 def _monitored_deep_sigmoid() -> tuple:
     from gradsight.diagnostics import Monitor
-    from gradsight.train import fit
 
     X, y = _data(80)
-    model = nn.mlp("4-16-16-16-16-16-2", activation="sigmoid", output_activation="sigmoid",
-                   init="normal", seed=0)
+    model = engine.mlp("4-16-16-16-16-16-2", activation="sigmoid", output_activation="sigmoid",
+                       init="normal", seed=0)
     monitor = Monitor(every=1)
     history = fit(model, X, y, loss="quadratic", optimizer=optim.SGD(lr=0.1), epochs=5,
                   batch_size=20, callbacks=[monitor], progress=False)
@@ -121,9 +118,9 @@ def test_neuron_states_counts() -> None:
 
 
 def test_doctor_result_and_report() -> None:
-    from gradsight.data import moons
     from gradsight.diagnostics.fixes import doctor
-    from gradsight.report import build_report
+    from gradsight.engine.data import moons
+    from gradsight.present.report import build_report
 
     result = doctor({"data": moons(n=120), "hidden": (8, 8), "activation": "sigmoid",
                      "init": "normal", "loss": "auto", "optimizer": "sgd", "lr": 0.1,
@@ -141,7 +138,7 @@ def test_doctor_result_and_report() -> None:
 
 
 def test_vanish_sweep_and_activation_trajectory() -> None:
-    from gradsight.experiments import activation_trajectory, nielsen_speeds, sweep
+    from gradsight.lab import activation_trajectory, nielsen_speeds, sweep
 
     vanish = nielsen_speeds(hidden=(30, 30, 30), samples=200, seeds=1)
     text = rendered(vanish)
@@ -156,8 +153,8 @@ def test_vanish_sweep_and_activation_trajectory() -> None:
 
 
 def test_walkthroughs_and_gradcheck() -> None:
-    from gradsight.explain import explain_network, explain_neuron
-    from gradsight.gradient_check import gradcheck
+    from gradsight.engine.gradcheck import gradcheck
+    from gradsight.present.explain import explain_network, explain_neuron
 
     walk = explain_neuron()
     text = rendered(walk)
@@ -165,7 +162,7 @@ def test_walkthroughs_and_gradcheck() -> None:
     assert f"{y_hat:.4g}" in text and f"{y_hat * (1 - y_hat):.4g}" in text
     assert "2-2-1" in rendered(explain_network("2-2-1"))
     X, y = _data(10)
-    model = nn.mlp("4-3-2", activation="tanh", seed=0)
+    model = engine.mlp("4-3-2", activation="tanh", seed=0)
     check = gradcheck(model, X, y, "cross_entropy")
     check_text = rendered(check)
     for parameter in check.parameters:
@@ -174,7 +171,7 @@ def test_walkthroughs_and_gradcheck() -> None:
 
 
 def test_tour_result(tmp_path) -> None:
-    from gradsight.tour import run_tour
+    from gradsight.present.tour import run_tour
 
     result = run_tour(tmp_path, quick=True, progress=False, sections=["descent"])
     text = rendered(result)
@@ -183,7 +180,7 @@ def test_tour_result(tmp_path) -> None:
 
 def test_torch_diagnosis_renders_its_findings() -> None:
     torch = pytest.importorskip("torch")
-    from gradsight.torch_adapter import diagnose_torch
+    from gradsight.adapters.torch import diagnose_torch
 
     generator = torch.Generator().manual_seed(0)
     X = torch.randn(64, 4, generator=generator, dtype=torch.float64)
@@ -211,7 +208,7 @@ def test_derivation_shows_steps_derivative_and_sigma_form() -> None:
     import sympy
 
     from gradsight.calculus import derive
-    from gradsight.expr import parse_expression
+    from gradsight.calculus.expr import parse_expression
 
     d = derive("sigmoid")
     markup = d._repr_html_()
@@ -256,12 +253,13 @@ def test_step_study_rows_with_the_recommended_h_highlighted() -> None:
     markup = study._repr_html_()
     text = rendered(study)
     assert "exact 0.25" in text
-    # seed 002's forward difference with h = 1e-13, recomputed: its error in the h = 1e-13 row
+    # the question-and-answer thread's forward difference with h = 1e-13, recomputed: its
+    # error in the h = 1e-13 row
     h = 1e-13
-    seed_error = abs((1 / (1 + math.exp(-h)) - 0.5) / h - 0.25)
+    article_error = abs((1 / (1 + math.exp(-h)) - 0.5) / h - 0.25)
     row = re.search(r"<tr><td>1e-13</td><td[^>]*>([^<]+)</td>", markup)
-    assert row and float(row.group(1)) == pytest.approx(seed_error, rel=5e-3)
-    assert seed_error > 1e-5
+    assert row and float(row.group(1)) == pytest.approx(article_error, rel=5e-3)
+    assert article_error > 1e-5
     # one highlighted row per recommended h: √ε (forward, backward), ε^(1/3) (central)
     highlighted = re.findall(r'<tr class="recommended"[^>]*><td>([^<]*)</td>(.*?)</tr>', markup)
     eps = np.finfo(float).eps
@@ -272,8 +270,8 @@ def test_step_study_rows_with_the_recommended_h_highlighted() -> None:
     assert len(central) == 1 and "central" in labels[f"{eps ** (1/3):.3g}"]
     cells = re.findall(r"<td[^>]*>([^<]*)</td>", central[0])
     assert cells[2] == f"{study.recommended_error['central']:.3g}"
-    # and that error is tiny next to the seed's: truncation h²|σ‴(0)|/6 plus round-off
-    assert float(cells[2]) < 1e-10 < seed_error
+    # and that error is tiny next to the article's: truncation h²|σ‴(0)|/6 plus round-off
+    assert float(cells[2]) < 1e-10 < article_error
     assert len(re.findall(r"<tr>", markup)) == 1 + len({r.h for r in study.rows})
     # the smallest error of each method is bold
     for method in ("forward", "central"):

@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 
 import gradsight
-from gradsight import nn, optim
+from gradsight import engine, optim
+from gradsight.engine.serialize import load, save
 from gradsight.errors import DataError, GradsightError, InvalidValueError
-from gradsight.serialize import load, save
 
 
 @pytest.mark.parametrize("dtype", ["float32", "float64"])
 def test_round_trip_predicts_identically(tmp_path: Path, dtype: str) -> None:
-    model = nn.mlp("5-7-6-3", activation="leaky_relu:0.2", output_activation="sigmoid",
-                   init="he_normal", bias_init="normal", dtype=dtype, seed=4)
+    model = engine.mlp("5-7-6-3", activation="leaky_relu:0.2", output_activation="sigmoid",
+                       init="he_normal", bias_init="normal", dtype=dtype, seed=4)
     path = save(model, tmp_path / "model.npz", metadata={"data": "moons", "lr": 0.1})
     loaded = load(path)
     X = np.random.default_rng(0).normal(size=(9, 5))
@@ -34,7 +34,7 @@ def test_round_trip_predicts_identically(tmp_path: Path, dtype: str) -> None:
 
 
 def test_public_names_and_a_loaded_model_trains(tmp_path: Path) -> None:
-    model = nn.mlp("2-3-2", activation="tanh", seed=0)
+    model = engine.mlp("2-3-2", activation="tanh", seed=0)
     gradsight.save(model, tmp_path / "m.npz")
     loaded = gradsight.load(tmp_path / "m.npz")
     X, y = np.random.default_rng(1).normal(size=(8, 2)), np.arange(8) % 2
@@ -44,7 +44,7 @@ def test_public_names_and_a_loaded_model_trains(tmp_path: Path) -> None:
 
 
 def test_file_layout_is_npz_with_a_json_spec(tmp_path: Path) -> None:
-    model = nn.mlp("3-2", seed=0)
+    model = engine.mlp("3-2", seed=0)
     save(model, tmp_path / "m.npz")
     with np.load(tmp_path / "m.npz", allow_pickle=False) as archive:
         assert sorted(archive.files) == ["dense0.W", "dense0.b", "spec"]
@@ -55,7 +55,7 @@ def test_file_layout_is_npz_with_a_json_spec(tmp_path: Path) -> None:
 
 
 def test_write_is_atomic_and_keeps_the_given_name(tmp_path: Path) -> None:
-    model = nn.mlp("3-2", seed=0)
+    model = engine.mlp("3-2", seed=0)
     target = tmp_path / "sub" / "model.bin"
     save(model, target)
     assert target.is_file() and sorted(p.name for p in target.parent.iterdir()) == ["model.bin"]
@@ -86,7 +86,7 @@ def test_bad_files_raise_data_errors(tmp_path: Path) -> None:
     with pytest.raises(DataError):
         load(tmp_path / "array.npy")
 
-    model = nn.mlp("3-4-2", seed=0)
+    model = engine.mlp("3-4-2", seed=0)
     good = save(model, tmp_path / "good.npz")
 
     def rewrite(name: str, change) -> Path:  # type: ignore[no-untyped-def]
@@ -116,7 +116,7 @@ def test_bad_files_raise_data_errors(tmp_path: Path) -> None:
 
 def test_a_save_interrupted_mid_write_leaves_the_old_file_whole(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    old, new = nn.mlp("3-4-2", seed=0), nn.mlp("3-4-2", seed=1)
+    old, new = engine.mlp("3-4-2", seed=0), engine.mlp("3-4-2", seed=1)
     target = save(old, tmp_path / "model.npz")
     before = target.read_bytes()
 

@@ -23,18 +23,16 @@ from torch import nn  # noqa: E402
 from torch.utils.data import DataLoader, TensorDataset  # noqa: E402
 
 import gradsight  # noqa: E402
-from gradsight import nn as gnn  # noqa: E402
 from gradsight import optim  # noqa: E402
-from gradsight.diagnostics import diagnose  # noqa: E402
-from gradsight.diagnostics.monitor import Monitor  # noqa: E402
-from gradsight.diagnostics.neurons import classify_neurons  # noqa: E402
-from gradsight.errors import GradsightError, InvalidValueError  # noqa: E402
-from gradsight.torch_adapter import (  # noqa: E402
+from gradsight.adapters.torch import (  # noqa: E402
     classify_neurons_torch,
     diagnose_torch,
     torch_runner,
     watch,
 )
+from gradsight.diagnostics import Monitor, classify_neurons, diagnose  # noqa: E402
+from gradsight.engine import mlp  # noqa: E402
+from gradsight.errors import GradsightError, InvalidValueError  # noqa: E402
 
 F64 = torch.float64
 FIELDS = ("grad_W_norm", "grad_b_norm", "weight_norm", "update_ratio", "act_mean", "act_std",
@@ -61,8 +59,7 @@ def _to_torch(model, inplace=False):
 
 def _engine_pair(activation, seed=0):
     """An engine MLP with saturated (sigmoid/tanh) or dead (relu) units, its data."""
-    model = gnn.mlp("5-8-6-3", activation=activation, init="normal", bias_init="normal",
-                    seed=seed)
+    model = mlp("5-8-6-3", activation=activation, init="normal", bias_init="normal", seed=seed)
     model.dense_layers[0].W *= 2.5
     if activation == "relu":
         model.dense_layers[0].b[:3] = -50.0  # three units off on every sample
@@ -469,7 +466,7 @@ import torch
 import torch.distributed as dist
 from torch import nn
 import gradsight
-from gradsight.torch_adapter import is_main_process
+from gradsight.adapters.torch import is_main_process
 
 dist.init_process_group("gloo", init_method=f"file://{sys.argv[1]}", rank=0, world_size=1)
 torch.manual_seed(0)
@@ -562,8 +559,8 @@ def test_package_works_without_torch():
         import sys
         sys.modules["torch"] = None  # as if PyTorch were not installed
         import gradsight
-        from gradsight import nn
-        model = nn.mlp("2-3-1", seed=0)
+        from gradsight import engine
+        model = engine.mlp("2-3-1", seed=0)
         assert model.forward([[0.5, -0.5]]).shape == (1, 1)
         try:
             gradsight.watch(object())
@@ -650,7 +647,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 import gradsight
-from gradsight.torch_adapter import is_main_process
+from gradsight.adapters.torch import is_main_process
 
 
 def run(rank, world, path, out):
@@ -749,7 +746,7 @@ def test_a_sparse_gradient_with_nan_is_counted_not_a_crash():
 
 
 def test_norms_of_layers_in_different_dtypes_are_stacked_in_the_common_dtype():
-    from gradsight.torch_adapter._reduce import stack_scalars
+    from gradsight.adapters.torch._reduce import stack_scalars
 
     joined = stack_scalars([torch.tensor(1.5, dtype=torch.float32),
                             torch.tensor(1e300, dtype=torch.float64)])

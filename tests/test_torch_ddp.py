@@ -26,8 +26,8 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 from torch import nn
 import gradsight
-from gradsight.report import build_report, write_json
-from gradsight.torch_adapter import is_main_process
+from gradsight.present.report import build_report, write_json
+from gradsight.adapters.torch import is_main_process
 
 STEPS = 2
 

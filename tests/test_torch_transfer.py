@@ -18,7 +18,7 @@ import pytest
 torch = pytest.importorskip("torch")
 from torch import nn  # noqa: E402
 
-from gradsight.torch_adapter import watch  # noqa: E402
+from gradsight.adapters.torch import watch  # noqa: E402
 
 PACKAGE = os.path.dirname(sys.modules["gradsight"].__file__)
 CONSTANTS = {"_at_most", "_below"}  # CPU tensors made from Python floats

@@ -1,5 +1,5 @@
 """The tour: one quick run (through the CLI, as users run it) checked against independent
-oracles — analytic values (σ′(0) = 1/4, x_k = 2 + 6·0.8^k), the seeds' printed iterates, NumPy
+oracles — analytic values (σ′(0) = 1/4, x_k = 2 + 6·0.8^k), the articles' printed iterates, NumPy
 recomputations of the round-off error and of the neuron's chain rule — and every command the
 page shows really runs."""
 
@@ -18,11 +18,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from gradsight.cli import app
-from gradsight.tour import SECTION_IDS, run_tour
+from gradsight.present.tour import SECTION_IDS, run_tour
 
-# The seeds' printed iterates of x_new = x_old − 0.1·(2x_old − 4) from x = 8 (cut to 2
+# The articles' printed iterates of x_new = x_old − 0.1·(2x_old − 4) from x = 8 (cut to 2
 # decimals, not rounded: 4.4576 is printed 4.45).
-SEED_ITERATES = [6.8, 5.84, 5.07, 4.45, 3.96, 3.57, 3.25, 3.00, 2.80, 2.64, 2.51, 2.41, 2.32]
+ARTICLE_ITERATES = [6.8, 5.84, 5.07, 4.45, 3.96, 3.57, 3.25, 3.00, 2.80, 2.64, 2.51, 2.41, 2.32]
 
 
 @pytest.fixture(scope="module")
@@ -119,9 +119,9 @@ def test_sigmoid_derivations_end_in_sigma_times_one_minus_sigma(tour: dict) -> N
         assert final in {"sigmoid(z)*(1-sigmoid(z))", "(1-sigmoid(z))*sigmoid(z)"}
 
 
-def test_forward_difference_with_the_seeds_step_is_off_by_round_off(tour: dict) -> None:
+def test_forward_difference_with_the_articles_step_is_off_by_round_off(tour: dict) -> None:
     n = numbers(tour, "numeric")
-    # independent recomputation of the seed's estimate at x = 0
+    # independent recomputation of the article's estimate at x = 0
     h = 1e-13
     estimate = (1 / (1 + math.exp(-h)) - 0.5) / h
     assert n["seed_h"] == h
@@ -130,12 +130,12 @@ def test_forward_difference_with_the_seeds_step_is_off_by_round_off(tour: dict) 
     assert n["recommended_forward_h"] == pytest.approx(math.sqrt(np.finfo(float).eps), rel=0.5)
     assert n["recommended_central_h"] == pytest.approx(np.finfo(float).eps ** (1 / 3), rel=0.5)
     assert n["central_error_at_recommended_h"] < 1e-9
-    # the seed's whole curve: forward difference over linspace(−10, 10, n) with h = 1e-13
-    # (n = 1000 as in the seed; fewer points in quick mode)
+    # the article's whole curve: forward difference over linspace(−10, 10, n) with h = 1e-13
+    # (n = 1000 as in the article; fewer points in quick mode)
     x = np.linspace(-10, 10, n["seed_curve_points"])
     sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
-    seed_curve = (sig(x + h) - sig(x)) / h
-    worst = float(np.max(np.abs(seed_curve - sig(x) * (1 - sig(x)))))
+    article_curve = (sig(x + h) - sig(x)) / h
+    worst = float(np.max(np.abs(article_curve - sig(x) * (1 - sig(x)))))
     assert n["seed_curve_max_error"] == pytest.approx(worst, rel=1e-6)
 
 
@@ -145,8 +145,8 @@ def test_descent_iterates_are_2_plus_6_times_0_8_to_the_k(tour: dict) -> None:
     assert xs[0] == 8.0
     for k, x in enumerate(xs):
         assert x == pytest.approx(2 + 6 * 0.8**k, rel=1e-12, abs=1e-12)
-    for x, printed in zip(xs[1:], SEED_ITERATES, strict=False):
-        assert printed - 1e-9 <= x < printed + 0.01  # the seeds cut to 2 decimals
+    for x, printed in zip(xs[1:], ARTICLE_ITERATES, strict=False):
+        assert printed - 1e-9 <= x < printed + 0.01  # the articles cut to 2 decimals
     assert run["verdict"] == "converged"
     assert numbers(tour, "descent")["x_final"] == pytest.approx(2.0, abs=1e-4)
 
@@ -225,8 +225,9 @@ def _reproduced(section: dict, argv: list[str], index: int, out: dict) -> None:
 
         study = step_study(argv[1], out["at"])
         assert study.recommended_error["central"] == n["central_error_at_recommended_h"]
-        seed = [r for r in out["rows"] if r["method"] == "forward" and r["h"] == 1e-13][0]
-        assert seed["abs_error"] == n["study_forward_error_at_seed_h"]
+        article_row = [r for r in out["rows"]
+                       if r["method"] == "forward" and r["h"] == 1e-13][0]
+        assert article_row["abs_error"] == n["study_forward_error_at_seed_h"]
     elif name == "descend" and "runs" in out:
         assert [r["verdict"] for r in out["runs"]] == [r["verdict"] for r in d["comparison"]]
         assert {str(r["lr"]): len(r["iterations"]) - 1 for r in out["runs"]} == \

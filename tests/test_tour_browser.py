@@ -1,7 +1,7 @@
 """The tour page in a real browser: headless Chromium loads DIR/index.html from disk.
 
 No Python dependency: Chromium runs with ``--dump-dom``; the page's own self-check script
-(see gradsight.tour._page) writes what it saw after ``load`` — images decoded
+(see gradsight.present.tour._page) writes what it saw after ``load`` — images decoded
 (``naturalWidth > 0``), section ids, errors caught by ``window.onerror``, ``console.error`` and
 the page's Content-Security-Policy — into ``<pre id="selfcheck">``, and every console message
 Chromium logs on stderr (``CONSOLE`` lines) is a second, independent net. Negative controls
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from _bounded import run_bounded
-from gradsight.tour import SECTION_IDS, run_tour
+from gradsight.present.tour import SECTION_IDS, run_tour
 
 pytestmark = pytest.mark.browser
 

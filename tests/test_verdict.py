@@ -8,13 +8,13 @@ from functools import cache
 import numpy as np
 import pytest
 
-from gradsight import data, nn, optim
-from gradsight.diagnostics import LayerStats
-from gradsight.diagnostics.monitor import LayerHistory, Monitor, layer_stats_of
-from gradsight.diagnostics.verdict import Findings, diagnose
+from gradsight import engine, fit, optim
+from gradsight.diagnostics import Findings, LayerHistory, LayerStats, Monitor, diagnose
+from gradsight.diagnostics.monitor import layer_stats_of
+from gradsight.engine import data
 from gradsight.errors import GradsightError, InvalidValueError
 from gradsight.io import dumps
-from gradsight.train import fit
+from gradsight.present.plots.diagnostics import plot_layer_norms
 
 
 @cache
@@ -25,7 +25,7 @@ def _digits() -> tuple[np.ndarray, np.ndarray]:
 
 def _train(spec, activation, init, loss, lr=0.5, epochs=2, output=None, seed=0):
     X, y = _digits()
-    model = nn.mlp(spec, activation=activation, output_activation=output, init=init, seed=seed)
+    model = engine.mlp(spec, activation=activation, output_activation=output, init=init, seed=seed)
     monitor = Monitor()
     history = fit(model, X, y, loss=loss, optimizer=optim.SGD(lr=lr), epochs=epochs,
                   batch_size=32, callbacks=[monitor], progress=False)
@@ -78,9 +78,9 @@ def _history(**fields_by_layer) -> list[LayerStats]:
 
 
 def test_nonfinite_gradients_are_a_critical_finding():
-    model = nn.mlp("3-4-4-2", activation="sigmoid", seed=0)
+    model = engine.mlp("3-4-4-2", activation="sigmoid", seed=0)
     X = np.random.default_rng(0).normal(size=(5, 3))
-    cost = nn.loss("cross_entropy")
+    cost = engine.loss("cross_entropy")
     model.backward(cost.gradient(model.forward(X), np.array([0, 1, 0, 1, 1])))
     model.dense_layers[1].grad_W[0, 0] = np.nan
     model.dense_layers[1].grad_b[1:3] = np.inf
@@ -93,7 +93,7 @@ def test_nonfinite_gradients_are_a_critical_finding():
 
 def test_nonfinite_from_a_real_diverging_run():
     X, y = _digits()
-    model = nn.mlp("64-16-16-10", activation="relu", init="normal", seed=0)
+    model = engine.mlp("64-16-16-10", activation="relu", init="normal", seed=0)
     monitor = Monitor()
     history = fit(model, X * 1e3, y, loss="quadratic", optimizer=optim.SGD(lr=1e6), epochs=2,
                   batch_size=32, callbacks=[monitor], progress=False)
@@ -115,7 +115,7 @@ def test_saturated_layers():
 
 def test_dead_units_from_a_relu_layer_with_negative_biases():
     X, y = _digits()
-    model = nn.mlp("64-16-16-10", activation="relu", init="he_normal", seed=0)
+    model = engine.mlp("64-16-16-10", activation="relu", init="he_normal", seed=0)
     model.dense_layers[0].b[:8] = -1e4  # half of the first layer can never switch on
     monitor = Monitor()
     fit(model, X, y, loss="cross_entropy", optimizer=optim.SGD(lr=0.01), epochs=1,
@@ -210,3 +210,48 @@ def test_layer_history_of_findings_input_matches():
     h = _history(dense0={"grad_b_norm": [0.1, 0.2, 0.3]})
     steps, values = LayerHistory(h).series("grad_b_norm", "dense0")
     assert steps.tolist() == [0, 1, 2] and values.tolist() == [0.1, 0.2, 0.3]
+
+
+# ---- networks without a hidden layer, and gradients that are exactly zero -----------------------
+FEATURES = np.random.default_rng(0).normal(size=(40, 3))
+LABELS = (FEATURES[:, 0] > 0).astype(int)
+
+
+def _monitored(spec: str) -> tuple[engine.Sequential, Monitor]:
+    model, monitor = engine.mlp(spec, seed=0), Monitor()
+    fit(model, FEATURES, LABELS, loss="cross_entropy", epochs=1, batch_size=20,
+        callbacks=[monitor], progress=False)
+    return model, monitor
+
+
+def test_diagnosing_a_network_without_hidden_layers_is_a_clear_error() -> None:
+    flat, flat_monitor = _monitored("3-2")
+    with pytest.raises(GradsightError, match="hidden layer.*dense0"):
+        diagnose(flat_monitor)
+    deep, deep_monitor = _monitored("3-4-2")
+    with pytest.raises(GradsightError, match="model .*hidden layer"):
+        diagnose(deep_monitor, flat)
+    assert isinstance(diagnose(deep_monitor, deep, (FEATURES, LABELS)).codes, list)
+
+
+def _history_with(update_ratio: float, grad: float) -> list[LayerStats]:
+    return [LayerStats(f"dense{i}", 2 * i, step, 0, grad_W_norm=grad, grad_b_norm=1.0,
+                       weight_norm=1.0, update_ratio=update_ratio)
+            for step in range(4) for i in range(3)]
+
+
+def test_zero_gradients_make_no_learning_rate_too_low_finding() -> None:
+    # dead units: ∂C/∂W = 0, so ΔW = 0 whatever η is — no verdict about η
+    assert "small-updates" not in diagnose(_history_with(0.0, 0.0)).codes
+    # a moving gradient with tiny steps: η really is too low
+    assert "small-updates" in diagnose(_history_with(1e-8, 1.0)).codes
+
+
+def test_nonfinite_gradients_stay_in_the_finding_and_the_plot() -> None:
+    history = _history_with(1e-3, 1.0)
+    history[4].grad_W_norm, history[4].nonfinite = math.nan, 7
+    finding = diagnose(history).get("nonfinite")
+    assert finding is not None and finding.evidence["per_layer"] == {"dense1": 7}
+    fig = plot_layer_norms(history)
+    assert any("non-finite (1)" in text.get_text()
+               for text in fig.axes[0].get_legend().get_texts())

@@ -74,7 +74,7 @@ _LAZY = {
     "LayerStats": "diagnostics.stats",
     "Monitor": "diagnostics.monitor",
     "diagnose": "diagnostics.verdict",
-    "classify_neurons": "diagnostics.neurons",
+    "classify_neurons": "adapters",
     "doctor": "diagnostics.fixes",
     "watch": "adapters.torch",
     "diagnose_torch": "adapters.torch",

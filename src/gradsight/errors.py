@@ -7,7 +7,9 @@ and exits with code 2 (never a traceback).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
+from numbers import Integral
 
 
 class GradsightError(ValueError):
@@ -56,8 +58,6 @@ def require_finite(name: str, value: float) -> float:
     >>> require_finite("lr", 0.1)
     0.1
     """
-    import math
-
     try:
         number = float(value)
     except (TypeError, ValueError):
@@ -77,3 +77,23 @@ def require_positive(name: str, value: float) -> float:
     if number <= 0:
         raise InvalidValueError(f"{name} must be > 0, got {value!r}")
     return number
+
+
+def require_positive_int(name: str, value: object, minimum: int = 1) -> int:
+    """Return ``int(value)`` if it is an integer ≥ ``minimum``, else raise
+    :class:`InvalidValueError` naming ``name``.
+
+    A count (epochs, samples, units, ...) must be a real integer: ``True`` and ``2.0`` are
+    refused, NumPy integers are accepted. ``minimum`` is 1 for a positive count; 0 for one
+    that may be zero (``train_epochs``), 2 or more where fewer makes no sense (classes).
+
+    >>> require_positive_int("epochs", 3)
+    3
+    >>> require_positive_int("epochs", 0)
+    Traceback (most recent call last):
+    ...
+    gradsight.errors.InvalidValueError: epochs must be an integer ≥ 1, got 0
+    """
+    if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
+        raise InvalidValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
+    return int(value)

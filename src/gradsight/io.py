@@ -4,6 +4,7 @@ rename, so an interrupted run never leaves a half-written model, figure or repor
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -56,13 +57,6 @@ def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     return Path(path)
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to ``path`` atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_bytes(data)
-    return Path(path)
-
-
 def jsonable(value: Any) -> Any:
     """Turn NumPy scalars/arrays, dataclasses and non-finite floats into JSON values.
 
@@ -72,8 +66,6 @@ def jsonable(value: Any) -> Any:
     >>> jsonable({"a": float("nan"), "b": (1, 2.5)})
     {'a': 'nan', 'b': [1, 2.5]}
     """
-    import dataclasses
-
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         if hasattr(value, "to_dict"):
             return jsonable(value.to_dict())

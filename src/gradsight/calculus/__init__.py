@@ -1,12 +1,13 @@
 """The calculus wing: expressions, derivatives and gradient descent on a typed function.
 
 * :mod:`.expr` parses typed text against a whitelist (:mod:`.vocabulary` holds the allowed
-  names, :mod:`.printing` turns an expression back into text or a NumPy function);
+  names, :mod:`.printing` turns a parsed expression back into text or a NumPy function);
 * :mod:`.symbolic` differentiates symbolically with the steps shown, :mod:`.formulas` holds the
   activations' formulas and the two routes to σ′ = σ(1−σ);
 * :mod:`.numeric` estimates derivatives by finite differences and studies the step size;
-* :mod:`.descent` minimises a function with an optimizer of :mod:`gradsight.optim`, and
-  :mod:`.descent_verdict` judges the path (converged, oscillating, diverged, stalled).
+* :mod:`.descent` minimises a function with an optimizer of :mod:`gradsight.optim`;
+  :mod:`.descent_verdict`, beneath it, holds the points of the path (``Iterate``) and judges
+  them (converged, oscillating, diverged, stalled).
 
 The names of :mod:`.symbolic` (``derive``, ``numeric_derivative``, ``step_study``, ...) are
 importable from here; they are loaded on first use, so importing a sibling module does not

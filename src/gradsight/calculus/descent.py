@@ -1,6 +1,6 @@
 """Minimise a function of one or two variables by gradient descent, and say how it went.
 
-The seeds' rule is ``x_new = x_old − η·dy/dx``: from x = 8 with η = 0.1 on y = x² − 4x + 6
+The articles' rule is ``x_new = x_old − η·dy/dx``: from x = 8 with η = 0.1 on y = x² − 4x + 6
 the iterates are 6.8, 5.84, 5.07, … → 2, i.e. ``x_k = 2 + 6·0.8^k``. :func:`minimize` runs any
 :mod:`gradsight.optim` optimizer on a typed expression (exact gradient, symbolic) or on a
 Python callable (central differences, or a given gradient) and returns a :class:`Trajectory`:
@@ -41,21 +41,12 @@ import numpy as np
 
 from .. import optim
 from ..errors import GradsightError, InvalidValueError, ShapeError, require_finite, require_positive
-from .descent_verdict import diverged, oscillating, stationary
+from ..io import jsonable
+from .descent_verdict import Iterate, diverged, oscillating, stationary
+from .expr import free_variables, make_function, parse_expression
+from .symbolic import gradient_function
 
 __all__ = ["Comparison", "Iterate", "Trajectory", "compare", "minimize"]
-
-
-@dataclass(frozen=True)
-class Iterate:
-    """One point of the path: ``x_k`` after ``step = k`` updates, ``f(x_k)``, ``∇f(x_k)`` and
-    ``update = x_k − x_{k−1}`` (zeros at step 0)."""
-
-    step: int
-    x: tuple[float, ...]
-    f: float
-    grad: tuple[float, ...]
-    update: tuple[float, ...]
 
 
 @dataclass
@@ -99,8 +90,6 @@ class Trajectory:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON shape of the issue, plus ``verdict_reason``, ``hyperparameters``, ``tol``."""
-        from ..io import jsonable
-
         return jsonable({
             "expression": self.expression, "variables": list(self.variables),
             "optimizer": self.optimizer, "lr": self.lr,
@@ -197,9 +186,6 @@ class _Problem:
 
 
 def _from_expression(text: str, variables: Sequence[str] | None) -> _Problem:
-    from .expr import free_variables, make_function, parse_expression
-    from .symbolic import gradient_function
-
     expr = parse_expression(text, variables)
     names = tuple(variables) if variables is not None else tuple(free_variables(expr))
     _check_count(names, text)
@@ -350,7 +336,8 @@ def _run(problem: _Problem, opt: optim.Optimizer, x: np.ndarray, its: list[Itera
          max_iter: int, tol: float, bound: float) -> tuple[str, str]:
     """Step until a verdict; appends to ``its``; returns (verdict, reason)."""
     while True:
-        found = stationary(problem, its, tol) or oscillating(its, final=False)
+        found = (stationary(problem.value_at, problem.variables, its, tol)
+                 or oscillating(its, final=False))
         if found:
             return found
         if its[-1].step >= max_iter:

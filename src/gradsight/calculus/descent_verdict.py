@@ -1,27 +1,38 @@
-"""The verdicts of :func:`gradsight.descent.minimize`: diverged, converged, stalled, oscillating.
+"""The iterates of :func:`gradsight.descent.minimize` and the verdicts on them: diverged,
+converged, stalled, oscillating.
 
-Each test looks at the iterates so far (and, for converged/stalled, probes f around the last
-one) and returns ``(verdict, reason)`` or None; :mod:`gradsight.descent` documents the rules
-and re-exports the constants.
+An :class:`Iterate` is one point of the path. Each test looks at the iterates so far (and,
+for converged/stalled, probes f around the last one) and returns ``(verdict, reason)`` or
+None; :mod:`gradsight.descent` documents the rules and re-exports :class:`Iterate`.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import TYPE_CHECKING
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
-if TYPE_CHECKING:
-    from .descent import Iterate, _Problem
-
-__all__ = ["PROBE", "STEADY", "VERDICTS", "WINDOW", "diverged", "oscillating", "stationary"]
+__all__ = ["PROBE", "STEADY", "VERDICTS", "WINDOW", "Iterate", "diverged", "oscillating",
+           "stationary"]
 
 WINDOW = 8          # updates looked at by the oscillation test
 STEADY = 1e-3       # relative change of the step size that counts as "not shrinking"
 PROBE = 0.01        # probe distance, relative to max(1, |x_i|)
 VERDICTS = ("converged", "diverged", "oscillating", "stalled", "max_iter")
+
+
+@dataclass(frozen=True)
+class Iterate:
+    """One point of the path: ``x_k`` after ``step = k`` updates, ``f(x_k)``, ``∇f(x_k)`` and
+    ``update = x_k − x_{k−1}`` (zeros at step 0)."""
+
+    step: int
+    x: tuple[float, ...]
+    f: float
+    grad: tuple[float, ...]
+    update: tuple[float, ...]
 
 
 def diverged(it: Iterate, bound: float, names: tuple[str, ...]) -> tuple[str, str] | None:
@@ -44,8 +55,11 @@ def _point(names: Sequence[str], x: Sequence[float] | np.ndarray) -> str:
     return ", ".join(f"{v} = {float(c):.6g}" for v, c in zip(names, x, strict=True))
 
 
-def stationary(problem: _Problem, its: list[Iterate], tol: float) -> tuple[str, str] | None:
-    """converged / stalled when the gradient or the steps are tiny (see the module doc)."""
+def stationary(value_at: Callable[[np.ndarray], float], names: Sequence[str],
+               its: list[Iterate], tol: float) -> tuple[str, str] | None:
+    """converged / stalled when the gradient or the steps are tiny (see
+    :mod:`gradsight.descent`); ``value_at(x)`` is f at a point (NaN where undefined) and
+    ``names`` are the variables, for the message."""
     it = its[-1]
     x = np.array(it.x)
     grad_norm = math.hypot(*it.grad)
@@ -58,7 +72,7 @@ def stationary(problem: _Problem, its: list[Iterate], tol: float) -> tuple[str, 
         why = f"the step |Δx| = {recent[-1]:.3g} < tol·max(1, |x|) = {limit:.3g}"
     else:
         return None
-    lower, flat, curvature = _probe(problem, x, it.f)
+    lower, flat, curvature = _probe(value_at, x, it.f)
     k = it.step
     if lower is not None:
         if curvature < -tol:
@@ -71,7 +85,7 @@ def stationary(problem: _Problem, its: list[Iterate], tol: float) -> tuple[str, 
         else:
             hint = "the gradient vanished on a slope (a flat tail, like a saturated sigmoid's)"
         return "stalled", (f"stalled at iteration {k}: {why} but f still decreases towards "
-                           f"{_point(problem.variables, lower)} (curvature ≈ "
+                           f"{_point(names, lower)} (curvature ≈ "
                            f"{curvature:.3g}): {hint}")
     if flat:
         return "stalled", (f"stalled at iteration {k}: {why} and f is flat around x "
@@ -79,7 +93,7 @@ def stationary(problem: _Problem, its: list[Iterate], tol: float) -> tuple[str, 
     return "converged", f"converged at iteration {k}: {why}"
 
 
-def _probe(problem: _Problem, x: np.ndarray,
+def _probe(value_at: Callable[[np.ndarray], float], x: np.ndarray,
            fx: float) -> tuple[np.ndarray | None, bool, float]:
     """Look at f(x ± δ_i e_i): (the lowest point if below f(x), else None; whether no probe
     changes f; the curvature (f(x+δ) − 2f(x) + f(x−δ))/δ² along the lowest point's axis)."""
@@ -89,7 +103,7 @@ def _probe(problem: _Problem, x: np.ndarray,
         points = [x.copy(), x.copy()]
         points[0][i] += delta
         points[1][i] -= delta
-        values = [problem.value_at(point) for point in points]
+        values = [value_at(point) for point in points]
         bend = (values[0] - 2 * fx + values[1]) / delta**2
         for point, value in zip(points, values, strict=True):
             if not math.isfinite(value):

@@ -37,12 +37,13 @@ from __future__ import annotations
 
 import ast
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
 
 import sympy
 
 from ..errors import ExpressionError
-from .printing import make_function, to_text
+from .printing import numpy_function, to_text
 from .vocabulary import (
     CONSTANTS,
     FUNCTIONS,
@@ -124,6 +125,27 @@ def parse_expression(text: str, variables: Iterable[str] | None = None) -> sympy
         raise ExpressionError(f"expression {text!r} is nested too deeply") from None
     _check_result(expr, text)
     return expr
+
+
+def make_function(
+    expr: sympy.Expr | str, variables: Sequence[str] | None = None
+) -> Callable[..., Any]:
+    """A NumPy function of ``expr``: ``f(*values)`` in the order of ``variables``.
+
+    Text is parsed first with :func:`parse_expression` (restricted to ``variables`` when
+    given); the SymPy object, never the text, is compiled by
+    :func:`~gradsight.calculus.printing.numpy_function`. ``variables`` defaults to
+    :func:`free_variables` (sorted names). The result has the broadcast shape of the
+    inputs, also for a constant expression; complex inputs work for analytic expressions
+    (complex-step differentiation).
+
+    >>> f = make_function("w*x + b", ["w", "x", "b"])
+    >>> float(f(2.0, 3.0, 1.0))
+    7.0
+    """
+    if isinstance(expr, str):
+        expr = parse_expression(expr, variables)
+    return numpy_function(expr, variables)
 
 
 def _precheck(text: object) -> str:

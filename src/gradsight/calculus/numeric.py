@@ -1,10 +1,11 @@
 """Numeric derivatives and why the step size matters.
 
 :func:`numeric_derivative` estimates f′(x) by forward, backward, central or complex-step
-differences; :func:`step_study` shows why the step h matters (seed 002 uses a forward
-difference with h = 1e-13, whose round-off error is ~1e-3). The exact value a study compares
-against is the symbolic derivative (PyTorch's conventions at kinks, see
-:mod:`gradsight.calculus`). :mod:`gradsight.calculus` re-exports every public name here.
+differences; :func:`step_study` shows why the step h matters (the article on the derivative
+in training uses a forward difference with h = 1e-13, whose round-off error is ~1e-3). The
+exact value a study compares against is the symbolic derivative (PyTorch's conventions at
+kinks, see :mod:`gradsight.calculus`). :mod:`gradsight.calculus` re-exports every public
+name here.
 
 >>> round(numeric_derivative("x**2 - 4*x + 6", 8.0), 6)
 12.0
@@ -270,7 +271,8 @@ def _exact_value(target: _Target, x: float) -> float:
 def step_study(f: Any, x: float, exact: float | None = None,
                hs: Sequence[float] | None = None) -> StepStudy:
     """Forward, backward, central and complex-step estimates of f′(x) for every h in ``hs``
-    (default 1e-1 … 1e-15 by decades, so seed 002's 1e-13 is among them).
+    (default 1e-1 … 1e-15 by decades, so 1e-13, the step of the article on the derivative in
+    training, is among them).
 
     ``exact`` defaults to the symbolic derivative when f is an expression or activation name;
     a Python callable needs it.

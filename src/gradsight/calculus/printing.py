@@ -1,10 +1,11 @@
 """From a parsed expression back out: to text (:func:`to_text`) and to NumPy functions
-(:func:`make_function`).
+(:func:`numpy_function`).
 
 :func:`to_text` prints an expression in the language of
 :func:`gradsight.expr.parse_expression`, so text that gradsight writes (JSON, reports)
-reads back; :func:`make_function` compiles the SymPy object (never user text) into a
-NumPy function. :mod:`gradsight.expr` re-exports both.
+reads back; :func:`numpy_function` compiles the SymPy object (never user text) into a
+NumPy function. Nothing here parses text: :mod:`gradsight.expr` re-exports :func:`to_text`,
+and its ``make_function`` parses text first, then calls :func:`numpy_function`.
 """
 
 from __future__ import annotations
@@ -12,13 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import numpy as np
 import sympy
 from sympy.printing.str import StrPrinter
 
+from ..activations import sigmoid as stable_sigmoid
 from ..errors import ExpressionError
 from .vocabulary import CONSTANTS, FUNCTIONS, VARIABLE_NAME, find_symbol, free_variables
 
-__all__ = ["make_function", "to_text"]
+__all__ = ["numpy_function", "to_text"]
 
 
 class _TextPrinter(StrPrinter):
@@ -101,42 +104,36 @@ def to_text(expr: sympy.Expr | float) -> str:
 
 
 def _np_sigmoid(u: Any) -> Any:
-    import numpy as np
-
     u = np.asarray(u)
     if np.iscomplexobj(u):  # complex-step differentiation: the plain formula is analytic
         return 1.0 / (1.0 + np.exp(-u))
-    from ..activations import sigmoid as stable_sigmoid
-
     return stable_sigmoid(u)
 
 
 def _np_erf(u: Any) -> Any:
-    from scipy.special import erf
+    from scipy.special import erf  # late: SciPy is loaded only for an expression with erf
 
     return erf(u)
 
 
-def make_function(
-    expr: sympy.Expr | str, variables: Sequence[str] | None = None
+def numpy_function(
+    expr: sympy.Expr, variables: Sequence[str] | None = None
 ) -> Callable[..., Any]:
-    """A NumPy function of ``expr``: ``f(*values)`` in the order of ``variables``.
+    """A NumPy function of the parsed ``expr``: ``f(*values)`` in the order of ``variables``.
 
     ``variables`` defaults to :func:`free_variables` (sorted names). The result has the
     broadcast shape of the inputs, also for a constant expression; complex inputs work
-    for analytic expressions (complex-step differentiation). Only the SymPy object built
-    by :func:`parse_expression` is turned into code (``lambdify``), never user text.
+    for analytic expressions (complex-step differentiation). Only a SymPy object (built by
+    :func:`parse_expression`) is turned into code (``lambdify``), never user text.
 
-    >>> f = make_function("w*x + b", ["w", "x", "b"])
+    >>> from gradsight.expr import symbol
+    >>> f = numpy_function(symbol("w") * symbol("x") + symbol("b"), ["w", "x", "b"])
     >>> float(f(2.0, 3.0, 1.0))
     7.0
     """
-    import numpy as np
-
-    if isinstance(expr, str):
-        from .expr import parse_expression  # expr imports this module: import late
-
-        expr = parse_expression(expr, variables)
+    if not isinstance(expr, sympy.Basic):  # never sympify: a str would be evaluated
+        raise ExpressionError(f"numpy_function needs a SymPy expression, got "
+                              f"{type(expr).__name__}")
     names = list(free_variables(expr) if variables is None else variables)
     missing = sorted(set(free_variables(expr)) - set(names))
     if missing:

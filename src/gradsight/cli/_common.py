@@ -1,17 +1,25 @@
-"""Shared plumbing of the CLI commands: error handling, JSON output, progress display."""
+"""Shared plumbing of the CLI commands: error handling, JSON output, progress display, and
+the option parsers more than one command uses."""
 
 from __future__ import annotations
 
 import functools
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
 
-from ..errors import GradsightError
+from ..errors import GradsightError, InvalidValueError, require_finite
+from ..io import dumps
+from ..present.plots import check_figure_path
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+#: the help of ``--data`` (train, doctor)
+DATA_HELP = ("moons, xor, circles, spirals, gauss, digits, or a PATH.csv (header row; the "
+             "target is the last column unless --target)")
 
 
 def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
@@ -41,8 +49,6 @@ def fail(message: str, code: int = 2) -> None:
 
 def print_json(value: Any) -> None:
     """Print one JSON document on stdout (non-finite floats as strings, never bare NaN)."""
-    from ..io import dumps
-
     typer.echo(dumps(value))
 
 
@@ -53,8 +59,6 @@ def show_progress(quiet: bool = False) -> bool:
 
 def parse_floats(text: str, option: str) -> list[float]:
     """Parse ``"1.5,-2"`` into floats; one-line error naming the option otherwise."""
-    from ..errors import InvalidValueError, require_finite
-
     parts = [p.strip() for p in text.split(",")]
     if not parts or any(p == "" for p in parts):
         raise InvalidValueError(f"{option} must be comma-separated numbers, got {text!r}")
@@ -72,8 +76,6 @@ def parse_floats(text: str, option: str) -> list[float]:
 
 def parse_number(text: str, option: str, kind: str = "a number") -> float:
     """The number typed for ``option``; else a one-line error naming it and what is allowed."""
-    from ..errors import InvalidValueError
-
     try:
         return float(text.strip())
     except ValueError:
@@ -84,6 +86,30 @@ def check_plot_option(plot: Any) -> None:
     """Refuse a ``--plot`` path with an unknown suffix before any work is done (None: no
     figure asked for)."""
     if plot is not None:
-        from ..present.plots import check_figure_path
-
         check_figure_path(plot, "--plot figure")
+
+
+def parse_hidden(text: str) -> list[int]:
+    """``--hidden``: ``"16,16"`` → [16, 16]; ``""``, ``"0"`` or ``"none"`` → no hidden layer."""
+    cleaned = text.strip().lower()
+    if cleaned in ("", "0", "none"):
+        return []
+    sizes = []
+    for part in cleaned.replace("-", ",").split(","):
+        if not part.strip().isdigit() or int(part) < 1:
+            raise InvalidValueError(f"--hidden must be positive integers like '16,16', got "
+                                    f"{part.strip()!r} in {text!r}")
+        sizes.append(int(part))
+    return sizes
+
+
+def check_output_paths(save: Path | None, plot: Path | None, report: Path | None) -> None:
+    """Fail before training, not after it, when an output path cannot be written."""
+    if save is not None and save.suffix.lower() != ".npz":
+        raise InvalidValueError(f"--save must be a .npz path, got {str(save)!r}")
+    check_plot_option(plot)
+    if report is not None and report.suffix.lower() not in (".html", ".htm"):
+        raise InvalidValueError(f"--report must be an .html path, got {str(report)!r}")
+    for path in (save, plot, report):
+        if path is not None and path.is_dir():
+            raise InvalidValueError(f"{str(path)!r} is a directory, not a file path")

@@ -1,7 +1,7 @@
 """CLI commands ``activations``, ``derive`` and ``diffcheck`` (see gradsight.cli).
 
 Heavy modules (NumPy, SymPy, matplotlib, rich) are imported inside the commands so that
-``gradsight --help`` stays fast.
+``gradsight --help`` stays fast; each such import of gradsight's says so.
 """
 
 from __future__ import annotations
@@ -12,6 +12,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from ..errors import require_finite
+from ..present.plots import save_figure
 from ._common import check_plot_option, command, parse_number, print_json
 
 PLOT_HELP = "Also save a figure (.png, .svg or .pdf)."
@@ -32,20 +34,17 @@ def _number(value: float, digits: int = 6) -> str:
 
 def _point(text: str) -> float:
     """``--at`` as a finite number; text is parsed here so that a typo is one line too."""
-    from ..errors import require_finite
-
     return require_finite("--at", parse_number(text, "--at", "a finite number"))
 
 
 def _activations(plot: Path | None, json_output: bool) -> None:
-    from .. import activations
-    from ..calculus.symbolic import activation_table
+    from .. import activations  # late: NumPy, not needed for --help
+    from ..calculus.symbolic import activation_table  # late: SymPy, not needed for --help
 
     check_plot_option(plot)
     records = activation_table()
     if plot is not None:
-        from ..present.plots import save_figure
-        from ..present.plots.calculus import plot_activations
+        from ..present.plots.calculus import plot_activations  # late: matplotlib, not --help
 
         save_figure(plot_activations(), plot)
     if json_output:
@@ -76,7 +75,7 @@ def _activations(plot: Path | None, json_output: bool) -> None:
 def _derive(expression: str, wrt: str | None, steps: bool, json_output: bool) -> None:
     """``--json`` prints {expression, wrt, derivative, simplified, derivative_from_output
     (activation names only, else null), steps: [{rule, result}]}, all parseable text."""
-    from ..calculus.symbolic import derive
+    from ..calculus.symbolic import derive  # late: SymPy, not needed for --help
 
     result = derive(expression, wrt)
     record = result.to_dict()
@@ -105,14 +104,13 @@ def _derive(expression: str, wrt: str | None, steps: bool, json_output: bool) ->
 
 
 def _diffcheck(expression: str, at: str, plot: Path | None, json_output: bool) -> None:
-    from ..calculus.symbolic import step_study
+    from ..calculus.symbolic import step_study  # late: SymPy, not needed for --help
 
     x = _point(at)
     check_plot_option(plot)
     study = step_study(expression, x)  # --json: {at, exact, rows, recommended}
     if plot is not None:
-        from ..present.plots import save_figure
-        from ..present.plots.calculus import plot_step_study
+        from ..present.plots.calculus import plot_step_study  # late: matplotlib, not --help
 
         save_figure(plot_step_study(study), plot)
     if json_output:
@@ -132,7 +130,8 @@ def _diffcheck(expression: str, at: str, plot: Path | None, json_output: bool) -
                       f"{row.abs_error:.2e}", relative, style=style)
     console = _console()
     console.print(table)
-    console.print("green: smallest error per method; yellow: seed 002's h = 1e-13")
+    console.print("green: smallest error per method; yellow: h = 1e-13, the step of the "
+                  "article on the derivative in training")
     for method, h in study.recommended.items():
         error = study.recommended_error[method]
         if h is None or error is None:

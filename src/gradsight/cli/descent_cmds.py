@@ -1,9 +1,10 @@
-"""CLI command ``descend``: gradient descent on a typed function, in the seeds' style.
+"""CLI command ``descend``: gradient descent on a typed function, in the articles' style.
 
 ``gradsight descend "x^2 - 4*x + 6" --x0 8 --lr 0.1`` prints every update as
 ``x_new = x_old − ν·dy/dx`` with the numbers (``6.8 = 8 − 0.1·(12)``) and the verdict.
 Numbers are taken as text and parsed here, so a bad value is one line on stderr (exit 2),
-like every other bad input. Heavy modules are imported inside the command.
+like every other bad input. Heavy modules are imported inside the command (each such import
+of gradsight's says so).
 """
 
 from __future__ import annotations
@@ -14,7 +15,10 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from ._common import check_plot_option, command, parse_number, print_json
+from ..errors import InvalidValueError
+from ..io import atomic_path
+from ..present.plots import save_figure
+from ._common import check_plot_option, command, parse_floats, parse_number, print_json
 
 HEAD_ROWS, TAIL_ROWS = 15, 5
 VERDICT_STYLE = {"converged": "bold green", "diverged": "bold red", "oscillating": "bold yellow",
@@ -42,8 +46,6 @@ def _number(text: str | None, option: str, default: float | None) -> float | Non
 
 
 def _count(text: str, option: str) -> int:
-    from ..errors import InvalidValueError
-
     try:
         return int(text)
     except ValueError:
@@ -131,9 +133,7 @@ def _print_comparison(comparison: Any) -> None:
 def _descend(expression: str, x0: str | None, lr: str, optimizer: str, momentum: str | None,
              max_iter: str, tol: str, compare_lr: str | None, plot: Path | None,
              animate: Path | None, json_output: bool) -> None:
-    from ..calculus.descent import compare, minimize
-    from ..errors import InvalidValueError
-    from ._common import parse_floats
+    from ..calculus.descent import compare, minimize  # late: SymPy, not needed for --help
 
     if x0 is None:
         raise InvalidValueError("--x0 is required, e.g. --x0 8 (two variables: --x0=-1.5,2)")
@@ -163,8 +163,6 @@ def _descend(expression: str, x0: str | None, lr: str, optimizer: str, momentum:
 
 def _check_outputs(plot: Path | None, animate: Path | None, comparing: bool) -> None:
     """Reject output paths before any work: a wrong format, --animate with several runs."""
-    from ..errors import InvalidValueError
-
     check_plot_option(plot)
     if animate is not None and Path(animate).suffix.lower() != ".gif":
         raise InvalidValueError(f"--animate needs a .gif path, got {str(animate)!r}")
@@ -180,9 +178,7 @@ def _save_plots(result: Any, plot: Path | None, animate: Path | None) -> None:
         return
     from contextlib import ExitStack
 
-    from ..io import atomic_path
-    from ..present.plots import descent as figures
-    from ..present.plots import save_figure
+    from ..present.plots import descent as figures  # late: matplotlib, not needed for --help
 
     with ExitStack() as stack:
         plot_temp = None if plot is None else stack.enter_context(atomic_path(plot))

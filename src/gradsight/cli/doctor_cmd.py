@@ -6,31 +6,16 @@ The options describe the set-up exactly as ``gradsight train`` does; the work is
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
-from ._common import command, print_json, show_progress
+from ..errors import InvalidValueError, require_positive_int
+from ._common import DATA_HELP, command, parse_hidden, print_json, show_progress
 
-_DATA_HELP = ("moons, xor, circles, spirals, gauss, digits, or a PATH.csv (header row; the "
-              "target is the last column unless --target)")
 _LOSS_HELP = ("cross_entropy, bce_with_logits, quadratic or auto (cross_entropy for classes, "
               "quadratic for a numeric target)")
-
-
-def _hidden(text: str) -> list[int]:
-    from ..errors import InvalidValueError
-
-    cleaned = text.strip().lower()
-    if cleaned in ("", "0", "none"):
-        return []
-    sizes = []
-    for part in cleaned.replace("-", ",").split(","):
-        if not part.strip().isdigit() or int(part) < 1:
-            raise InvalidValueError(f"--hidden must be positive integers like '16,16', got "
-                                    f"{part.strip()!r} in {text!r}")
-        sizes.append(int(part))
-    return sizes
 
 
 def run_doctor(options: dict[str, Any]) -> Any:
@@ -39,22 +24,19 @@ def run_doctor(options: dict[str, Any]) -> Any:
     ``options`` are the command's parameters; an optional ``"runner"`` entry (a
     ``runner(config) -> RunOutcome``, e.g. a torch runner) replaces the engine runner.
     """
-    from ..diagnostics.fixes import DoctorSetup, doctor
-    from ..errors import InvalidValueError
+    from ..diagnostics.fixes import DoctorSetup, doctor  # late: NumPy, not needed for --help
 
     o = options
     for option in ("epochs", "batch_size", "limit"):
-        if o[option] < 1:
-            raise InvalidValueError(f"--{option.replace('_', '-')} must be an integer ≥ 1, "
-                                    f"got {o[option]}")
+        require_positive_int(f"--{option.replace('_', '-')}", o[option])
     setup = DoctorSetup(
-        data=o["data"], target=o["target"], hidden=_hidden(o["hidden"]),
+        data=o["data"], target=o["target"], hidden=parse_hidden(o["hidden"]),
         activation=o["activation"], init=o["init"], bias_init=o["bias_init"], loss=o["loss"],
         optimizer=o["optimizer"], lr=o["lr"], epochs=o["epochs"], batch_size=o["batch_size"],
         seed=o["seed"], test_size=o["test_size"], momentum=o.get("momentum"))
     candidates = list(o["try_changes"] or []) or None
     if o.get("factory"):  # the user's PyTorch model (torch imported only here)
-        from ..adapters.torch.runner import runner_from_spec
+        from ..adapters.torch.runner import runner_from_spec  # late: torch is optional
 
         o = {**o, "runner": runner_from_spec(o["factory"], o["data"], target=o["target"],
                                              test_size=o["test_size"])}
@@ -70,10 +52,6 @@ def run_doctor(options: dict[str, Any]) -> Any:
 
 def check_report_path(report: str | None) -> None:
     """Refuse a bad --report path before any training (nothing is written on error)."""
-    from pathlib import Path
-
-    from ..errors import InvalidValueError
-
     if report is None:
         return
     path = Path(report)
@@ -86,7 +64,11 @@ def check_report_path(report: str | None) -> None:
 def write_report(result: Any, path: str) -> None:
     """The original set-up's findings first, then the before/after table and the evidence:
     its hidden units (engine runs) and per-layer gradient flow."""
-    from ..present.report import build_report, write_html
+    from ..present.report import (  # late: matplotlib, not needed for --help
+        build_report,
+        hidden_units_section,
+        write_html,
+    )
 
     base = result.baseline.outcome
     sections: list[Any] = [{
@@ -98,8 +80,6 @@ def write_report(result: Any, path: str) -> None:
     trained = base.info.get("trained_model")
     if trained is not None and base.info.get("training_data") is not None:
         import numpy as np
-
-        from ..present.report import hidden_units_section
 
         X, y = base.info["training_data"]
         with np.errstate(all="ignore"):  # a diverged baseline: NaN is shown, not warned
@@ -135,7 +115,7 @@ def register(app: typer.Typer) -> None:
 
     @command(app, "doctor")
     def doctor_command(
-        data: str = typer.Option("moons", "--data", help=_DATA_HELP),
+        data: str = typer.Option("moons", "--data", help=DATA_HELP),
         target: str | None = typer.Option(None, "--target", help="target column of a CSV"),
         hidden: str = typer.Option("16,16", "--hidden", help="hidden layer widths, e.g. 16,16"),
         activation: str = typer.Option("relu", "--activation", help="hidden activation"),

@@ -1,7 +1,7 @@
 """CLI command ``gradsight explain`` (see gradsight.cli).
 
 Heavy libraries (NumPy, matplotlib, the engine) are imported inside the functions so that
-``gradsight --help`` stays fast.
+``gradsight --help`` stays fast; each such import says so.
 """
 
 from __future__ import annotations
@@ -11,15 +11,15 @@ from typing import Any
 
 import typer
 
-from ._common import command, fail, parse_floats, print_json
-from .train_cmds import check_output_paths, positive_int
+from ..errors import InvalidValueError, require_positive_int
+from ..present.plots import save_figure
+from ._common import check_output_paths, command, fail, parse_floats, print_json
 
 
 def run_explain(x: str | None, w: str | None, b: float | None, y: str | None, lr: float,
                 network: str | None, seed: int, activation: str) -> Any:
     """The walkthrough object for ``gradsight explain``'s options."""
-    from ..errors import InvalidValueError
-    from ..present import explain
+    from ..present import explain  # late: NumPy and the engine, not needed for --help
 
     xs = parse_floats(x, "--x") if x is not None else None
     ys = parse_floats(y, "--y") if y is not None else None
@@ -51,19 +51,18 @@ _TRUTH_INPUTS = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))  # train_neuron
 
 def run_train_neuron(table: str, epochs: int, lr: float, seed: int,
                      plot: Path | None) -> tuple[Any, dict[str, Any]]:
-    """``explain --train``: the seeds' neuron trained on a truth table, its JSON document,
+    """``explain --train``: the articles' neuron trained on a truth table, its JSON document,
     and the training curve written to ``plot``."""
-    from ..present.explain import train_neuron
+    from ..present.explain import train_neuron  # late: NumPy, not needed for --help
 
-    positive_int("--epochs", epochs)
+    require_positive_int("--epochs", epochs)
     check_output_paths(None, plot, None)
     trained = train_neuron(table, epochs=epochs, lr=lr, seed=seed)
     doc = {**trained.to_dict(), "inputs": [list(x) for x in _TRUTH_INPUTS],
            "targets": trained.targets.tolist(), "epochs_run": len(trained.losses),
            "plot": None if plot is None else str(plot)}
     if plot is not None:
-        from ..present.plots import save_figure
-        from ..present.plots.training import plot_history
+        from ..present.plots.training import plot_history  # late: matplotlib, not for --help
 
         rows = [{"epoch": i, "loss": loss, "accuracy": accuracy} for i, (loss, accuracy)
                 in enumerate(zip(trained.losses, trained.accuracies, strict=True))]
@@ -81,7 +80,7 @@ def _sampled_epochs(n: int, count: int = 12) -> list[int]:
 
 
 def _neuron_training_lines(trained: Any, doc: dict[str, Any]) -> list[str]:
-    from ..present.explain import fmt
+    from ..present.explain import fmt  # late: NumPy, not needed for --help
 
     name = trained.data.upper()
     out = [f"One sigmoid neuron ŷ = σ(w₁x₁ + w₂x₂ + b) learning {name}: "
@@ -120,8 +119,6 @@ def _neuron_training_lines(trained: Any, doc: dict[str, Any]) -> list[str]:
 def _explain_mode(o: dict[str, Any]) -> None:
     """Refuse options of the other mode: --train trains on a truth table's 4 inputs;
     --epochs and --plot only mean something with it."""
-    from ..errors import InvalidValueError
-
     if o["train"] is not None:
         given = [f"--{key}" for key in ("x", "w", "b", "y", "network", "activation")
                  if o[key] is not None]

@@ -1,4 +1,4 @@
-"""``gradsight tour``: run the seeds' whole story and write one self-contained page."""
+"""``gradsight tour``: run the articles' whole story and write one self-contained page."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Run the tour: σ′ = σ(1−σ), numeric derivatives, gradient descent, one neuron's
         chain rule, the vanishing gradient, neuron states and the doctor — into one page."""
-        from ..present.tour import run_tour
+        from ..present.tour import run_tour  # late: matplotlib and SymPy, not for --help
 
         result = run_tour(out, quick=quick, progress=show_progress(quiet))
         if as_json:

@@ -1,7 +1,7 @@
 """CLI command ``gradsight train`` (see gradsight.cli); ``explain`` is in explain_cmds.
 
 Heavy libraries (NumPy, matplotlib, the engine) are imported inside the functions so that
-``gradsight --help`` stays fast.
+``gradsight --help`` stays fast; each such import says so.
 """
 
 from __future__ import annotations
@@ -11,99 +11,37 @@ from typing import Any
 
 import typer
 
-from ._common import check_plot_option, command, print_json, show_progress
+from ..errors import InvalidValueError, require_positive_int
+from ..present.plots import save_figure
+from ._common import (
+    DATA_HELP,
+    check_output_paths,
+    command,
+    parse_hidden,
+    print_json,
+    show_progress,
+)
 
-_DATA_HELP = ("moons, xor, circles, spirals, gauss, digits, or a PATH.csv (header row; the "
-              "target is the last column unless --target)")
 _LOSS_HELP = ("cross_entropy (K logits), bce_with_logits (2 classes, 1 logit), quadratic "
               "(sigmoid outputs, one-hot targets; linear output for a numeric target) or auto "
               "(cross_entropy for classes, quadratic for a numeric target)")
 
 
 # ---- train: pieces ------------------------------------------------------------------------
-def positive_int(option: str, value: int) -> int:
-    from ..errors import InvalidValueError
-
-    if value < 1:
-        raise InvalidValueError(f"{option} must be an integer ≥ 1, got {value}")
-    return value
-
-
-def _parse_hidden(text: str) -> list[int]:
-    """``"16,16"`` → [16, 16]; ``""``, ``"0"`` or ``"none"`` → no hidden layer."""
-    from ..errors import InvalidValueError
-
-    cleaned = text.strip().lower()
-    if cleaned in ("", "0", "none"):
-        return []
-    sizes = []
-    for part in cleaned.replace("-", ",").split(","):
-        if not part.strip().isdigit() or int(part) < 1:
-            raise InvalidValueError(f"--hidden must be positive integers like '16,16', got "
-                                    f"{part.strip()!r} in {text!r}")
-        sizes.append(int(part))
-    return sizes
-
-
-def check_output_paths(save: Path | None, plot: Path | None, report: Path | None) -> None:
-    """Fail before training, not after it, when an output path cannot be written."""
-    from ..errors import InvalidValueError
-
-    if save is not None and save.suffix.lower() != ".npz":
-        raise InvalidValueError(f"--save must be a .npz path, got {str(save)!r}")
-    check_plot_option(plot)
-    if report is not None and report.suffix.lower() not in (".html", ".htm"):
-        raise InvalidValueError(f"--report must be an .html path, got {str(report)!r}")
-    for path in (save, plot, report):
-        if path is not None and path.is_dir():
-            raise InvalidValueError(f"{str(path)!r} is a directory, not a file path")
-
-
-def _resolve_loss(loss: str, n_classes: int | None) -> tuple[str, int | None, str | None]:
-    """(loss name, number of outputs or None for K, output activation) for the data."""
-    from ..engine import loss_names
-    from ..errors import InvalidValueError, UnknownNameError
-
-    name = loss.strip().lower()
-    if name == "auto":
-        name = "cross_entropy" if n_classes is not None else "quadratic"
-    if name not in loss_names():
-        raise UnknownNameError("loss", loss, [*loss_names(), "auto"])
-    if n_classes is None:
-        if name != "quadratic":
-            raise InvalidValueError(f"loss {name} needs class labels but the target is a "
-                                    f"continuous number; use --loss quadratic")
-        return name, 1, None
-    if name == "cross_entropy":
-        if n_classes < 2:
-            raise InvalidValueError("cross_entropy needs at least 2 classes in the data")
-        return name, n_classes, None
-    if name == "bce_with_logits":
-        if n_classes != 2:
-            raise InvalidValueError(f"bce_with_logits needs exactly 2 classes, the data has "
-                                    f"{n_classes}; use --loss cross_entropy")
-        return name, 1, None
-    return name, n_classes, "sigmoid"  # quadratic on one-hot targets, sigmoid outputs
-
-
 def _prepare_data(source: str, target: str | None, test_size: float, seed: int
                   ) -> tuple[Any, dict[str, Any], tuple[Any, ...]]:
     """Load, split (stratified) and standardise with the training statistics."""
-    from ..engine import data as gdata
-    from ..errors import InvalidValueError
+    from ..engine import data as gdata  # late: NumPy, not needed for --help
+    from ..engine.preprocess import MIN_SPLIT_SAMPLES, split_standardized  # late: NumPy
 
     if not 0 <= test_size < 1:
         raise InvalidValueError(f"--test-size must be in [0, 1), got {test_size}")
     dataset = gdata.load(source, target=target)
     X, y = dataset.X, dataset.y
     note = None
-    if test_size > 0 and dataset.n_samples >= 20:
-        X_train, X_test, y_train, y_test = gdata.train_test_split(X, y, test_size, seed)
-    else:
-        if test_size > 0:
-            note = f"only {dataset.n_samples} samples: trained on all, no test split"
-        X_train, X_test, y_train, y_test = X, None, y, None
-    X_train, X_test, mean, std = gdata.standardize(X_train, X_test)
+    if 0 < test_size and dataset.n_samples < MIN_SPLIT_SAMPLES:
+        note = f"only {dataset.n_samples} samples: trained on all, no test split"
+    X_train, X_test, y_train, y_test, mean, std = split_standardized(X, y, test_size, seed)
     info = {"data": dataset.name, "source": str(source), "target": dataset.target_name,
             "n_samples": dataset.n_samples, "n_features": dataset.n_features,
             "n_classes": dataset.n_classes, "classes": dataset.classes,
@@ -117,7 +55,7 @@ def _evaluate(model: Any, loss: Any, X: Any, y: Any) -> tuple[float | None, floa
     """(C, accuracy) of the final model on a whole split; (None, None) without the split."""
     import numpy as np
 
-    from ..engine.train import evaluate
+    from ..engine.train import evaluate  # late: NumPy, not needed for --help
 
     if X is None:
         return None, None
@@ -164,7 +102,10 @@ def _neuron_states(model: Any, loss: Any, X: Any, y: Any) -> dict[str, Any]:
     hidden layer, over all layers, and every unit's state with its evidence."""
     import numpy as np
 
-    from ..diagnostics.neurons import classify_neurons, state_counts
+    from ..diagnostics.neurons import (  # late: NumPy, not needed for --help
+        classify_neurons,
+        state_counts,
+    )
 
     with np.errstate(all="ignore"):  # a diverged run has NaN z: its units are saturated
         states = classify_neurons(model, X, y, loss=loss)
@@ -202,7 +143,7 @@ def _write_outputs(model: Any, history: Any, split: tuple[Any, ...], info: dict[
     """The model (with what a user needs to feed it: x′ = (x − mean)/std, class names), the
     figure and the HTML report."""
     if paths["save"] is not None:
-        from ..engine.serialize import save as save_model
+        from ..engine.serialize import save as save_model  # late: NumPy, not for --help
 
         keys = ("data", "source", "target", "feature_names", "mean", "std", "n_classes",
                 "classes")
@@ -210,8 +151,7 @@ def _write_outputs(model: Any, history: Any, split: tuple[Any, ...], info: dict[
                                                    **{key: info[key] for key in keys}})
     if paths["plot"] is None and paths["report"] is None:
         return
-    from ..present.plots import save_figure
-    from ..present.plots.training import plot_training
+    from ..present.plots.training import plot_training  # late: matplotlib, not for --help
 
     X_train, _, y_train, _ = split
     two_d = X_train.shape[1] == 2 and info["n_classes"] is not None
@@ -232,7 +172,7 @@ def _report_monitor(report: Path | None, built: dict[str, Any], n_train: int) ->
     long run so that the report's figures stay readable."""
     if report is None:
         return None
-    from ..diagnostics import Monitor
+    from ..diagnostics import Monitor  # late: NumPy, not needed for --help
 
     steps = built["epochs"] * -(-n_train // built["batch_size"])
     return Monitor(every=max(1, steps // _REPORT_STEPS))
@@ -244,8 +184,12 @@ def _write_report(path: Path, model: Any, history: Any, monitor: Any,
     units (derivative map, activation distributions) and the per-layer gradient flow."""
     import numpy as np
 
-    from ..diagnostics import diagnose
-    from ..present.report import build_report, hidden_units_section, write_html
+    from ..diagnostics import diagnose  # late: NumPy, not needed for --help
+    from ..present.report import (  # late: matplotlib, not needed for --help
+        build_report,
+        hidden_units_section,
+        write_html,
+    )
 
     X_train, _, y_train, _ = split
     config = result["config"]
@@ -291,11 +235,12 @@ def _verdict_text(result: dict[str, Any], hidden: bool = True) -> str:
 def _build(o: dict[str, Any], n_features: int, n_classes: int | None
            ) -> tuple[Any, Any, Any, dict[str, Any]]:
     """(model, loss, optimizer, their part of the config) from the options and data dims."""
-    from .. import engine as nn
-    from .. import optim
+    from .. import engine as nn  # late: NumPy, not needed for --help
+    from .. import optim  # late: NumPy, not needed for --help
+    from ..engine.losses import resolve_loss  # late: NumPy, not needed for --help
 
-    hidden = _parse_hidden(o["hidden"])
-    loss_name, n_out, output_activation = _resolve_loss(o["loss"], n_classes)
+    hidden = parse_hidden(o["hidden"])
+    loss_name, n_out, output_activation = resolve_loss(o["loss"], n_classes, "--loss")
     spec = "-".join(str(s) for s in (n_features, *hidden, n_out))
     model = nn.mlp(spec, activation=o["activation"], output_activation=output_activation,
                    init=o["init"], seed=o["seed"])
@@ -316,15 +261,14 @@ def _build(o: dict[str, Any], n_features: int, n_classes: int | None
 def run_train(options: dict[str, Any]) -> dict[str, Any]:
     """Everything ``gradsight train`` does, minus the printing; returns the JSON document
     (with ``neurons``, the hidden units' states, when ``options["neurons"]``)."""
-    from ..engine.train import fit
-    from ..errors import InvalidValueError
+    from ..engine.train import fit  # late: NumPy, not needed for --help
 
     o = options
     for option in ("epochs", "batch_size"):
-        positive_int(f"--{option.replace('_', '-')}", o[option])
+        require_positive_int(f"--{option.replace('_', '-')}", o[option])
     paths = {key: o.get(key) for key in ("save", "plot", "report")}
     check_output_paths(paths["save"], paths["plot"], paths["report"])
-    if not _parse_hidden(o["hidden"]) and o.get("neurons"):  # fail before loading data
+    if not parse_hidden(o["hidden"]) and o.get("neurons"):  # fail before loading data
         raise InvalidValueError("--neurons classifies hidden units, but --hidden gives no "
                                 "hidden layer; use e.g. --hidden 16,16")
     dataset, info, split = _prepare_data(o["data"], o["target"], o["test_size"], o["seed"])
@@ -357,7 +301,7 @@ def register(app: typer.Typer) -> None:
 
     @command(app, "train")
     def train(
-        data: str = typer.Option("moons", "--data", help=_DATA_HELP),
+        data: str = typer.Option("moons", "--data", help=DATA_HELP),
         target: str | None = typer.Option(None, "--target", help="target column of a CSV"),
         hidden: str = typer.Option("16,16", "--hidden", help="hidden layer widths, e.g. 16,16"),
         activation: str = typer.Option("relu", "--activation", help="hidden activation"),

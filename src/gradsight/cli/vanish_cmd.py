@@ -7,12 +7,12 @@ from typing import Any
 
 import typer
 
+from ..errors import InvalidValueError
+from ..present.plots import save_figure
 from ._common import command, print_json, show_progress
 
 
 def _parse_ints(text: str, option: str) -> list[int]:
-    from ..errors import InvalidValueError
-
     parts = [p.strip() for p in text.split(",")]
     try:
         values = [int(p) for p in parts]
@@ -26,8 +26,6 @@ def _parse_ints(text: str, option: str) -> list[int]:
 
 
 def _names(text: str, option: str) -> list[str]:
-    from ..errors import InvalidValueError
-
     names = [p.strip() for p in text.split(",") if p.strip()]
     if not names:
         raise InvalidValueError(f"{option} must list at least one name, got {text!r}")
@@ -129,7 +127,7 @@ def _print_trajectory(result: Any) -> None:
 
 
 def _figures(result: Any, mode: str) -> dict[str, Any]:
-    from ..present.plots.diagnostics import (
+    from ..present.plots.diagnostics import (  # late: matplotlib, not needed for --help
         plot_activation_trajectory,
         plot_sigmoid_bound,
         plot_speeds_over_training,
@@ -152,13 +150,15 @@ def _figures(result: Any, mode: str) -> dict[str, Any]:
 
 def _write_outputs(result: Any, mode: str, plot: str | None, report: str | None) -> list[str]:
     """Write the figures into ``plot`` and/or a report (.html page or .json); the paths."""
-    from ..present.plots import save_figure
-
     figures = _figures(result, mode) if plot is not None or report is not None else {}
     paths = [str(save_figure(fig, Path(plot) / f"{name}.png"))
              for name, fig in figures.items()] if plot is not None else []
     if report is not None:
-        from ..present.report import build_report, write_html, write_json
+        from ..present.report import (  # late: matplotlib, not needed for --help
+            build_report,
+            write_html,
+            write_json,
+        )
 
         title = {"sweep": "Vanishing-gradient sweep", "glorot": "Activations over training "
                  "(Glorot & Bengio)"}.get(mode, "Speed of learning per layer (Nielsen, ch. 5)")
@@ -171,7 +171,7 @@ def _write_outputs(result: Any, mode: str, plot: str | None, report: str | None)
 def _compute(mode: str, options: dict[str, Any], lists: dict[str, str], quiet: bool) -> Any:
     """Run the experiment of ``mode`` with the options given on the command line (the others
     keep the experiment's defaults)."""
-    from ..lab import vanishing as experiments
+    from ..lab import vanishing as experiments  # late: NumPy, not needed for --help
 
     if "hidden" in options:
         options["hidden"] = _parse_ints(options["hidden"], "--hidden")
@@ -234,8 +234,6 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Measure how fast each hidden layer learns (Nielsen, ch. 5), sweep depth ×
         activation × initialiser, or follow activations over training (Glorot & Bengio)."""
-        from ..errors import InvalidValueError
-
         if run_sweep and glorot:
             raise InvalidValueError("choose one of --sweep and --glorot")
         if report is not None and Path(report).suffix.lower() not in {".html", ".json"}:

@@ -7,13 +7,13 @@ findings call for it, Adam, and combinations — for the same number of epochs o
 data split with the same seed, then ranks them by the held-out loss (then accuracy, then how
 close the last/first hidden-layer gradient ratio is to 1).
 
-Training goes through a *runner*, ``runner(config) -> RunOutcome``, so the same ranking
-serves the NumPy engine (:func:`engine_runner`, the default) and PyTorch models (the torch
-adapter supplies its runner). ``config`` has the keys activation, init, bias_init, loss,
-optimizer, lr, epochs, batch_size, hidden, seed (and momentum when the set-up gives one) and
-``eval_loss``: the cost in which the
-held-out ``loss`` must be reported (the baseline's), so that a candidate trained with
-another cost is still compared in the same units.
+Training goes through a *runner*, ``runner(config) -> RunOutcome`` (the contract is in
+:mod:`.runner`), so the same ranking serves the NumPy engine (:func:`engine_runner`, the
+default) and PyTorch models (the torch adapter supplies its runner). ``config`` has the
+keys activation, init, bias_init, loss, optimizer, lr, epochs, batch_size, hidden, seed (and
+momentum when the set-up gives one) and ``eval_loss``: the cost in which the held-out
+``loss`` must be reported (the baseline's), so that a candidate trained with another cost is
+still compared in the same units.
 """
 
 from __future__ import annotations
@@ -21,13 +21,15 @@ from __future__ import annotations
 import html
 import math
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from typing import Any
 
 from ..errors import InvalidValueError
 from ..io import jsonable
+from .numpy_runner import EngineRunner
+from .runner import Runner, RunOutcome
 
-__all__ = ["DoctorSetup", "RunOutcome", "CandidateResult", "DoctorResult", "doctor",
+__all__ = ["DoctorSetup", "RunOutcome", "Runner", "CandidateResult", "DoctorResult", "doctor",
            "engine_runner", "propose_candidates", "parse_change"]
 
 CONFIG_KEYS = ("activation", "init", "bias_init", "loss", "optimizer", "lr", "epochs",
@@ -87,26 +89,6 @@ class DoctorSetup:
                 "loss": self.loss, "optimizer": self.optimizer, "lr": float(self.lr),
                 "epochs": int(self.epochs), "batch_size": int(self.batch_size),
                 "hidden": [int(h) for h in self.hidden], "seed": int(self.seed), **extra}
-
-
-@dataclass
-class RunOutcome:
-    """What a runner reports about one training run.
-
-    loss : held-out cost (in ``config["eval_loss"]``); accuracy : held-out accuracy or None.
-    gradient_ratio : ‖∂C/∂b‖ of the last hidden layer / of the first, after training
-        (≫ 1: vanishing toward the input; None with fewer than two hidden layers).
-    findings : the run's :class:`~gradsight.diagnostics.Findings`; history : the fit
-        History; layer_history : the monitored LayerStats; info : anything else.
-    """
-
-    loss: float
-    accuracy: float | None
-    gradient_ratio: float | None
-    findings: Any = field(default_factory=list)
-    history: Any = None
-    layer_history: Any = None
-    info: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass
@@ -334,9 +316,6 @@ def _pct(value: Any) -> str:
 
 
 # ---- the doctor ----------------------------------------------------------------------------
-Runner = Callable[[dict[str, Any]], RunOutcome]
-
-
 def _checked_setup(setup: DoctorSetup | dict[str, Any], epochs: int | None, seed: int | None,
                    engine: bool) -> DoctorSetup:
     """The set-up with the overrides applied; its momentum checked, and hidden layers
@@ -402,8 +381,6 @@ def doctor(setup: DoctorSetup | dict[str, Any], candidates: Iterable[Any] | None
 
 def engine_runner(dataset: Any, *, target: str | None = None, test_size: float = 0.2,
                   monitor_every: int = 1, dtype: str = "float64") -> Runner:
-    """A runner that trains gradsight's NumPy engine on ``dataset`` (see :mod:`._engine`)."""
-    from .engine_runner import EngineRunner
-
+    """A runner that trains gradsight's NumPy engine on ``dataset`` (see :mod:`.numpy_runner`)."""
     return EngineRunner(dataset, target=target, test_size=test_size,
                         monitor_every=monitor_every, dtype=dtype)

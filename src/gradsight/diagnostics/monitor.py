@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from ..engine.callbacks import Callback
-from ..errors import InvalidValueError
+from ..errors import require_positive_int
 from .arrays import (
     Known,
     Work,
@@ -104,9 +104,7 @@ class Monitor(Callback):
     read_only = True  # it changes neither weights nor gradients
 
     def __init__(self, every: int = 1) -> None:
-        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
-            raise InvalidValueError(f"every must be an integer ≥ 1, got {every!r}")
-        self.every = int(every)
+        self.every = require_positive_int("every", every)
         self.history: list[LayerStats] = []
         self.losses: list[tuple[int, float]] = []
         self._work: dict[int, Work] = {}

@@ -17,25 +17,42 @@ sample never changes again — ``dead``.
 :func:`classify_neurons` labels every hidden unit with these states and the numbers behind
 each label; :func:`neuron_derivative_map` returns the units × samples matrix of f′(z) for the
 "learning ability" picture.
+
+The labelling itself does not depend on where z and f′(z) come from. A backend counts, per
+hidden unit, the samples where it is active (f′(z) ≥ saturation · max f′), where z > 0, the
+sums of f′(z) and z and the right answers among its saturated samples — a
+:class:`UnitCounts`, built chunk by chunk with :meth:`UnitCounts.add` — and
+:func:`layer_states` turns those counts into states by the :class:`StateRules`. The NumPy
+engine's path below does this, and so does the PyTorch adapter with its own forward hooks.
+
+Models of other libraries reach :func:`classify_neurons` through a *backend registry*, so
+that this module, which sits below the adapters, never imports them: an adapter calls
+:func:`register_backend` when it is imported (the PyTorch adapter registers
+``classify_neurons_torch`` for any ``torch.nn.Module``), and :func:`classify_neurons` hands a
+model that a registered backend accepts to it. ``gradsight.classify_neurons`` is this
+function reached through :mod:`gradsight.adapters`, which loads every adapter first, so it
+takes a torch model without further ado; here, a model that is neither an engine model nor
+accepted by a loaded backend raises an error that says so.
 """
 
 from __future__ import annotations
 
 import math
-import sys
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..errors import DataError, GradsightError, InvalidValueError, ShapeError
+from ..engine import loss as get_loss
+from ..errors import DataError, GradsightError, InvalidValueError, ShapeError, require_positive_int
 from ..io import jsonable
 
-__all__ = ["NeuronState", "NeuronStates", "classify_neurons", "neuron_derivative_map",
-           "hidden_layers", "STATES"]
+__all__ = ["NeuronState", "NeuronStates", "StateRules", "UnitCounts", "classify_neurons",
+           "neuron_derivative_map", "hidden_layers", "layer_states", "class_labels",
+           "register_backend", "state_counts", "STATES"]
 
 #: the labels :func:`classify_neurons` gives, in the order they are tested
 STATES = ("dead", "saturated-wrong", "saturated-right", "saturated", "learning", "quiet")
@@ -118,6 +135,106 @@ def _check_fraction(name: str, value: float, *, open_low: bool = True) -> float:
     return number
 
 
+@dataclass(frozen=True)
+class StateRules:
+    """The thresholds that turn a unit's counts into a state (see :func:`classify_neurons`),
+    checked on creation.
+
+    saturation : a sample is *active* for a unit when f′(z) ≥ saturation · max f′, else
+        saturated; in (0, 1].
+    near_all : saturated on at least this share of the samples → a saturated state; in (0, 1].
+    learning_share : active on at least this share → ``learning``; in (0, 1].
+    right_share : accuracy on the saturated samples from which a saturated unit is
+        ``saturated-right`` rather than ``saturated-wrong``; in [0, 1].
+    """
+
+    saturation: float = 0.01
+    near_all: float = 0.95
+    learning_share: float = 0.05
+    right_share: float = 0.5
+
+    def __post_init__(self) -> None:
+        for name in ("saturation", "near_all", "learning_share", "right_share"):
+            value = _check_fraction(name, getattr(self, name), open_low=name != "right_share")
+            object.__setattr__(self, name, value)
+
+    def state(self, relu_family: bool, positive: float, active: float,
+              accuracy: float | None) -> str:
+        """The state of a unit active on the share ``active`` of the samples, with z > 0 on
+        ``positive`` of them and the network right on ``accuracy`` of its saturated samples
+        (None: no saturated sample, or the target is not a class)."""
+        if relu_family and positive == 0.0:
+            return "dead"
+        if 1.0 - active >= self.near_all:
+            if accuracy is None:
+                return "saturated"
+            return "saturated-right" if accuracy >= self.right_share else "saturated-wrong"
+        if active >= self.learning_share:
+            return "learning"
+        return "quiet"
+
+
+@dataclass
+class UnitCounts:
+    """Per-unit counts of one hidden layer over the samples seen: all that :func:`layer_states`
+    needs, so a backend keeps these and never a samples × units map.
+
+    samples : the number of samples counted (for a conv channel: samples × positions).
+    active : per unit, the samples where f′(z) ≥ the saturation bound (the unit can learn).
+    positive : the samples where z > 0.  derivative_sum, z_sum : Σ f′(z) and Σ z.
+    saturated_right : the samples, among those where the unit is saturated, that the network
+        got right; None when the target is not a class.
+    """
+
+    samples: int
+    active: np.ndarray
+    positive: np.ndarray
+    derivative_sum: np.ndarray
+    z_sum: np.ndarray
+    saturated_right: np.ndarray | None = None
+
+    @classmethod
+    def zeros(cls, units: int, labelled: bool) -> UnitCounts:
+        return cls(0, np.zeros(units), np.zeros(units), np.zeros(units), np.zeros(units),
+                   np.zeros(units) if labelled else None)
+
+    def add(self, z: np.ndarray, derivative: np.ndarray, bound: float,
+            right: np.ndarray | None = None) -> None:
+        """Count a chunk: z and f′(z) are samples × units; ``bound`` is saturation · max f′;
+        ``right`` holds 1.0 where the network's answer on the sample is right, else 0.0."""
+        active = derivative >= bound
+        self.samples += z.shape[0]
+        self.active += active.sum(axis=0)
+        self.positive += (z > 0).sum(axis=0)
+        self.derivative_sum += derivative.sum(axis=0)
+        self.z_sum += z.sum(axis=0)
+        if right is not None and self.saturated_right is not None:
+            self.saturated_right += right @ ~active
+
+
+def layer_states(layer: str, hidden: int, activation: str, counts: UnitCounts, *,
+                 relu_family: bool, rules: StateRules) -> list[NeuronState]:
+    """The :class:`NeuronState` of every unit of one hidden layer from its counts.
+
+    layer, hidden, activation : the layer's name, hidden-layer number and activation name,
+        copied into every record; ``relu_family`` : whether a unit off on every sample is
+        ``dead`` (relu′ = 0 for z ≤ 0).
+    """
+    n = counts.samples
+    states = []
+    for unit in range(counts.active.shape[0]):
+        active = float(counts.active[unit]) / n
+        saturated_count = n - float(counts.active[unit])
+        accuracy = (float(counts.saturated_right[unit]) / saturated_count
+                    if counts.saturated_right is not None and saturated_count > 0 else None)
+        positive = float(counts.positive[unit]) / n
+        states.append(NeuronState(
+            layer, hidden, unit, rules.state(relu_family, positive, active, accuracy),
+            activation, active, 1.0 - active, positive, float(counts.derivative_sum[unit]) / n,
+            float(counts.z_sum[unit]) / n, accuracy))
+    return states
+
+
 def hidden_layers(model: Any) -> list[int]:
     """Positions of the hidden activation layers (those followed by another weight layer).
 
@@ -189,8 +306,9 @@ def neuron_derivative_map(model: Any, X: ArrayLike, *, chunk_size: int = 2048
     return {model.layers[i].name: np.concatenate(parts[i], axis=1) for i in hidden}
 
 
-def _labels(y: ArrayLike, n: int) -> np.ndarray | None:
-    """Integer class labels of y (labels, one-hot or a 0/1 column); None for a regression."""
+def class_labels(y: ArrayLike, n: int) -> np.ndarray | None:
+    """Integer class labels of the n targets y (labels, one-hot or a 0/1 column); None for a
+    regression target."""
     y = np.asarray(y)
     if y.shape[0] != n:
         raise ShapeError(f"y has {y.shape[0]} rows, X has {n}")
@@ -210,13 +328,11 @@ def _labels(y: ArrayLike, n: int) -> np.ndarray | None:
 def _targets(model: Any, y: ArrayLike, n: int, loss: Any) -> tuple[Any, np.ndarray | None]:
     """(the Loss or None, integer class labels or None for a regression target)."""
     if loss is None:
-        return None, _labels(y, n)
-    from ..engine import loss as get_loss
-
+        return None, class_labels(y, n)
     cost = get_loss(loss)
     n_outputs = model.dense_layers[-1].n_out if hasattr(model, "dense_layers") else None
     if n_outputs is None:
-        return None, _labels(y, n)
+        return None, class_labels(y, n)
     target = cost.prepare_target(y, (n, n_outputs), np.float64)
     return cost, cost.labels(target)
 
@@ -239,24 +355,10 @@ def _predictions(model: Any, output: np.ndarray) -> np.ndarray:
     return (column > 0.0).astype(np.int64)
 
 
-@dataclass
-class _Tally:
-    """Per-unit counts accumulated over the chunks of X."""
-
-    active: np.ndarray
-    positive: np.ndarray
-    derivative_sum: np.ndarray
-    z_sum: np.ndarray
-    saturated_right: np.ndarray
-
-    @classmethod
-    def zeros(cls, units: int) -> _Tally:
-        return cls(*(np.zeros(units) for _ in range(5)))
-
-
 def _tally(model: Any, X: np.ndarray, labels: np.ndarray | None, cost: Any, hidden: list[int],
-           saturation: float, chunk_size: int) -> dict[int, _Tally]:
-    tallies: dict[int, _Tally] = {}
+           saturation: float, chunk_size: int) -> dict[int, UnitCounts]:
+    """The counts of every hidden layer over X, one forward pass per chunk of rows."""
+    tallies: dict[int, UnitCounts] = {}
     for rows in _chunks(X.shape[0], chunk_size):
         kept, output = _forward(model, X[rows], set(hidden))
         right = None
@@ -267,16 +369,32 @@ def _tally(model: Any, X: np.ndarray, labels: np.ndarray | None, cost: Any, hidd
         for i in hidden:
             z = kept[i].astype(np.float64)
             act = model.layers[i].activation
-            derivative = act.derivative(z)
-            active = derivative >= saturation * act.max_derivative[0]
-            t = tallies.setdefault(i, _Tally.zeros(z.shape[1]))
-            t.active += active.sum(axis=0)
-            t.positive += (z > 0).sum(axis=0)
-            t.derivative_sum += derivative.sum(axis=0)
-            t.z_sum += z.sum(axis=0)
-            if right is not None:
-                t.saturated_right += right @ ~active
+            counts = tallies.setdefault(i, UnitCounts.zeros(z.shape[1], labels is not None))
+            counts.add(z, act.derivative(z), saturation * act.max_derivative[0], right)
     return tallies
+
+
+#: a backend's ``classify(model, X, y, *, saturation, near_all, learning_share, right_share,
+#: chunk_size) -> NeuronStates``
+NeuronClassifier = Callable[..., NeuronStates]
+_BACKENDS: dict[str, tuple[Callable[[Any], bool], NeuronClassifier]] = {}
+
+
+def register_backend(name: str, accepts: Callable[[Any], bool],
+                     classify: NeuronClassifier) -> None:
+    """Let :func:`classify_neurons` hand every model for which ``accepts(model)`` is true to
+    ``classify`` (called with the model, X, y and the keyword options ``saturation``,
+    ``near_all``, ``learning_share``, ``right_share`` and ``chunk_size``).
+
+    An adapter calls this when it is imported; registering a ``name`` again replaces it.
+    ``accepts`` must be cheap and must not import the adapter's library (a torch model can
+    exist only once torch is imported).
+    """
+    _BACKENDS[name] = (accepts, classify)
+
+
+def _backend(model: Any) -> NeuronClassifier | None:
+    return next((classify for accepts, classify in _BACKENDS.values() if accepts(model)), None)
 
 
 def classify_neurons(model: Any, X: ArrayLike, y: ArrayLike, *, saturation: float = 0.01,
@@ -311,56 +429,33 @@ def classify_neurons(model: Any, X: ArrayLike, y: ArrayLike, *, saturation: floa
     labels (n,), one-hot rows (n, K) or a 0/1 column, and the prediction is the argmax of
     K outputs or, for one output, above the middle of the output activation's range (0
     for logits). A target that is not a class makes the saturated states plain ``saturated``.
-    """
-    torch = sys.modules.get("torch")  # a torch model implies torch is already imported
-    if torch is not None and isinstance(model, torch.nn.Module):
-        from ..adapters.torch import classify_neurons_torch
 
-        return classify_neurons_torch(
-            model, X, y, saturation=saturation, near_all=near_all,
-            learning_share=learning_share, right_share=right_share, chunk_size=chunk_size,
-        )
-    saturation = _check_fraction("saturation", saturation)
-    near_all = _check_fraction("near_all", near_all)
-    learning_share = _check_fraction("learning_share", learning_share)
-    right_share = _check_fraction("right_share", right_share, open_low=False)
-    if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-        raise InvalidValueError(f"chunk_size must be an integer ≥ 1, got {chunk_size!r}")
+    A model of another library goes to the backend its adapter registered (PyTorch:
+    ``classify_neurons_torch``, which ignores ``loss``); see the module docstring.
+    """
+    backend = _backend(model)
+    if backend is not None:
+        return backend(model, X, y, saturation=saturation, near_all=near_all,
+                       learning_share=learning_share, right_share=right_share,
+                       chunk_size=chunk_size)
+    rules = StateRules(saturation, near_all, learning_share, right_share)
+    chunk_size = require_positive_int("chunk_size", chunk_size)
+    if not hasattr(model, "layers"):
+        kind = f"{type(model).__module__}.{type(model).__qualname__}"
+        raise GradsightError(
+            f"classify_neurons takes a gradsight engine model (with .layers), got {kind}, and "
+            f"no adapter for it is loaded: call gradsight.classify_neurons, which loads the "
+            f"adapters (PyTorch: gradsight.torch_adapter.classify_neurons_torch)")
     hidden = hidden_layers(model)
     X = _inputs(model, X)
     cost, labels = _targets(model, y, X.shape[0], loss)
-    tallies = _tally(model, X, labels, cost, hidden, saturation, chunk_size)
-    n = X.shape[0]
+    tallies = _tally(model, X, labels, cost, hidden, rules.saturation, chunk_size)
     states = NeuronStates()
     for number, i in enumerate(hidden):
-        act, t = model.layers[i].activation, tallies[i]
-        for unit in range(t.active.shape[0]):
-            active = float(t.active[unit]) / n
-            saturated_count = n - float(t.active[unit])
-            accuracy = (float(t.saturated_right[unit]) / saturated_count
-                        if labels is not None and saturated_count > 0 else None)
-            positive = float(t.positive[unit]) / n
-            state = _state(act, positive, active, accuracy, labels is not None,
-                           near_all, learning_share, right_share)
-            states.append(NeuronState(
-                model.layers[i].name, number, unit, state, act.name, active, 1.0 - active,
-                positive, float(t.derivative_sum[unit]) / n, float(t.z_sum[unit]) / n,
-                accuracy))
+        layer = model.layers[i]
+        states += layer_states(layer.name, number, layer.activation.name, tallies[i],
+                               relu_family=layer.activation.relu_family, rules=rules)
     return states
-
-
-def _state(act: Any, positive: float, active: float, accuracy: float | None,
-           has_labels: bool, near_all: float, learning_share: float,
-           right_share: float) -> str:
-    if act.relu_family and positive == 0.0:
-        return "dead"
-    if 1.0 - active >= near_all:
-        if not has_labels or accuracy is None:
-            return "saturated"
-        return "saturated-right" if accuracy >= right_share else "saturated-wrong"
-    if active >= learning_share:
-        return "learning"
-    return "quiet"
 
 
 def state_counts(states: list[NeuronState]) -> dict[str, int]:

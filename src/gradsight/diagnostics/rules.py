@@ -14,8 +14,11 @@ from typing import Any
 
 import numpy as np
 
-from .monitor import LayerHistory, require_history
-from .verdict import Finding, Thresholds
+from ..errors import GradsightError, InvalidValueError
+from .findings import Finding, Thresholds
+from .history import LayerHistory, require_history
+from .neurons import classify_neurons, hidden_layers, state_counts
+from .speed import speed_ratio
 
 # (fix text, configuration change for doctor) — the change is {} when doctor cannot try it
 Fix = tuple[str, dict[str, Any]]
@@ -76,9 +79,6 @@ class Context:
     def neuron_states(self) -> Any:
         """classify_neurons on the training data (once), or None without model and data."""
         if self._states is None and self.model is not None and self.data is not None:
-            from ..errors import GradsightError
-            from .neurons import classify_neurons, hidden_layers
-
             try:
                 hidden_layers(self.model)
             except GradsightError:
@@ -122,8 +122,6 @@ def _pair(data: Any) -> tuple[Any, Any]:
         return data[0], data[1]
     if hasattr(data, "X") and hasattr(data, "y"):
         return data.X, data.y
-    from ..errors import InvalidValueError
-
     raise InvalidValueError(f"data must be an (X, y) pair or a Dataset, got "
                             f"{type(data).__name__}")
 
@@ -190,11 +188,7 @@ def _hidden_ratio(ctx: Context) -> tuple[np.ndarray, dict[str, float], str] | No
     name = "grad_b_norm"
     if np.all(np.isnan(ctx.values(name, first))):
         name = "grad_W_norm"
-    low, high = ctx.values(name, first), ctx.values(name, last)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        ratio = np.where(low > 0, high / np.where(low > 0, low, 1.0),
-                         np.where(high > 0, np.inf, np.nan))
-    ratio[~np.isfinite(low) | ~np.isfinite(high)] = np.nan
+    ratio = speed_ratio(ctx.values(name, first), ctx.values(name, last))
     speeds = {layer: _median(ctx.values(name, layer)) for layer in ctx.hidden_params}
     return ratio, speeds, name
 
@@ -346,8 +340,6 @@ def neuron_states(ctx: Context) -> list[Finding]:
     states = ctx.neuron_states()
     if states is None:
         return []
-    from .neurons import state_counts
-
     counts = state_counts(states)
     wrong = states.of_state("saturated-wrong")
     share = len(wrong) / max(len(states), 1)

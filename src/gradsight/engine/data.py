@@ -32,7 +32,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from ..errors import DataError, InvalidValueError, ShapeError, UnknownNameError
+from ..errors import (
+    DataError,
+    InvalidValueError,
+    ShapeError,
+    UnknownNameError,
+    require_positive_int,
+)
 from .preprocess import Standardized, standardize, train_test_split
 
 __all__ = [
@@ -110,12 +116,6 @@ def _check_labels(y: np.ndarray, n_classes: int | None, name: str) -> np.ndarray
     return labels
 
 
-def _check_count(name: str, value: int, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-    return int(value)
-
-
 def _check_noise(noise: float, strictly_positive: bool = False) -> float:
     try:
         value = float(noise)
@@ -146,7 +146,7 @@ def xor(n: int | None = None, noise: float = 0.0, seed: int = 0) -> Dataset:
     if n is None:
         corners = np.arange(4)
     else:
-        corners = rng.integers(0, 4, size=_check_count("n", n))
+        corners = rng.integers(0, 4, size=require_positive_int("n", n))
     X = _XOR_X[corners] + (rng.normal(0.0, noise, (len(corners), 2)) if noise else 0.0)
     return Dataset(X, _XOR_Y[corners], "xor", 2)
 
@@ -155,7 +155,7 @@ def circles(n: int = 200, noise: float = 0.1, factor: float = 0.5, seed: int = 0
     """Two concentric rings, the inner one ``factor`` times the outer (``make_circles``)."""
     from sklearn.datasets import make_circles
 
-    n = _check_count("n", n, 2)
+    n = require_positive_int("n", n, 2)
     if not (isinstance(factor, (int, float)) and 0 < factor < 1):
         raise InvalidValueError(f"factor must be between 0 and 1 (exclusive), got {factor!r}")
     X, y = make_circles(n_samples=n, noise=_check_noise(noise) or None, factor=factor,
@@ -167,7 +167,7 @@ def moons(n: int = 200, noise: float = 0.1, seed: int = 0) -> Dataset:
     """Two interleaving half circles (scikit-learn ``make_moons``)."""
     from sklearn.datasets import make_moons
 
-    n = _check_count("n", n, 2)
+    n = require_positive_int("n", n, 2)
     X, y = make_moons(n_samples=n, noise=_check_noise(noise) or None, random_state=seed)
     return Dataset(X, y, "moons", 2)
 
@@ -180,8 +180,8 @@ def spirals(n: int = 300, classes: int = 3, noise: float = 0.2, seed: int = 0) -
     >>> ds.X.shape, ds.y.tolist()
     ((7, 2), [0, 0, 0, 1, 1, 2, 2])
     """
-    classes = _check_count("classes", classes, 2)
-    n = _check_count("n", n, classes)
+    classes = require_positive_int("classes", classes, 2)
+    n = require_positive_int("n", n, classes)
     noise = _check_noise(noise)
     rng = np.random.default_rng(seed)
     sizes = [n // classes + (1 if k < n % classes else 0) for k in range(classes)]
@@ -198,8 +198,8 @@ def gauss(n: int = 200, classes: int = 2, noise: float = 1.0, seed: int = 0) -> 
     """``classes`` Gaussian clusters with standard deviation ``noise`` (``make_blobs``)."""
     from sklearn.datasets import make_blobs
 
-    classes = _check_count("classes", classes, 2)
-    n = _check_count("n", n, classes)
+    classes = require_positive_int("classes", classes, 2)
+    n = require_positive_int("n", n, classes)
     X, y = make_blobs(n_samples=n, centers=classes, n_features=2,
                       cluster_std=_check_noise(noise, strictly_positive=True), random_state=seed)
     return Dataset(X, y, "gauss", classes)

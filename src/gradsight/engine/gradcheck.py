@@ -43,7 +43,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from ..errors import DataError, InvalidValueError, require_positive
+from ..errors import DataError, require_positive, require_positive_int
 from .losses import Loss
 from .losses import loss as _get_loss
 from .model import Sequential
@@ -230,8 +230,7 @@ def gradcheck(
     error over the checked entries. The model itself is not changed.
     """
     h = require_positive("h", h)
-    if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 1:
-        raise InvalidValueError(f"max_entries must be an integer ≥ 1, got {max_entries!r}")
+    max_entries = require_positive_int("max_entries", max_entries)
     cost = _get_loss(loss)
     work = model.copy(dtype="float64")
     X64 = work.check_input(X)

@@ -295,7 +295,8 @@ def loss(name: str | Loss) -> Loss:
     return _LOSSES[key]()
 
 
-def resolve_loss(name: str, n_classes: int | None) -> tuple[str, int, str | None]:
+def resolve_loss(name: str, n_classes: int | None,
+                 option: str | None = None) -> tuple[str, int, str | None]:
     """(loss name, number of outputs, output activation) of an MLP trained with the loss
     ``name`` on ``n_classes`` = K classes, or on a numeric target when it is None.
 
@@ -304,9 +305,16 @@ def resolve_loss(name: str, n_classes: int | None) -> tuple[str, int, str | None
     quadratic cost on classes has one sigmoid output per class (one-hot targets), on a number
     one linear output. ``"auto"`` is cross_entropy for classes, quadratic for a number.
 
+    A mismatch is a one-line error whose hint names the loss to use, as ``option`` would
+    set it when given (``"--loss"``: "use --loss quadratic").
+
     >>> resolve_loss("auto", 3), resolve_loss("quadratic", 2), resolve_loss("quadratic", None)
     (('cross_entropy', 3, None), ('quadratic', 2, 'sigmoid'), ('quadratic', 1, None))
     """
+
+    def use(loss: str) -> str:
+        return f"use {option} {loss}" if option else f"use the {loss} loss"
+
     key = str(name).strip().lower()
     if key == "auto":
         key = "cross_entropy" if n_classes is not None else "quadratic"
@@ -315,7 +323,7 @@ def resolve_loss(name: str, n_classes: int | None) -> tuple[str, int, str | None
     if n_classes is None:
         if key != "quadratic":
             raise InvalidValueError(f"loss {key} needs class labels but the target is a "
-                                    f"continuous number; use the quadratic loss")
+                                    f"continuous number; {use('quadratic')}")
         return key, 1, None
     if key == "cross_entropy":
         if n_classes < 2:
@@ -324,6 +332,6 @@ def resolve_loss(name: str, n_classes: int | None) -> tuple[str, int, str | None
     if key == "bce_with_logits":
         if n_classes != 2:
             raise InvalidValueError(f"bce_with_logits needs exactly 2 classes, the data has "
-                                    f"{n_classes}; use cross_entropy")
+                                    f"{n_classes}; {use('cross_entropy')}")
         return key, 1, None
     return key, n_classes, "sigmoid"

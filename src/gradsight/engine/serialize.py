@@ -30,8 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..errors import DataError, GradsightError, InvalidValueError
-from ..io import atomic_path
+from ..io import atomic_path, jsonable
 from .layers import Dense
 from .model import Sequential
 
@@ -50,9 +51,6 @@ def save(
 ) -> Path:
     """Write ``model`` (architecture, dtype, weights, optional JSON-able ``metadata``) to
     ``path`` atomically; return the path."""
-    from .. import __version__
-    from ..io import jsonable
-
     if not isinstance(model, Sequential):
         raise InvalidValueError(
             f"can only save a gradsight Sequential, got {type(model).__name__}"

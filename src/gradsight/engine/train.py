@@ -42,7 +42,7 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from .. import optim as _optim
-from ..errors import DataError, InvalidValueError, ShapeError
+from ..errors import DataError, InvalidValueError, ShapeError, require_positive_int
 from .callbacks import Callback, History, TrainContext, has_hooks, squared_norm
 from .fast.step import FastStep
 from .loop import Run
@@ -77,12 +77,6 @@ def _check_data(
     except (DataError, ShapeError, InvalidValueError) as error:
         raise type(error)(f"{what} y: {error}") from None
     return X_array, target, loss.labels(target), sq_norm
-
-
-def _count(name: str, value: object, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
-        raise InvalidValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
-    return int(value)
 
 
 def evaluate(
@@ -241,7 +235,8 @@ def fit(
         )
     cost = _get_loss(loss)
     optimizer = _make_optimizer(optimizer)
-    epochs, batch_size = _count("epochs", epochs, 0), _count("batch_size", batch_size, 1)
+    epochs = require_positive_int("epochs", epochs, 0)
+    batch_size = require_positive_int("batch_size", batch_size)
     data = _check_data(model, cost, X, y, "training")
     checked_validation = None
     if validation is not None:

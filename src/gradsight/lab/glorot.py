@@ -13,9 +13,10 @@ from typing import Any
 
 import numpy as np
 
+from ..activations import get as get_activation
+from ..errors import require_positive, require_positive_int
 from .common import (
     callback_with,
-    check_count,
     check_hidden,
     class_data,
     html_table,
@@ -76,17 +77,15 @@ def activation_trajectory(data: Any = "digits", hidden: Sequence[int] = (100,) *
     With sigmoid the top hidden layer is pushed towards a = 0 early on: the output layer
     first learns from its biases, and a top layer near 0 is what lets it ignore the
     still-useless hidden features."""
-    from ..activations import get as get_activation
-    from ..errors import require_positive
-
     sizes = check_hidden(hidden)
-    check_count("epochs", epochs), check_count("every", every), require_positive("lr", lr)
+    require_positive_int("epochs", epochs), require_positive_int("every", every)
+    require_positive("lr", lr)
     cost, output_activation = lab_cost(loss)
     X, y, n_classes, name = class_data(data)
     activation = get_activation(activation).name
     model = lab_network(X.shape[1], sizes, n_classes, activation, init, bias_init,
                      output_activation, seed)
-    probe_X, hidden_idx = X[:check_count("probe", probe)], _hidden_activations(model)
+    probe_X, hidden_idx = X[:require_positive_int("probe", probe)], _hidden_activations(model)
     steps: list[int] = []
     means: list[list[float]] = []
     stds: list[list[float]] = []

@@ -4,7 +4,8 @@ Backpropagation computes the error of layer l from the one above it,
 
     δ^l = σ′(z^l) ⊙ (W^(l+1))ᵀ δ^(l+1),      ∂C/∂b^l = δ^l,
 
-so every layer further from the output multiplies δ by another σ′(z) ≤ 0.25 (seed 003).
+so every layer further from the output multiplies δ by another σ′(z) ≤ 0.25 (the article on
+the vanishing gradient).
 Nielsen (Neural Networks and Deep Learning, chapter 5) calls ‖∂C/∂b^l‖ the *speed of
 learning* of hidden layer l and measures it for the gradient averaged over 1,000 training
 samples: in a sigmoid net each layer learns about 4–5× more slowly than the one above it.
@@ -34,20 +35,20 @@ Nielsen also used L2 regularisation (λ = 5) while training; the lab does not.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from ..activations import get as get_activation
+from ..diagnostics.speed import speed_ratio
 from ..engine.losses import Loss
-from ..errors import InvalidValueError
+from ..errors import InvalidValueError, require_positive, require_positive_int
 from .common import (
     LOSSES,
     NielsenCrossEntropy,
     callback_with,
-    check_count,
     check_hidden,
     class_data,
     html_table,
@@ -83,8 +84,7 @@ def layer_speeds(model: Any, X: np.ndarray, y: np.ndarray, loss: Loss) -> list[f
 
 def _ratio(speeds: Sequence[float]) -> float:
     """‖∂C/∂b‖ of the last hidden layer over the first (> 1: the gradient vanishes)."""
-    first, last = speeds[0], speeds[-1]
-    return last / first if first > 0 else math.inf
+    return speed_ratio(speeds[0], speeds[-1])
 
 
 @dataclass
@@ -141,12 +141,9 @@ def nielsen_speeds(data: Any = "digits", hidden: Sequence[int] = (30, 30, 30, 30
     his (sigmoid, scaled_normal, normal biases, 2–4 layers of 30 units). A data set with
     fewer than ``samples`` rows is used whole (``config["samples"]`` says how many).
     """
-    from ..activations import get as get_activation
-    from ..errors import require_positive
-
-    sizes, n_seeds = check_hidden(hidden), check_count("seeds", seeds)
-    check_count("samples", samples), check_count("batch_size", batch_size)
-    check_count("train_epochs", train_epochs, 0), require_positive("lr", lr)
+    sizes, n_seeds = check_hidden(hidden), require_positive_int("seeds", seeds)
+    require_positive_int("samples", samples), require_positive_int("batch_size", batch_size)
+    require_positive_int("train_epochs", train_epochs, 0), require_positive("lr", lr)
     activation = get_activation(activation).name
     cost, output_activation = lab_cost(loss)
     X, y, n_classes, name = class_data(data)
@@ -234,18 +231,15 @@ def sweep(depths: Sequence[int] = (2, 4, 6),
     on the first ``samples`` samples, their last/first ratios, and the final loss and
     accuracy on those samples — all means over the seeds. A run whose training diverges
     (non-finite loss: the training loop stops it) counts in the row's ``diverged``."""
-    from ..activations import get as get_activation
-    from ..errors import require_positive
-
     if not depths or not activations or not inits:
         raise InvalidValueError("sweep needs at least one depth, activation and initialiser")
-    depth_list = [check_count("depth", d) for d in depths]
+    depth_list = [require_positive_int("depth", d) for d in depths]
     act_list = [get_activation(a).name for a in activations]
-    n_seeds, width = check_count("seeds", seeds), check_count("width", width)
-    check_count("train_epochs", train_epochs, 0), require_positive("lr", lr)
+    n_seeds, width = require_positive_int("seeds", seeds), require_positive_int("width", width)
+    require_positive_int("train_epochs", train_epochs, 0), require_positive("lr", lr)
     cost, output_activation = lab_cost(loss)
     X, y, n_classes, name = class_data(data)
-    X, y = X[:check_count("samples", samples)], y[:samples]
+    X, y = X[:require_positive_int("samples", samples)], y[:samples]
     total = len(depth_list) * len(act_list) * len(inits) * n_seeds
     rows: list[dict[str, Any]] = []
     for depth in depth_list:

@@ -25,10 +25,21 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+from jinja2 import Environment
 from markupsafe import Markup
 
+from ..diagnostics.history import history_records
+from ..diagnostics.neurons import classify_neurons, neuron_derivative_map
 from ..errors import InvalidValueError
 from ..io import atomic_write_text, dumps, jsonable
+from .plots.diagnostics import (
+    plot_activation_distributions,
+    plot_layer_norms,
+    plot_neuron_map,
+    plot_norm_heatmap,
+    plot_saturation,
+)
 
 __all__ = [
     "EmbeddedFigure", "Table", "Section", "Report", "build_report", "embed_figure",
@@ -218,24 +229,26 @@ def _fix_text(fix: Any) -> str:
 
 
 def layer_summary(history: Iterable[Any]) -> list[dict[str, Any]]:
-    """One row per layer of a LayerStats history: first, last, min and max recorded gradient
-    norm ‖∂C/∂W‖ (param layers), last saturated/dead fraction (activation layers), the
-    total count of non-finite values, and how many records the layer has.
+    """One row per layer of a LayerStats history (a Monitor, LayerStats or their dicts):
+    first, last, min and max recorded gradient norm ‖∂C/∂W‖ (param layers), last
+    saturated/dead fraction (activation layers), the total count of non-finite values, and
+    how many records the layer has.
 
     Non-finite norms count in ``nonfinite_norms`` and are left out of min/max (shown as they
     are in ``first``/``last``), never silently dropped.
     """
     rows: dict[str, dict[str, Any]] = {}
-    for stats in history:
-        row = rows.setdefault(stats.layer, {
-            "layer": stats.layer, "kind": stats.kind, "records": 0, "first_grad_W_norm": None,
+    for record in history_records(history):
+        row = rows.setdefault(record["layer"], {
+            "layer": record["layer"], "kind": record["kind"], "records": 0,
+            "first_grad_W_norm": None,
             "last_grad_W_norm": None, "min_grad_W_norm": None, "max_grad_W_norm": None,
             "last_saturated_fraction": None, "last_dead_fraction": None, "nonfinite": 0,
             "nonfinite_norms": 0,
         })
         row["records"] += 1
-        row["nonfinite"] += int(stats.nonfinite or 0)
-        norm = stats.grad_W_norm
+        row["nonfinite"] += int(record["nonfinite"] or 0)
+        norm = record["grad_W_norm"]
         if norm is not None:
             if row["first_grad_W_norm"] is None:
                 row["first_grad_W_norm"] = norm
@@ -245,15 +258,15 @@ def layer_summary(history: Iterable[Any]) -> list[dict[str, Any]]:
                 row["max_grad_W_norm"] = max(norm, row["max_grad_W_norm"] or -math.inf)
             else:
                 row["nonfinite_norms"] += 1
-        if stats.saturated_fraction is not None:
-            row["last_saturated_fraction"] = stats.saturated_fraction
-        if stats.dead_fraction is not None:
-            row["last_dead_fraction"] = stats.dead_fraction
+        if record["saturated_fraction"] is not None:
+            row["last_saturated_fraction"] = record["saturated_fraction"]
+        if record["dead_fraction"] is not None:
+            row["last_dead_fraction"] = record["dead_fraction"]
     return list(rows.values())
 
 
-def _layer_section(history: list[Any], dpi: int) -> Section:
-    from .plots.diagnostics import plot_layer_norms, plot_norm_heatmap, plot_saturation
+def _layer_section(history: list[dict[str, Any]], dpi: int) -> Section:
+    """The figures and summary of a history given as :func:`history_records` (dicts)."""
 
     figures = [
         embed_figure(plot_layer_norms(history), "layer_norms",
@@ -261,7 +274,8 @@ def _layer_section(history: list[Any], dpi: int) -> Section:
         embed_figure(plot_norm_heatmap(history), "norm_heatmap",
                      "log10 ‖∂C/∂W‖, layer × step", dpi),
     ]
-    if any(s.saturated_fraction is not None or s.dead_fraction is not None for s in history):
+    if any(r["saturated_fraction"] is not None or r["dead_fraction"] is not None
+           for r in history):
         figures.append(embed_figure(plot_saturation(history), "saturation",
                                     "saturated / dead fractions over training", dpi))
     return Section(
@@ -277,15 +291,11 @@ def hidden_units_section(model: Any, X: Any, y: Any = None, loss: Any = None,
                          samples: int = 200, dpi: int = 100,
                          counts: dict[str, dict[str, int]] | None = None) -> Section:
     """The hidden units of an engine model on (up to ``samples`` rows of) X: the units ×
-    samples map of local derivatives f′(z) (seed 002's "learning ability"), the distribution
-    of every layer's activations and, with ``y``, each layer's count of units per state
+    samples map of local derivatives f′(z) (the "learning ability" of the article on the
+    derivative in training), the distribution of every layer's activations and, with ``y``,
+    each layer's count of units per state
     (:func:`~gradsight.diagnostics.classify_neurons`: dead, saturated-wrong/right, learning;
     ``counts``, its ``counts()`` where the caller has already classified the units)."""
-    import numpy as np
-
-    from ..diagnostics.neurons import classify_neurons, neuron_derivative_map
-    from .plots.diagnostics import plot_activation_distributions, plot_neuron_map
-
     rows = np.asarray(X)[:samples]
     order = np.argsort(np.asarray(y)[:samples], kind="stable") if y is not None else None
     probe = rows if order is None or np.asarray(y).ndim != 1 else rows[order]
@@ -338,12 +348,10 @@ def build_report(title: str, findings: Iterable[Any] | None = None,
     report.findings = [_finding_dict(f) for f in findings or []]
     report.sections = [_as_section(s, i) for i, s in enumerate(sections or [])]
     if layer_history is not None:
-        from .plots.diagnostics import _records
-
-        records = _records(layer_history)  # a Monitor, LayerStats or their dicts
+        records = history_records(layer_history)  # a Monitor, LayerStats or their dicts
         if records:
             report.sections.append(_layer_section(records, dpi))
-            report.data["layer_history"] = [s.to_dict() for s in records]
+            report.data["layer_history"] = records
     if train_history is not None:
         rows = _train_rows(train_history)
         report.sections.append(Section("Training", tables=[Table(rows, "per epoch")]))
@@ -379,8 +387,6 @@ def _template() -> str:
 
 def render_html(report: Report, standalone: bool = True) -> str:
     """The page as HTML text (``standalone=False``: a fragment for Jupyter)."""
-    from jinja2 import Environment
-
     environment = Environment(autoescape=True, trim_blocks=True, lstrip_blocks=True)
     environment.filters["fmt"] = _fmt
     environment.globals["json_text"] = lambda value: dumps(value)

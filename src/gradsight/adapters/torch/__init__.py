@@ -12,6 +12,10 @@
 PyTorch is imported lazily: ``import gradsight`` works without it, and calling these
 functions without it raises :class:`~gradsight.errors.GradsightError` with the install hint
 ``pip install 'gradsight[torch]'``.
+
+Importing this package registers :func:`classify_neurons_torch` with
+:func:`gradsight.diagnostics.classify_neurons` (see :mod:`gradsight.diagnostics.neurons`), so
+that function also takes a ``torch.nn.Module`` once the adapter is loaded.
 """
 
 from __future__ import annotations
@@ -20,16 +24,17 @@ from importlib import import_module
 from typing import Any
 
 from ._torch import INSTALL_HINT, is_main_process, require_torch
+from .neurons import classify_neurons_torch
 from .watcher import Watcher, watch
 
 _LAZY = {
     "diagnose_torch": "quick",
     "TorchDiagnosis": "quick",
-    "classify_neurons_torch": "neurons",
     "torch_runner": "runner",
 }
 
-__all__ = ["INSTALL_HINT", "Watcher", "is_main_process", "require_torch", "watch", *_LAZY]
+__all__ = ["INSTALL_HINT", "Watcher", "classify_neurons_torch", "is_main_process",
+           "require_torch", "watch", *_LAZY]
 
 
 def __getattr__(name: str) -> Any:

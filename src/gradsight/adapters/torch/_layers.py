@@ -30,6 +30,9 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ... import activations
+from ...diagnostics.arrays import saturation_bounds
+
 #: f′ below this fraction of its maximum counts as saturated (as in LayerStats).
 SATURATION_LEVEL = 0.01
 
@@ -66,9 +69,6 @@ class ActivationLayer:
 
 def _saturating(name: str) -> Saturation:
     """sigmoid/tanh: f′ < 1% of max f′ ⇔ a outside the engine Monitor's bounds (lo, hi)."""
-    from ... import activations
-    from ...diagnostics.arrays import saturation_bounds
-
     return Saturation(*saturation_bounds(activations.get(name), SATURATION_LEVEL))
 
 
@@ -76,8 +76,6 @@ def _registry_name(base: str, parameter: float, default: float) -> str:
     """gradsight's activation name ("leaky_relu", "leaky_relu:0.2") where it has one."""
     if parameter == default:
         return base
-    from ... import activations
-
     try:
         return activations.get(f"{base}:{parameter!r}").name
     except Exception:  # a parameter gradsight's registry does not model (slope ≥ 1)

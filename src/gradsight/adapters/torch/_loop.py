@@ -10,7 +10,12 @@ import math
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
-from ...errors import DataError, GradsightError, InvalidValueError
+from ...errors import (
+    DataError,
+    GradsightError,
+    UnknownNameError,
+    require_positive_int,
+)
 from ._torch import require_torch
 
 #: optimizer names of gradsight.optim mapped to torch.optim constructors (lr given apart)
@@ -34,8 +39,6 @@ def make_optimizer(spec: Any, params: Iterable[Any], lr: float) -> Any:
     if isinstance(spec, str):
         key = spec.strip().lower()
         if key not in OPTIMIZERS:
-            from ...errors import UnknownNameError
-
             raise UnknownNameError("optimizer", spec, OPTIMIZERS)
         name, extra = OPTIMIZERS[key]
         return getattr(torch.optim, name)(params, lr=lr, **extra)
@@ -111,9 +114,7 @@ def train_steps(model: Any, batches: Iterator[Any], loss_fn: Callable[[Any, Any]
 
 
 def check_steps(steps: Any) -> int:
-    if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
-        raise InvalidValueError(f"steps must be an integer ≥ 1, got {steps!r}")
-    return steps
+    return require_positive_int("steps", steps)
 
 
 def loss_name(loss_fn: Any) -> str | None:

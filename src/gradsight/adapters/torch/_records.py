@@ -9,6 +9,7 @@ from typing import Any
 from ...diagnostics.stats import LayerStats
 from ._layers import ActivationLayer, ParamLayer
 from ._reduce import ActivationCall, Transfer, alive_units, combine_moments
+from ._torch import require_torch
 from ._update import BUFFER, GRAD, ZERO
 
 
@@ -125,8 +126,6 @@ class ParamSlots:
         bad = [i for i in range(len(self.keys)) if not math.isfinite(v[self.at + i])]
         if not bad:
             return
-        from ._torch import require_torch
-
         torch = require_torch()
         for i in bad:
             grad, (layer, _role) = reading.grads[i], self.keys[i]

@@ -83,7 +83,7 @@ class Transfer:
         for indices in by_device.values():
             joined = torch.cat([parts[i] for i in indices])
             if world > 1:
-                import torch.distributed as dist
+                import torch.distributed as dist  # late: PyTorch is optional, imported on use
 
                 if not joined.is_floating_point():
                     joined = joined.double()
@@ -101,7 +101,7 @@ class Transfer:
 
 
 def _world_size() -> int:
-    import torch.distributed as dist
+    import torch.distributed as dist  # late: PyTorch is optional, imported on use
 
     if dist.is_available() and dist.is_initialized():
         return int(dist.get_world_size())

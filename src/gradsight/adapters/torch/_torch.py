@@ -13,7 +13,7 @@ INSTALL_HINT = "pip install 'gradsight[torch]' (or torch==2.13.0)"
 def require_torch() -> ModuleType:
     """Import and return :mod:`torch`, or raise :class:`GradsightError` saying how to install it."""
     try:
-        import torch
+        import torch  # late: PyTorch is optional and heavy; gradsight imports without it
     except ImportError:
         raise GradsightError(
             f"the PyTorch adapter needs PyTorch, which is not installed: {INSTALL_HINT}"
@@ -43,7 +43,7 @@ def is_main_process() -> bool:
             history_to_json(watcher.history, "grads.json")
     """
     try:
-        import torch.distributed as dist
+        import torch.distributed as dist  # late: PyTorch is optional (no torch: one process)
     except ImportError:
         return True
     if not (dist.is_available() and dist.is_initialized()):

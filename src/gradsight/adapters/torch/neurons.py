@@ -11,17 +11,32 @@ f′(z) comes from autograd on the module itself (so any elementwise activation 
 kinks follow PyTorch: relu′(0) = 0); max f′ from gradsight's activation registry, or from a
 fine grid on [−20, 20] for activations it does not know. For a conv output (N, C, ...) a unit
 is a channel and every position of every sample counts as one of its samples.
+
+At the end the counts become :class:`~gradsight.diagnostics.neurons.UnitCounts` and the
+states come from :func:`~gradsight.diagnostics.neurons.layer_states`, the same labelling as
+the engine's. Importing this module registers :func:`classify_neurons_torch` as the backend
+of :func:`gradsight.diagnostics.classify_neurons` for any ``torch.nn.Module``.
 """
 
 from __future__ import annotations
 
+import copy
+import sys
 from collections.abc import Iterable, Iterator
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 
-from ...errors import GradsightError, InvalidValueError
+from ... import activations
+from ...diagnostics.neurons import (
+    NeuronStates,
+    StateRules,
+    UnitCounts,
+    class_labels,
+    layer_states,
+    register_backend,
+)
+from ...errors import GradsightError, ShapeError, require_positive_int
 from ._layers import ActivationLayer, find_layers
 from ._loop import model_place, split_batch, to_model
 from ._torch import require_torch, unwrap
@@ -53,6 +68,13 @@ class _Tally:
         self.inactive = positions - per_sample[0]
         self.positions += per_sample[0].shape[0] * positions
 
+    def counts(self, labelled: bool) -> UnitCounts:
+        """The per-unit counts on the host (float64), for the engine's labelling."""
+        sums = self.sums.cpu().double().numpy()
+        right = self.saturated_right.cpu().double().numpy() \
+            if labelled and self.saturated_right is not None else None
+        return UnitCounts(self.positions, sums[0], sums[1], sums[2], sums[3], right)
+
     def add_right(self, right: Any) -> None:
         if self.inactive is None:
             return
@@ -73,13 +95,9 @@ def _derivative(module: Any, z: Any) -> Any:
 
 
 def _max_derivative(layer: ActivationLayer) -> float:
-    from ... import activations
-
     try:
         return float(activations.get(layer.activation).max_derivative[0])
     except GradsightError:
-        import copy
-
         torch = require_torch()
         grid = torch.linspace(-20.0, 20.0, 40001, dtype=torch.float64)
         probe = copy.deepcopy(layer.module).double()  # never change the user's module
@@ -96,8 +114,6 @@ def _batches(data: Any, y: Any, chunk_size: int) -> Iterator[tuple[Any, Any]]:
     X = data if isinstance(data, torch.Tensor) else torch.as_tensor(np.asarray(data))
     Y = y if isinstance(y, torch.Tensor) else torch.as_tensor(np.asarray(y))
     if X.shape[0] != Y.shape[0]:
-        from ...errors import ShapeError
-
         raise ShapeError(f"y has {Y.shape[0]} rows, X has {X.shape[0]}")
     for start in range(0, X.shape[0], chunk_size):
         yield X[start:start + chunk_size], Y[start:start + chunk_size]
@@ -116,7 +132,8 @@ def _predicted(output: Any, last: ActivationLayer | None) -> Any:
 def classify_neurons_torch(model: Any, data: Iterable[Any], y: Any = None, *,
                            saturation: float = 0.01, near_all: float = 0.95,
                            learning_share: float = 0.05, right_share: float = 0.5,
-                           chunk_size: int = 2048, max_batches: int | None = None) -> Any:
+                           chunk_size: int = 2048, max_batches: int | None = None
+                           ) -> NeuronStates:
     """Label every hidden unit of a torch model as :func:`gradsight.diagnostics.
     classify_neurons` does — ``dead``, ``saturated-wrong``, ``saturated-right``,
     ``saturated``, ``learning`` or ``quiet`` — over a data loader.
@@ -127,17 +144,11 @@ def classify_neurons_torch(model: Any, data: Iterable[Any], y: Any = None, *,
     The model runs in eval mode under ``torch.no_grad`` (its mode is restored after).
     Returns :class:`~gradsight.diagnostics.neurons.NeuronStates`.
     """
-    from ...diagnostics.neurons import _check_fraction
-
     torch = require_torch()
-    saturation = _check_fraction("saturation", saturation)
-    near_all = _check_fraction("near_all", near_all)
-    learning_share = _check_fraction("learning_share", learning_share)
-    right_share = _check_fraction("right_share", right_share, open_low=False)
+    rules = StateRules(saturation, near_all, learning_share, right_share)
     for name, value in (("chunk_size", chunk_size), ("max_batches", max_batches)):
-        if value is not None and (isinstance(value, bool) or not isinstance(value, int)
-                                  or value < 1):
-            raise InvalidValueError(f"{name} must be an integer ≥ 1, got {value!r}")
+        if value is not None:
+            require_positive_int(name, value)
     inner = unwrap(model)
     params, acts = find_layers(inner, torch.nn)
     if not acts:
@@ -151,7 +162,7 @@ def classify_neurons_torch(model: Any, data: Iterable[Any], y: Any = None, *,
         def hook(module: Any, args: Any) -> None:
             order.setdefault(layer.name, len(order))
             if args and isinstance(args[0], torch.Tensor) and args[0].is_floating_point():
-                tallies[layer.name].add(args[0].detach(), saturation)
+                tallies[layer.name].add(args[0].detach(), rules.saturation)
         return hook
 
     def order_hook(name: str) -> Any:
@@ -179,18 +190,16 @@ def classify_neurons_torch(model: Any, data: Iterable[Any], y: Any = None, *,
         for handle in handles:
             handle.remove()
         inner.train(was_training)
-    return _states(tallies, order, params, labelled, near_all, learning_share, right_share)
+    return _states(tallies, order, params, labelled, rules)
 
 
 def _tally_right(output: Any, target: Any, tallies: dict[str, _Tally], order: dict[str, int],
                  acts: list[ActivationLayer], params: list[Any]) -> bool:
     """Add the batch's right answers to the saturated samples; False if y is not a class."""
-    from ...diagnostics.neurons import _labels
-
     torch = require_torch()
     target_np = target.detach().cpu().numpy() if isinstance(target, torch.Tensor) \
         else np.asarray(target)
-    labels = _labels(target_np, output.shape[0])
+    labels = class_labels(target_np, output.shape[0])
     if labels is None:
         for tally in tallies.values():
             tally.inactive = None
@@ -207,9 +216,7 @@ def _tally_right(output: Any, target: Any, tallies: dict[str, _Tally], order: di
 
 
 def _states(tallies: dict[str, _Tally], order: dict[str, int], params: list[Any],
-            labelled: bool, near_all: float, learning_share: float, right_share: float) -> Any:
-    from ...diagnostics.neurons import NeuronState, NeuronStates, _state
-
+            labelled: bool, rules: StateRules) -> NeuronStates:
     last_param = max((order[p.name] for p in params if p.name in order), default=-1)
     hidden = sorted((t for name, t in tallies.items()
                      if name in order and order[name] < last_param and t.sums is not None),
@@ -219,20 +226,17 @@ def _states(tallies: dict[str, _Tally], order: dict[str, int], params: list[Any]
                              "last parametrised layer): there are no hidden units to classify")
     states = NeuronStates()
     for number, tally in enumerate(hidden):
-        sums = tally.sums.cpu().tolist()
-        right = tally.saturated_right.cpu().tolist() if tally.saturated_right is not None \
-            else None
-        n = tally.positions
-        kind = SimpleNamespace(relu_family=tally.layer.dead_rule)
-        for unit in range(len(sums[0])):
-            active = sums[0][unit] / n
-            saturated = n - sums[0][unit]
-            accuracy = right[unit] / saturated if right is not None and labelled \
-                and saturated > 0 else None
-            positive = sums[1][unit] / n
-            state = _state(kind, positive, active, accuracy, labelled, near_all,
-                           learning_share, right_share)
-            states.append(NeuronState(tally.layer.name, number, unit, state,
-                                      tally.layer.activation, active, 1.0 - active, positive,
-                                      sums[2][unit] / n, sums[3][unit] / n, accuracy))
+        states += layer_states(tally.layer.name, number, tally.layer.activation,
+                               tally.counts(labelled), relu_family=tally.layer.dead_rule,
+                               rules=rules)
     return states
+
+
+def is_torch_model(model: Any) -> bool:
+    """Whether ``model`` is a ``torch.nn.Module`` (without importing torch: a torch model can
+    only exist once torch is imported)."""
+    torch = sys.modules.get("torch")
+    return torch is not None and isinstance(model, torch.nn.Module)
+
+
+register_backend("torch", is_torch_model, classify_neurons_torch)

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ...diagnostics.stats import LayerStats
+from ...diagnostics.verdict import diagnose
 from ...errors import require_positive
 from ._loop import check_steps, cycle, loss_name, make_optimizer, train_steps
 from ._torch import require_torch, unwrap
@@ -61,8 +62,6 @@ def diagnose_torch(model: Any, loader: Iterable[Any], loss_fn: Callable[[Any, An
 
     Training stops early after a step whose loss is NaN/inf (that step is still recorded).
     """
-    from ...diagnostics.verdict import diagnose
-
     require_torch()
     steps = check_steps(steps)
     lr = require_positive("lr", lr)

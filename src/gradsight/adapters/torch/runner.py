@@ -14,13 +14,24 @@ schedule) is the runner's, from the config.
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import math
+import os
+import re
+import sys
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
+from ...diagnostics.findings import Findings
+from ...diagnostics.numpy_runner import EngineRunner
+from ...diagnostics.runner import RunOutcome
+from ...diagnostics.speed import speed_ratio
+from ...diagnostics.verdict import diagnose
+from ...engine.data import Dataset
+from ...engine.losses import resolve_loss
 from ...errors import GradsightError, InvalidValueError, UnknownNameError
 from ._loop import loss_name, make_optimizer, model_place, split_batch, to_model
 from ._torch import require_torch
@@ -82,8 +93,6 @@ class TorchRunner:
                  val_data: Any = None, target: str | None = None, test_size: float = 0.2,
                  dtype: str = "float32", device: str | None = None,
                  watch_every: int = 1) -> None:
-        from ...diagnostics.engine_runner import EngineRunner
-
         torch = require_torch()
         if not callable(factory):
             raise GradsightError(f"factory must be a callable build(activation, init) -> "
@@ -121,18 +130,14 @@ class TorchRunner:
     def _loss(self, config: dict[str, Any]) -> Callable[[Any, Any], Any]:
         return self.loss_fn if self.loss_fn is not None else named_loss(config["loss"])
 
-    def __call__(self, config: dict[str, Any]) -> Any:
-        from ...diagnostics.engine_runner import _outputs
-        from ...diagnostics.fixes import RunOutcome
-        from ...diagnostics.verdict import Findings, diagnose
-
+    def __call__(self, config: dict[str, Any]) -> RunOutcome:
         torch = require_torch()
         config = self.resolve(config)
         n_outputs = None
         if self.data is not None:
             X_train, X_test, y_train, y_test = self.data.split(int(config["seed"]))
             if config["loss"] in LOSSES:
-                n_outputs = _outputs(config["loss"], self.n_classes)[0]
+                n_outputs = resolve_loss(config["loss"], self.n_classes)[1]
             train: Any = _batches_of(X_train, y_train, int(config["batch_size"]), self.dtype)
             probe: Any = _tensors(X_train[:1000], y_train[:1000], self.dtype)
             n_inputs: int | None = X_train.shape[1]
@@ -230,9 +235,7 @@ class TorchRunner:
 
 def _is_loader(data: Any) -> bool:
     """A loader of batches, rather than a data-set name, Dataset or (X, y) pair."""
-    from ...engine import data as gdata
-
-    if isinstance(data, (str, tuple, list, np.ndarray, gdata.Dataset)):
+    if isinstance(data, (str, tuple, list, np.ndarray, Dataset)):
         return False
     return hasattr(data, "__iter__")
 
@@ -285,7 +288,8 @@ def predict(model: Any, X: np.ndarray) -> np.ndarray:
 
 def gradient_ratio(model: Any, loss_fn: Any, X: np.ndarray, y: np.ndarray) -> float | None:
     """‖∂C/∂b‖ of the last hidden layer / of the first (∂C/∂W where there is no bias), from
-    one forward and backward pass on (X, y); None with fewer than two hidden layers."""
+    one forward and backward pass on (X, y); None with fewer than two hidden layers. At zero
+    and for non-finite speeds it follows :func:`~gradsight.diagnostics.speed.speed_ratio`."""
     _, dtype = model_place(model)
     inputs, targets = _tensors(X, y, dtype)
     device, _ = model_place(model)
@@ -300,11 +304,9 @@ def gradient_ratio(model: Any, loss_fn: Any, X: np.ndarray, y: np.ndarray) -> fl
     first, last = hidden[0], hidden[-1]
     low = first.grad_b_norm if first.grad_b_norm is not None else first.grad_W_norm
     high = last.grad_b_norm if last.grad_b_norm is not None else last.grad_W_norm
-    if low is None or high is None or not (math.isfinite(low) and math.isfinite(high)):
+    if low is None or high is None:
         return math.nan
-    if low == 0:
-        return math.inf if high > 0 else math.nan
-    return high / low
+    return speed_ratio(low, high)
 
 
 def torch_runner(factory: Callable[..., Any], data: Any, loss_fn: Any = None, *,
@@ -339,11 +341,6 @@ def load_factory(spec: str) -> Callable[..., Any]:
 
     This runs the user's own module — the point of ``gradsight doctor --factory``.
     """
-    import importlib
-    import os
-    import re
-    import sys
-
     text = str(spec).strip()
     if not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_]\w*", text):
         raise InvalidValueError(f"--factory must be MODULE:FUNCTION (e.g. mymodels:build), "

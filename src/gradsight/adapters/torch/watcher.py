@@ -49,8 +49,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...diagnostics.history import LayerHistory
 from ...diagnostics.stats import LayerStats
-from ...errors import GradsightError, InvalidValueError
+from ...errors import GradsightError, require_positive_int
 from ._amp import found_inf, loss_scale
 from ._layers import ActivationLayer, find_layers
 from ._params import ParamReader
@@ -72,7 +73,7 @@ class Watcher:
         torch = require_torch()
         self._torch = torch
         self.model = unwrap(model)
-        self.every = _positive_int("every", every)
+        self.every = require_positive_int("every", every)
         self.optimizer = _check_optimizer(torch, optimizer)
         self.scaler = _check_scaler(scaler)
         self.all_reduce = bool(all_reduce)
@@ -179,8 +180,6 @@ class Watcher:
                 f"records={len(self.history)}, active={self._active})")
 
     def _repr_html_(self) -> str:
-        from ...diagnostics.monitor import LayerHistory
-
         if not self.history:
             return f"<p>{repr(self).replace('<', '&lt;')}</p>"
         return str(LayerHistory(self.history)._repr_html_())
@@ -350,11 +349,6 @@ class Watcher:
 
 
 # ---- helpers ----------------------------------------------------------------------------------
-def _positive_int(name: str, value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise InvalidValueError(f"{name} must be an integer ≥ 1, got {value!r}")
-    return value
-
 
 def _check_optimizer(torch: Any, optimizer: Any) -> Any:
     if optimizer is not None and not isinstance(optimizer, torch.optim.Optimizer):

@@ -1,7 +1,8 @@
-"""Backpropagation explained with numbers: the chain rule through one sigmoid neuron (the seeds'
-ŷ = σ(wᵀx + b) with the quadratic cost) and then layer by layer through a small network.
+"""Backpropagation explained with numbers: the chain rule through one sigmoid neuron (the
+articles' ŷ = σ(wᵀx + b) with the quadratic cost) and then layer by layer through a small
+network.
 
-For one sample the cost is C = ½(ŷ − y)² (the seeds' C = 1/(2N) Σ(ŷ − y)² with N = 1), and
+For one sample the cost is C = ½(ŷ − y)² (the articles' C = 1/(2N) Σ(ŷ − y)² with N = 1), and
 
     ∂C/∂w = ∂C/∂ŷ · ∂ŷ/∂z · ∂z/∂w = (ŷ − y) · σ(z)(1 − σ(z)) · x,     ∂C/∂b = (ŷ − y) · σ′(z)
 

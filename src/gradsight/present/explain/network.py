@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ... import engine as nn
+from ...activations import get as get_activation
 from ...errors import ShapeError, require_positive
 from ._common import (
     ENGINE_ATOL,
@@ -120,12 +122,10 @@ class NetworkWalkthrough:
 
 def _hand_forward(layers: list[LayerStep], x: np.ndarray, derivative: bool = True) -> np.ndarray:
     """Recompute z, a (and f′(z)) of every layer from its W, b; return the output."""
-    from ...activations import get
-
     a = x
     for step in layers:
         step.z = a @ step.W + step.b
-        act = get(step.activation)
+        act = get_activation(step.activation)
         step.a = np.asarray(act(step.z), dtype=float)
         if derivative:
             step.f_prime = np.asarray(act.derivative(step.z), dtype=float)
@@ -148,8 +148,6 @@ def _hand_backward(layers: list[LayerStep], x: np.ndarray, y: np.ndarray) -> Non
 
 
 def _engine_network(model: Any, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
-    from ... import engine as nn
-
     cost = nn.loss("quadratic")
     output = model.forward(x[None, :])
     model.backward(cost.gradient(output, y[None, :]))
@@ -182,8 +180,6 @@ def explain_network(spec: str = "2-2-1", x: ArrayLike | None = None, y: ArrayLik
     >>> [layer.delta.shape for layer in walk.layers], walk.agree
     ([(2,), (1,)], True)
     """
-    from ... import engine as nn
-
     lr = require_positive("lr", lr)
     model = nn.mlp(spec, activation=activation, output_activation=output_activation,
                    init=init, seed=seed)

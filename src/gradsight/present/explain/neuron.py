@@ -1,4 +1,4 @@
-"""The seeds' single sigmoid neuron ŷ = σ(wᵀx + b) with the quadratic cost: one chain-rule
+"""The articles' single sigmoid neuron ŷ = σ(wᵀx + b) with the quadratic cost: one chain-rule
 walkthrough with numbers, and its training curve on a truth table."""
 
 from __future__ import annotations
@@ -10,8 +10,17 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike
 
+from ... import engine as nn
+from ... import optim
 from ...activations import sigmoid
-from ...errors import InvalidValueError, ShapeError, require_finite, require_positive
+from ...engine.train import fit
+from ...errors import (
+    ShapeError,
+    UnknownNameError,
+    require_finite,
+    require_positive,
+    require_positive_int,
+)
 from ._common import (
     ENGINE_ATOL,
     ENGINE_RTOL,
@@ -124,8 +133,6 @@ class NeuronWalkthrough:
 
 def _engine_neuron(x: np.ndarray, w: np.ndarray, b: float, y: float) -> tuple[np.ndarray, float]:
     """∂C/∂w, ∂C/∂b from gradsight's engine: Dense(n, 1) + sigmoid, quadratic cost."""
-    from ... import engine as nn
-
     dense = nn.Dense(len(x), 1)
     model = nn.Sequential([dense, nn.Activation("sigmoid")])
     dense.W[...] = w[:, None]
@@ -179,7 +186,7 @@ def explain_neuron(x: ArrayLike = (1.0, 0.5), w: ArrayLike = (0.4, -0.6), b: flo
     )
 
 
-# ---- the seeds' neuron learning a truth table ---------------------------------------------
+# ---- the articles' neuron learning a truth table ------------------------------------------
 _TRUTH_TABLES = {"or": [0, 1, 1, 1], "and": [0, 0, 0, 1], "nand": [1, 1, 1, 0],
                  "xor": [0, 1, 1, 0]}
 
@@ -225,23 +232,17 @@ class NeuronTraining:
 
 def train_neuron(data: str = "or", epochs: int = 1000, lr: float = 4.0,
                  seed: int = 0) -> NeuronTraining:
-    """Train the seeds' single neuron on a truth table ("or", "and", "nand", or "xor" — which
+    """Train the articles' single neuron on a truth table ("or", "and", "nand", or "xor" — which
     no single neuron can learn) with w ← w − η ∂C/∂w on all 4 inputs per step
     (``gradsight.fit``, quadratic cost, SGD); return the loss per epoch and the result.
 
     >>> train_neuron("and", epochs=500).learned
     True
     """
-    from ... import engine as nn
-    from ... import optim
-    from ...engine.train import fit
-    from ...errors import UnknownNameError
-
     key = str(data).strip().lower()
     if key not in _TRUTH_TABLES:
         raise UnknownNameError("truth table", data, _TRUTH_TABLES)
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise InvalidValueError(f"epochs must be an integer ≥ 1, got {epochs!r}")
+    require_positive_int("epochs", epochs)
     X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
     targets = np.array(_TRUTH_TABLES[key])
     model = nn.Sequential([nn.Dense(2, 1, seed=seed), nn.Activation("sigmoid")])

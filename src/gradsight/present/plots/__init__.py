@@ -13,6 +13,9 @@ from importlib import import_module
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...errors import InvalidValueError
+from ...io import atomic_path
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -31,8 +34,6 @@ def check_figure_path(path: str | os.PathLike[str], option: str = "figure") -> s
     >>> check_figure_path("loss.PNG")
     'png'
     """
-    from ...errors import InvalidValueError
-
     suffix = Path(path).suffix.lower().lstrip(".")
     if suffix not in FIGURE_FORMATS:
         raise InvalidValueError(
@@ -43,8 +44,6 @@ def check_figure_path(path: str | os.PathLike[str], option: str = "figure") -> s
 
 def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Path:
     """Save ``fig`` to ``path`` atomically (format from the suffix: .png, .svg, .pdf)."""
-    from ...io import atomic_path
-
     suffix = check_figure_path(path)
     # A figure with a layout engine (constrained layout) is already tight; "tight" bounding
     # boxes would draw it a second time.

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
 __all__ = ["plot_activation", "plot_activations", "plot_step_study"]
 
-SEED_STEP = 1e-13  # the forward-difference step of seed 002
+ARTICLE_STEP = 1e-13  # the forward-difference step of the article on the derivative in training
 _COLORS = {"forward": "tab:red", "backward": "tab:orange", "central": "tab:blue",
            "complex": "tab:green"}
 
@@ -61,7 +61,8 @@ def _mark_peak(ax: Axes, act: activations.ActivationFunction, z: np.ndarray, col
 def plot_activation(name_or_names: str | Sequence[str] = "sigmoid",
                     z_range: tuple[float, float] = (-10.0, 10.0)) -> Figure:
     """One row per activation: a = f(z) on the left, f′(z) on the right with its maximum
-    marked — the seed 002 figure (sigmoid and its derivative, peak 0.25 at z = 0)."""
+    marked — the figure of the article on the derivative in training (sigmoid and its
+    derivative, peak 0.25 at z = 0)."""
     names, z = _names(name_or_names), _grid(z_range)
     fig = Figure(figsize=(9.0, 2.8 * len(names)), layout="constrained")
     axes = fig.subplots(len(names), 2, squeeze=False)
@@ -114,8 +115,9 @@ def plot_step_study(study: StepStudy) -> Figure:
 
     Truncation error falls with h (slope 1 for forward/backward, 2 for central and
     complex-step) until round-off, ~ε/h, takes over for the differences that subtract; the
-    dotted lines mark each recommended h and the band marks seed 002's h = 1e-13. An error of
-    exactly 0 is drawn at 1e-17 (a log axis has no 0)."""
+    dotted lines mark each recommended h and the band marks h = 1e-13, the step of the article
+    on the derivative in training. An error of exactly 0 is drawn at 1e-17 (a log axis has
+    no 0)."""
     floor = 1e-17
     fig = Figure(figsize=(7.5, 5.0), layout="constrained")
     ax = fig.subplots()
@@ -129,13 +131,14 @@ def plot_step_study(study: StepStudy) -> Figure:
         recommended = study.recommended.get(method)
         if recommended is not None and hs.min() <= recommended <= hs.max():
             ax.axvline(recommended, color=color, linestyle=":", linewidth=1)
-    ax.axvspan(SEED_STEP / 2, SEED_STEP * 2, color="gold", alpha=0.3,
-               label="seed 002: h = 1e-13")
-    seed_rows = [r for r in study.method_rows("forward") if math.isclose(r.h, SEED_STEP)]
-    if seed_rows:
-        error = max(seed_rows[0].abs_error, floor)
-        ax.plot([SEED_STEP], [error], "*", color="black", markersize=12)
-        ax.annotate(f"forward, h=1e-13: error {error:.1e}", (SEED_STEP, error),
+    ax.axvspan(ARTICLE_STEP / 2, ARTICLE_STEP * 2, color="gold", alpha=0.3,
+               label="the article's h = 1e-13")
+    article_rows = [r for r in study.method_rows("forward")
+                    if math.isclose(r.h, ARTICLE_STEP)]
+    if article_rows:
+        error = max(article_rows[0].abs_error, floor)
+        ax.plot([ARTICLE_STEP], [error], "*", color="black", markersize=12)
+        ax.annotate(f"forward, h=1e-13: error {error:.1e}", (ARTICLE_STEP, error),
                     xytext=(8, 8), textcoords="offset points", fontsize=8)
     ax.set_xlabel("step h")
     ax.set_ylabel("absolute error")

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ...errors import InvalidValueError
+from ...io import atomic_path
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
@@ -227,8 +228,6 @@ def animate(traj: Trajectory, path_gif: str | os.PathLike[str], fps: int = 6,
             max_frames: int = 60) -> Path:
     """Write a GIF of the descent (the path growing on the curve or contour map)."""
     from matplotlib.animation import FuncAnimation, PillowWriter
-
-    from ...io import atomic_path
 
     if Path(path_gif).suffix.lower() != ".gif":
         raise InvalidValueError(f"animation path must end in .gif, got {str(path_gif)!r}")

@@ -18,7 +18,9 @@ import numpy as np
 from matplotlib import colormaps
 from matplotlib.figure import Figure
 
-from ...errors import InvalidValueError
+from ...activations import get as get_activation
+from ...diagnostics.history import history_records
+from ...errors import GradsightError, InvalidValueError
 
 __all__ = [
     "plot_layer_norms", "plot_norm_heatmap", "plot_saturation", "plot_neuron_map",
@@ -27,25 +29,18 @@ __all__ = [
 ]
 
 
-def _records(history: Any) -> list[Any]:
-    """LayerStats from a list of them, of their dicts, or a Monitor (its ``.history``)."""
-    from ...diagnostics.stats import LayerStats
-
-    records = getattr(history, "history", history)
-    return [LayerStats.from_dict(dict(r)) if isinstance(r, Mapping) else r for r in records or []]
-
-
 def _series(history: Any, field: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """layer name → (steps, values) of the records where ``field`` is not None."""
-    history = _records(history)
-    if not history:
+    """layer name → (steps, values) of the records where ``field`` is not None; ``history`` is
+    a Monitor, a list of LayerStats or of their dicts."""
+    records = history_records(history)
+    if not records:
         raise InvalidValueError("history is empty: record some steps first (Monitor)")
     data: dict[str, tuple[list[int], list[float]]] = {}
-    for stats in history:
-        value = getattr(stats, field)
+    for record in records:
+        value = record[field]
         if value is not None:
-            steps, values = data.setdefault(stats.layer, ([], []))
-            steps.append(stats.step)
+            steps, values = data.setdefault(record["layer"], ([], []))
+            steps.append(record["step"])
             values.append(float(value))
     if not data:
         raise InvalidValueError(f"history has no {field!r} values")
@@ -140,11 +135,8 @@ def plot_saturation(history: Any) -> Figure:
 
 def _max_derivative(name: str) -> float | None:
     """The activation's largest f′ if the layer name is ``<activation><number>``."""
-    from ...activations import get
-    from ...errors import GradsightError
-
     try:
-        value = get(re.sub(r"\d+$", "", name)).max_derivative[0]
+        value = get_activation(re.sub(r"\d+$", "", name)).max_derivative[0]
     except GradsightError:
         return None
     return value if math.isfinite(value) else None
@@ -152,10 +144,10 @@ def _max_derivative(name: str) -> float | None:
 
 def plot_neuron_map(derivative_map: Any) -> Figure:
     """Local derivatives f′(z) of each hidden unit (rows) on each sample (columns): the
-    seed's "learning ability" picture — a dark row is a unit that cannot learn from any of
-    these samples (saturated or dead). Accepts an array (units × samples) or a mapping
-    layer name → array (units × samples), as ``diagnostics.neurons.neuron_derivative_map``
-    returns."""
+    "learning ability" picture of the article on the derivative in training — a dark row is
+    a unit that cannot learn from any of these samples (saturated or dead). Accepts an array
+    (units × samples) or a mapping layer name → array (units × samples), as
+    ``diagnostics.neurons.neuron_derivative_map`` returns."""
     if isinstance(derivative_map, Mapping):
         panels = [(str(k), np.asarray(v, dtype=float)) for k, v in derivative_map.items()]
     else:

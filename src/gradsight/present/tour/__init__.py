@@ -1,4 +1,4 @@
-"""``gradsight tour``: the whole story of the seed articles, run and explained on one page.
+"""``gradsight tour``: the whole story of the articles, run and explained on one page.
 
 Six sections, each computed with the library's own tested functions and written to
 ``DIR/json/<id>.json`` and ``DIR/figures/*.png``, then drawn into one self-contained
@@ -26,7 +26,10 @@ from importlib import import_module
 from pathlib import Path
 from typing import Any
 
+from ...errors import InvalidValueError, UnknownNameError
+from ...io import atomic_write_text, dumps
 from ._base import FigureFile, Section, Table, TourContext
+from ._page import render_page
 
 __all__ = ["SECTION_IDS", "FigureFile", "Section", "Table", "TourResult", "run_tour"]
 
@@ -58,8 +61,6 @@ class TourResult:
         for section in self.sections:
             if section.id == section_id:
                 return section
-        from ...errors import UnknownNameError
-
         raise UnknownNameError("tour section", section_id, [s.id for s in self.sections])
 
     def to_dict(self) -> dict[str, Any]:
@@ -86,8 +87,6 @@ class TourResult:
 
 def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
     """The output folder as a Path, created if needed; a clear error if it cannot be one."""
-    from ...errors import InvalidValueError
-
     path = Path(out_dir)
     if path.exists() and not path.is_dir():
         raise InvalidValueError(
@@ -120,14 +119,10 @@ def run_tour(
 ) -> TourResult:
     """Run the tour's sections and write ``out_dir/index.html``, figures and JSON.
 
-    ``quick`` uses smaller sample counts, epochs and seeds (the page says so); ``progress``
+    ``quick`` uses smaller sample counts, epochs and random seeds (the page says so); ``progress``
     draws a rich progress bar on stderr; ``sections`` picks a subset of :data:`SECTION_IDS`
     (in page order). Every number shown comes from gradsight's own functions, run now.
     """
-    from ...errors import UnknownNameError
-    from ...io import atomic_write_text
-    from ._page import render_page
-
     wanted = SECTION_IDS if sections is None else list(sections)
     for section_id in wanted:
         if section_id not in _BUILDERS:
@@ -154,8 +149,6 @@ def run_tour(
 
 def _build_section(ctx: TourContext, section_id: str) -> Section:
     """Run one section's builder and write its JSON (``json/<id>.json``)."""
-    from ...io import atomic_write_text, dumps
-
     started = time.perf_counter()
     section: Section = import_module(f".{_BUILDERS[section_id]}", __name__).build(ctx)
     section.seconds = time.perf_counter() - started

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from ...engine.data import load
+from ..plots import save_figure
+
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
@@ -93,8 +96,6 @@ class TourContext:
     def dataset(self, name: str) -> Any:
         """``gradsight.data.load(name)``, loaded once per tour (sections share it)."""
         if name not in self._datasets:
-            from ...engine.data import load
-
             self._datasets[name] = load(name)
         return self._datasets[name]
 
@@ -107,18 +108,12 @@ class TourContext:
     def figures_dir(self) -> Path:
         return self.out_dir / "figures"
 
-    @property
-    def json_dir(self) -> Path:
-        return self.out_dir / "json"
-
     def size(self, full: Any, quick: Any) -> Any:
-        """``quick`` in quick mode, else ``full`` (sample counts, epochs, seeds)."""
+        """``quick`` in quick mode, else ``full`` (sample counts, epochs, random seeds)."""
         return quick if self.quick else full
 
     def figure(self, fig: Figure, name: str, caption: str) -> FigureFile:
         """Save ``fig`` atomically as ``figures/<name>.png`` and close it."""
-        from ..plots import save_figure
-
         path = self.figures_dir / f"{name}.png"
         save_figure(fig, path, dpi=self.dpi)
         _close(fig)
@@ -155,7 +150,7 @@ def fmt(value: Any, digits: int = 4) -> str:
 
 
 def fixed(value: Any, decimals: int = 2) -> str:
-    """A number with a fixed count of decimals, as the seeds print iterates (``5.84``)."""
+    """A number with a fixed count of decimals, as the articles print iterates (``5.84``)."""
     if value is None:
         return "—"
     number = float(value)

@@ -13,10 +13,11 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 
-def plot_seed_curve(x: np.ndarray, sigma: np.ndarray, estimate: np.ndarray, exact: np.ndarray,
-                    h: float) -> Figure:
-    """Seed 002's figure — σ and its forward-difference "derivative" with step ``h`` — beside
-    the exact σ′, and the absolute error of the estimate (log axis)."""
+def plot_article_curve(x: np.ndarray, sigma: np.ndarray, estimate: np.ndarray,
+                       exact: np.ndarray, h: float) -> Figure:
+    """The figure of the article on the derivative in training — σ and its forward-difference
+    "derivative" with step ``h`` — beside the exact σ′, and the absolute error of the
+    estimate (log axis)."""
     fig = Figure(figsize=(10.0, 3.8), layout="constrained")
     left, right = fig.subplots(1, 2)
     left.plot(x, sigma, color="tab:blue", label="sigmoid")
@@ -24,7 +25,7 @@ def plot_seed_curve(x: np.ndarray, sigma: np.ndarray, estimate: np.ndarray, exac
     left.plot(x, exact, color="black", linestyle="--", linewidth=1, label="exact σ′ = σ(1−σ)")
     left.set_xlabel("x")
     left.legend(loc="upper left", fontsize=8)
-    left.set_title("seed 002's plot, redone", fontsize=10)
+    left.set_title("the article's plot, redone", fontsize=10)
     error = np.abs(estimate - exact)
     right.semilogy(x, np.maximum(error, 1e-17), ".", color="tab:red", markersize=2)
     right.set_xlabel("x")

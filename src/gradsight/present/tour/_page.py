@@ -18,6 +18,7 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
+from ... import __version__
 from ._base import Section
 
 _CODE_SPAN = re.compile(r"`([^`]+)`")
@@ -128,7 +129,7 @@ _TEMPLATE = """<!DOCTYPE html>
 <main>
 <header>
 <h1>The gradsight tour</h1>
-<p>The story of the seed articles, run and explained: the sigmoid and its derivative, numeric
+<p>The story of the articles, run and explained: the sigmoid and its derivative, numeric
 derivatives, gradient descent, one neuron's chain rule, the vanishing gradient, and the states
 of a network's neurons — every number below computed by gradsight's tested functions in this run,
 every figure drawn from those numbers, every step reproducible with the command under it.</p>
@@ -193,8 +194,6 @@ def render_page(
 ) -> str:
     """The HTML text of the tour page; figures are read from ``out_dir`` and embedded."""
     from jinja2 import Environment
-
-    from ... import __version__
 
     env = Environment(autoescape=True, trim_blocks=False, lstrip_blocks=False)
     env.filters["markup"] = inline_markup

@@ -12,6 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ... import engine as nn
+from ... import optim
+from ...diagnostics import Monitor
+from ...engine import data as gdata
+from ...engine.train import evaluate
+from ...engine.train import fit_one_of_many as fit
+
 TEST_SIZE = 0.2
 
 
@@ -45,13 +52,6 @@ def train_like_cli(label: str, *, data: str = "digits", hidden: tuple[int, ...] 
                    monitor_every: int | None = None, dataset: Any = None) -> TrainRun:
     """Train as ``gradsight train`` with these options would (classification data);
     ``dataset`` is ``gradsight.data.load(data)`` when the caller has it already."""
-    from ... import engine as nn
-    from ... import optim
-    from ...diagnostics import Monitor
-    from ...engine import data as gdata
-    from ...engine.train import evaluate
-    from ...engine.train import fit_one_of_many as fit
-
     dataset = gdata.load(data) if dataset is None else dataset
     X_raw, X_test_raw, y_train, y_test = gdata.train_test_split(dataset.X, dataset.y,
                                                                 TEST_SIZE, seed)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...calculus.descent import compare, minimize
+from ..plots.descent import plot_loss, plot_path_1d
 from ._base import Section, Table, TourContext, fixed, fmt
 
 FUNCTION = "x^2 - 4*x + 6"
@@ -11,13 +13,10 @@ X0, LR = 8.0, 0.1
 #: too small, right, too large (overshoots, zig-zags), divergent
 RATES = (0.01, 0.1, 0.9, 1.1)
 _RATE_WORDS = {0.01: "too small", 0.1: "right", 0.9: "too large", 1.1: "divergent"}
-_SEED_ROWS = 36  # the seeds print about this many iterations
+_ARTICLE_ROWS = 36  # the articles print about this many iterations
 
 
 def build(ctx: TourContext) -> Section:
-    from ...calculus.descent import compare, minimize
-    from ..plots.descent import plot_loss, plot_path_1d
-
     run = minimize(FUNCTION, X0, lr=LR)
     comparison = compare(FUNCTION, X0, lrs=list(RATES), max_iter=1000)
     rows = comparison.table()
@@ -56,17 +55,17 @@ def build(ctx: TourContext) -> Section:
 def _paragraphs(run: Any, rows: list[dict[str, Any]]) -> list[str]:
     by_rate = {r["lr"]: r for r in rows}
     return [
-        "Training a network means minimising its cost. The seeds start with a function small "
+        "Training a network means minimising its cost. The articles start with a function small "
         "enough to see: y = x² − 4x + 6. Its derivative dy/dx = 2x − 4 is zero at x = 2, the "
         "minimum — but a network cannot solve for its minimum, it has to walk downhill. "
         "Gradient descent does that: x_new = x_old − ν·dy/dx, a step against the slope, "
         "scaled by the learning rate ν (η in the later formulas).",
         "From x = 8 with ν = 0.1 the first step is 8 − 0.1·(2·8 − 4) = 6.8, then 5.84, "
-        "5.07, 4.45, … exactly the seeds' column. Each step removes 20% of the distance to "
+        "5.07, 4.45, … exactly the articles' column. Each step removes 20% of the distance to "
         "the minimum, so x_k = 2 + 6·0.8^k: the run stops after "
         f"{run.n_steps} steps at x = {fixed(run.x_final[0], 6)}, "
         f"{fmt(abs(run.x_final[0] - 2.0), 2)} from the minimum ({run.verdict_reason}).",
-        "The rate matters, as the seeds warn. With 0.01 the same walk takes "
+        "The rate matters, as the articles warn. With 0.01 the same walk takes "
         f"{by_rate[0.01]['iterations']} steps; with 0.9 every step overshoots the minimum and "
         "the iterates zig-zag around 2 — the distance to 2 shrinks by the same factor 0.8 as "
         "with 0.1, but each step is 9 times longer, so the steps fall below the tolerance "
@@ -80,7 +79,7 @@ def _paragraphs(run: Any, rows: list[dict[str, Any]]) -> list[str]:
 
 def _iteration_table(run: Any) -> Table:
     rows = []
-    for before, after in zip(run.iterations[:_SEED_ROWS], run.iterations[1:_SEED_ROWS + 1],
+    for before, after in zip(run.iterations[:_ARTICLE_ROWS], run.iterations[1:_ARTICLE_ROWS + 1],
                              strict=False):
         x_old, slope = before.x[0], before.grad[0]
         rows.append([str(after.step),
@@ -88,12 +87,12 @@ def _iteration_table(run: Any) -> Table:
                      f"{fixed(after.x[0])}",
                      fmt(slope, 6), fmt(after.x[0], 8), fmt(after.f, 8)])
     return Table(
-        caption="The iterations, as the seeds print them (x rounded to 2 decimals in the "
+        caption="The iterations, as the articles print them (x rounded to 2 decimals in the "
                 "formula; full precision beside it)",
         columns=["k", "x_new = x_old − ν·dy/dx", "dy/dx at x_old", "x_k", "y(x_k)"],
         rows=rows,
         note=f"The run goes on to step {run.n_steps}; every iterate is in this step's JSON. "
-             "The seeds cut their values to 2 decimals (4.45 for 4.4576); here they are "
+             "The articles cut their values to 2 decimals (4.45 for 4.4576); here they are "
              "rounded.",
     )
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from ..explain import explain_neuron, train_neuron
+from ..plots.training import plot_history
 from ._base import Section, Table, TourContext, fmt
 
 TRUTH_TABLE = "or"
@@ -11,9 +13,6 @@ EPOCHS, LR = 1000, 4.0
 
 
 def build(ctx: TourContext) -> Section:
-    from ..explain import explain_neuron, train_neuron
-    from ..plots.training import plot_history
-
     walk = explain_neuron()
     epochs = ctx.size(EPOCHS, 300)
     trained = train_neuron(TRUTH_TABLE, epochs=epochs, lr=LR, seed=ctx.seed)
@@ -61,7 +60,7 @@ def _shown(values: Any) -> str:
 
 def _paragraphs(walk: Any, trained: Any, check: dict[str, Any]) -> list[str]:
     return [
-        "The seeds' first network is a single neuron: it weighs its inputs, adds a bias and "
+        "The articles' first network is a single neuron: it weighs its inputs, adds a bias and "
         "squashes the sum, ŷ = σ(z) with z = wᵀx + b, and it is judged by the quadratic cost "
         "C = 1/(2N) Σ(ŷ − y)². To learn it needs ∂C/∂w, and the chain rule splits that into "
         "three factors, each easy on its own: ∂C/∂w = ∂C/∂ŷ · ∂ŷ/∂z · ∂z/∂w = "

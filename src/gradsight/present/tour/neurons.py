@@ -1,11 +1,16 @@
-"""Tour section 6: the states of a trained network's neurons (seed 002's answer), and the
-doctor's before/after table of fixes."""
+"""Tour section 6: the states of a trained network's neurons (the answer of the article on the
+derivative in training), and the doctor's before/after table of fixes."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from ...diagnostics.fixes import DoctorSetup, doctor
+from ...diagnostics.neurons import classify_neurons, neuron_derivative_map, state_counts
+from ..plots.diagnostics import plot_neuron_map
 from ._base import FigureFile, Section, Table, TourContext, fmt
+from ._figures import plot_doctor, plot_state_counts
+from ._train import train_like_cli
 
 HIDDEN = (30, 30)
 #: (label, activation, init, η): one set-up, three rates; ReLU at two rates
@@ -46,9 +51,6 @@ def build(ctx: TourContext) -> Section:
 def _state_runs(ctx: TourContext) -> tuple[list[Any], dict[str, dict[str, int]],
                                            dict[str, Any]]:
     """Train every run of :data:`RUNS` as ``gradsight train`` would; classify its units."""
-    from ...diagnostics.neurons import classify_neurons, state_counts
-    from ._train import train_like_cli
-
     runs, counts, states_json = [], {}, {}
     for label, act, init, lr in RUNS:
         run = train_like_cli(label, hidden=HIDDEN, activation=act, init=init,
@@ -63,10 +65,6 @@ def _state_runs(ctx: TourContext) -> tuple[list[Any], dict[str, dict[str, int]],
 
 def _figures(ctx: TourContext, counts: dict[str, dict[str, int]], runs: list[Any],
              result: Any) -> list[FigureFile]:
-    from ...diagnostics.neurons import neuron_derivative_map
-    from ..plots.diagnostics import plot_neuron_map
-    from ._figures import plot_doctor, plot_state_counts
-
     saturated, dead = runs[2], runs[4]
     sample = slice(0, 300)
     rows = result.rows()
@@ -79,9 +77,10 @@ def _figures(ctx: TourContext, counts: dict[str, dict[str, int]], runs: list[Any
         ctx.figure(plot_neuron_map(neuron_derivative_map(saturated.model,
                                                          saturated.X_train[sample])),
                    "neuron-map-sigmoid",
-                   "Seed 002's \"learning ability\" of each unit (row) on each of 300 samples "
-                   "(column), σ′(z), for the sigmoid net trained with η = 40: the dark rows "
-                   "are saturated units that no sample can teach."),
+                   "The \"learning ability\" (the article on the derivative in training) of "
+                   "each unit (row) on each of 300 samples (column), σ′(z), for the sigmoid "
+                   "net trained with η = 40: the dark rows are saturated units that no sample "
+                   "can teach."),
         ctx.figure(plot_neuron_map(neuron_derivative_map(dead.model, dead.X_train[sample])),
                    "neuron-map-relu",
                    "The same picture for the ReLU net trained with η = 1: relu′(z) is 1 or 0, "
@@ -94,8 +93,6 @@ def _figures(ctx: TourContext, counts: dict[str, dict[str, int]], runs: list[Any
 
 
 def _doctor(ctx: TourContext) -> Any:
-    from ...diagnostics.fixes import DoctorSetup, doctor
-
     setup = {**DOCTOR, "data": ctx.dataset(DOCTOR["data"]), "epochs": ctx.size(10, 4),
              "seed": ctx.seed}
     return doctor(DoctorSetup(**setup), limit=ctx.size(8, 4))
@@ -122,12 +119,14 @@ def _paragraphs(counts: dict[str, dict[str, int]], runs: list[Any], result: Any)
     base = result.baseline
     best = next((c for c in result.candidates if c.change == result.best), None)
     text = [
-        "Seed 002's answer reads a unit's derivative f′(z) as its learning ability on one "
+        "The article on the derivative in training reads a unit's derivative f′(z) as its "
+        "learning ability on one "
         "sample, and then looks at all samples. If the derivative is ≈ 0 on all of them and "
         "the network is wrong on them, the unit is saturated and will not improve "
         "(saturated-wrong); if it is ≈ 0 everywhere and the network is right, the unit has "
         "learned — or overfits (saturated-right); if it is non-zero on a real share of "
-        "samples, the unit is still learning. Seed 003 adds the ReLU case: a unit whose "
+        "samples, the unit is still learning. The article on the vanishing gradient adds the "
+        "ReLU case: a unit whose "
         "z ≤ 0 on every sample has relu′ = 0 everywhere and never changes again — dead.",
         "`gradsight.diagnostics.classify_neurons` applies those rules to every hidden unit "
         "(≈ 0 means below 1% of the activation's largest slope; \"all\" means 95% of the "
@@ -149,8 +148,8 @@ def _paragraphs(counts: dict[str, dict[str, int]], runs: list[Any], result: Any)
     ]
     if best is not None:
         text.append(f"The best fix, {result.best}, brings the loss to {fmt(best.loss, 3)} and "
-                    f"the accuracy to {fmt(best.outcome.accuracy, 3)} — the cures seed 003 "
-                    "names, now with numbers attached.")
+                    f"the accuracy to {fmt(best.outcome.accuracy, 3)} — the cures the article "
+                    "on the vanishing gradient names, now with numbers attached.")
     return text
 
 

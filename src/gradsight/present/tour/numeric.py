@@ -1,4 +1,10 @@
-"""Tour section 2: why seed 002's forward difference with h = 1e-13 fails; the step study."""
+"""Tour section 2: why the forward difference with h = 1e-13 of the article on the derivative in
+training fails; the step study.
+
+The keys ``seed_h``, ``seed_forward_error``, ``seed_curve``, ... of the section's JSON name that
+article's step and curve (they predate the rule that "seed" means only the random seed, and
+the tests and users' scripts read them).
+"""
 
 from __future__ import annotations
 
@@ -6,34 +12,37 @@ from typing import Any
 
 import numpy as np
 
+from ... import activations
+from ...calculus.symbolic import numeric_derivative, step_study
+from ..plots.calculus import plot_step_study
 from ._base import FigureFile, Section, Table, TourContext, fmt
+from ._figures import plot_article_curve
 
-SEED_STEP = 1e-13
+ARTICLE_STEP = 1e-13  # the step of the article on the derivative in training
 STUDY_AT = 1.0
 
 
-def seed_sigmoid(x: Any) -> Any:
-    """Seed 002's own ``sigmoid`` — ``1 / (1 + np.exp(-x))`` — reproduced as written."""
+def article_sigmoid(x: Any) -> Any:
+    """The ``sigmoid`` of the article on the derivative in training — ``1 / (1 + np.exp(-x))``
+    — reproduced as written."""
     return 1 / (1 + np.exp(-x))
 
 
 def build(ctx: TourContext) -> Section:
-    from ...calculus.symbolic import step_study
-
-    seed_study = step_study("sigmoid", 0.0)
-    seed_row = next(r for r in seed_study.method_rows("forward") if r.h == SEED_STEP)
+    article_study = step_study("sigmoid", 0.0)
+    article_row = next(r for r in article_study.method_rows("forward") if r.h == ARTICLE_STEP)
     # σ″(0) = 0 makes the forward difference as good as the central one at 0 (the error
     # terms in h cancel), so the study of the methods is shown at z = 1
     study = step_study("sigmoid", STUDY_AT)
-    x, estimate, exact = _seed_curve(ctx.size(1000, 400))
+    x, estimate, exact = _article_curve(ctx.size(1000, 400))
     curve_error = float(np.max(np.abs(estimate - exact)))
     rec, rec_err = study.recommended, study.recommended_error
     numbers = {
-        "seed_h": SEED_STEP, "seed_forward_estimate": seed_row.estimate,
-        "seed_forward_error": seed_row.abs_error, "seed_curve_max_error": curve_error,
+        "seed_h": ARTICLE_STEP, "seed_forward_estimate": article_row.estimate,
+        "seed_forward_error": article_row.abs_error, "seed_curve_max_error": curve_error,
         "seed_curve_points": int(x.size), "study_at": STUDY_AT, "exact_at_study": study.exact,
         "study_forward_error_at_seed_h": next(
-            r.abs_error for r in study.method_rows("forward") if r.h == SEED_STEP),
+            r.abs_error for r in study.method_rows("forward") if r.h == ARTICLE_STEP),
         "recommended_forward_h": rec["forward"], "recommended_central_h": rec["central"],
         "forward_error_at_recommended_h": rec_err["forward"],
         "central_error_at_recommended_h": rec_err["central"],
@@ -41,8 +50,8 @@ def build(ctx: TourContext) -> Section:
     }
     return Section(
         id="numeric", title="Numeric derivatives: why h = 1e-13 fails",
-        headline=(f"forward difference with h = 1e-13: off by {fmt(seed_row.abs_error, 2)} "
-                  f"at 0 and up to {fmt(curve_error, 2)} on the seed's curve; central with "
+        headline=(f"forward difference with h = 1e-13: off by {fmt(article_row.abs_error, 2)} "
+                  f"at 0 and up to {fmt(curve_error, 2)} on the article's curve; central with "
                   f"h ≈ {fmt(rec['central'], 2)}: {fmt(rec_err['central'], 2)}"),
         paragraphs=_paragraphs(numbers),
         figures=_figures(ctx, study, x, estimate, exact),
@@ -50,33 +59,29 @@ def build(ctx: TourContext) -> Section:
         commands=[["diffcheck", "sigmoid", "--at", "0"],
                   ["diffcheck", "sigmoid", "--at", f"{STUDY_AT:g}", "--plot", "step-study.png"]],
         numbers=numbers,
-        data={"study": study.to_dict(), "seed_study": seed_study.to_dict(), "seed_curve": {
+        data={"study": study.to_dict(), "seed_study": article_study.to_dict(), "seed_curve": {
             "x": x.tolist(), "forward_estimate": estimate.tolist(), "exact": exact.tolist()}},
     )
 
 
-def _seed_curve(points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Seed 002's experiment: x over [−10, 10], its forward-difference estimate of σ′ with
-    h = 1e-13 (``gradsight.calculus.numeric_derivative`` on the seed's own sigmoid) and the
-    exact σ′ (``gradsight.activations``)."""
-    from ... import activations
-    from ...calculus.symbolic import numeric_derivative
-
+def _article_curve(points: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The experiment of the article on the derivative in training: x over [−10, 10], its
+    forward-difference estimate of σ′ with h = 1e-13 (``gradsight.calculus.numeric_derivative``
+    on the article's own sigmoid) and the exact σ′ (``gradsight.activations``)."""
     x = np.linspace(-10.0, 10.0, points)
-    estimate = np.array([numeric_derivative(seed_sigmoid, float(v), h=SEED_STEP,
+    estimate = np.array([numeric_derivative(article_sigmoid, float(v), h=ARTICLE_STEP,
                                             method="forward") for v in x])
     return x, estimate, activations.get("sigmoid").derivative(x)
 
 
 def _figures(ctx: TourContext, study: Any, x: np.ndarray, estimate: np.ndarray,
              exact: np.ndarray) -> list[FigureFile]:
-    from ..plots.calculus import plot_step_study
-    from ._figures import plot_seed_curve
-
     error = float(np.max(np.abs(estimate - exact)))
     return [
-        ctx.figure(plot_seed_curve(x, seed_sigmoid(x), estimate, exact, SEED_STEP), "seed-curve",
-                   f"Seed 002's plot redone: the forward difference with h = 1e-13 over "
+        ctx.figure(plot_article_curve(x, article_sigmoid(x), estimate, exact, ARTICLE_STEP),
+                   "article-curve",
+                   f"The plot of the article on the derivative in training, redone: the "
+                   f"forward difference with h = 1e-13 over "
                    f"[−10, 10] ({x.size} points) against the exact σ′; its error (right) is "
                    f"round-off, up to {fmt(error, 2)}."),
         ctx.figure(plot_step_study(study), "step-study",
@@ -89,13 +94,14 @@ def _figures(ctx: TourContext, study: Any, x: np.ndarray, estimate: np.ndarray,
 
 def _paragraphs(n: dict[str, Any]) -> list[str]:
     return [
-        "Seed 002 plots the sigmoid's derivative with a forward difference, "
+        "The article on the derivative in training plots the sigmoid's derivative with a "
+        "forward difference, "
         "(σ(x + h) − σ(x))/h, and h = 1e-13 — on paper, the smaller h the better. In floating "
         "point it is not: σ(x + h) and σ(x) are stored with about 16 significant digits and "
         "agree in almost all of them, so their difference is mostly round-off (≈ 1e-16), and "
         f"dividing by 1e-13 magnifies it a thousandfold. At x = 0 the estimate is "
         f"{fmt(n['seed_forward_estimate'], 8)} instead of 0.25, an error of "
-        f"{fmt(n['seed_forward_error'], 2)}; over the seed's whole curve the error reaches "
+        f"{fmt(n['seed_forward_error'], 2)}; over the article's whole curve the error reaches "
         f"{fmt(n['seed_curve_max_error'], 2)}.",
         f"The step study at z = {n['study_at']:g} (exact σ′ = {fmt(n['exact_at_study'], 8)}) "
         "shows the trade-off. Truncation error shrinks like h (forward, backward) or h² "
@@ -122,7 +128,7 @@ def _study_table(study: Any) -> Table:
     rows = [[f"{h:.0e}", *[fmt(by_key[(m, h)].abs_error, 2) for m in methods]] for h in hs]
     return Table(caption=f"Absolute error of σ′({study.x:g}) = {study.exact:.10g} by step h",
                  columns=["h", *methods], rows=rows,
-                 note="Seed 002's step is the row h = 1e-13.")
+                 note="The article's step is the row h = 1e-13.")
 
 
 def _recommended_table(study: Any) -> Table:

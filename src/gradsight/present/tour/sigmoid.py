@@ -6,6 +6,9 @@ from typing import Any
 
 import numpy as np
 
+from ... import activations
+from ...calculus.symbolic import activation_table, derive
+from ..plots.calculus import plot_activation, plot_activations
 from ._base import Section, Table, TourContext, fmt
 
 _SAMPLE_Z = (-10.0, -4.0, -2.0, 0.0, 2.0, 4.0, 10.0)
@@ -13,10 +16,6 @@ _COMPARED = ("sigmoid", "tanh", "relu", "leaky_relu", "elu", "softplus", "silu",
 
 
 def build(ctx: TourContext) -> Section:
-    from ... import activations
-    from ...calculus.symbolic import activation_table, derive
-    from ..plots.calculus import plot_activation, plot_activations
-
     sigmoid = activations.get("sigmoid")
     z = np.linspace(-10.0, 10.0, 2001)
     from_output_gap = float(np.max(np.abs(sigmoid.derivative(z) - _from_output(sigmoid(z)))))
@@ -32,8 +31,8 @@ def build(ctx: TourContext) -> Section:
                "from_output_max_abs_diff": from_output_gap, "max_derivative": maxima}
     figures = [
         ctx.figure(plot_activation("sigmoid"), "sigmoid",
-                   "The seed 002 figure: σ(z) (left) and σ′(z) = σ(z)(1 − σ(z)) (right), "
-                   "largest at z = 0 where it is 0.25."),
+                   "The figure of the article on the derivative in training: σ(z) (left) "
+                   "and σ′(z) = σ(z)(1 − σ(z)) (right), largest at z = 0 where it is 0.25."),
         ctx.figure(plot_activations(), "activations",
                    "Every activation gradsight knows and its derivative: σ′ never exceeds 0.25 "
                    "(dashed line); tanh′ and the ReLU family reach 1."),
@@ -54,8 +53,6 @@ def build(ctx: TourContext) -> Section:
 
 def _from_output(a: Any) -> Any:
     """σ′ as the engine computes it, from the output a = σ(z): a(1 − a)."""
-    from ... import activations
-
     derivative = activations.get("sigmoid").derivative_from_output(a)
     assert derivative is not None  # the sigmoid's derivative is a function of its output
     return derivative
@@ -68,7 +65,8 @@ def _paragraphs(numbers: dict[str, Any]) -> list[str]:
         "probability. Backpropagation multiplies the error arriving at a sigmoid unit by the "
         "unit's derivative σ′(z), so this one number decides how much the unit can learn "
         "from a sample.",
-        "σ′ can be derived two ways, the routes seed 000 calls Approach 1 (write σ as "
+        "σ′ can be derived two ways, the routes the article on the sigmoid's derivative "
+        "calls Approach 1 (write σ as "
         "(1 + e^(−z))^(−1) and use the chain rule) and Approach 2 (write σ as e^z/(1 + e^z) "
         "and use the quotient rule). Both end in the same short form, σ′(z) = σ(z)(1 − σ(z)); "
         "the tables below show every step, as gradsight's symbolic engine derives it.",
@@ -105,8 +103,6 @@ def _route_table(route: dict[str, Any]) -> Table:
 
 
 def _compare_table(table: list[dict[str, Any]]) -> Table:
-    from ... import activations
-
     rows = []
     for row in table:
         peak = row["max_derivative"]

@@ -5,7 +5,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from ...lab.vanishing import NIELSEN_SPEEDS, nielsen_speeds
+from ..plots.diagnostics import plot_layer_norms, plot_sigmoid_bound, plot_vanish
 from ._base import FigureFile, Section, Table, TourContext, fmt
+from ._figures import plot_curves, plot_layer_speeds
+from ._train import train_like_cli
 
 DEPTH, WIDTH = 4, 30
 #: (label, activation, init) — the deep sigmoid net of Nielsen's protocol and its fixes
@@ -23,8 +27,6 @@ TRAINED = ("sigmoid", "sigmoid+xavier", "relu+he", "leaky_relu+he")
 
 
 def build(ctx: TourContext) -> Section:
-    from ...lab.vanishing import NIELSEN_SPEEDS
-
     samples, seeds = ctx.size(1000, 500), ctx.size(3, 1)
     protocol, fixes = _speeds(ctx, samples, seeds)
     runs = _train_runs(ctx)
@@ -56,8 +58,6 @@ def build(ctx: TourContext) -> Section:
 
 def _speeds(ctx: TourContext, samples: int, seeds: int) -> tuple[dict[int, Any], dict[str, Any]]:
     """Nielsen's protocol with 2, 3, 4 hidden layers, and the 4-layer net with each fix."""
-    from ...lab.vanishing import nielsen_speeds
-
     digits = ctx.dataset("digits")
     protocol = {depth: nielsen_speeds(digits, hidden=(WIDTH,) * depth, samples=samples,
                                       seeds=seeds, seed=ctx.seed) for depth in (2, 3, 4)}
@@ -70,9 +70,6 @@ def _speeds(ctx: TourContext, samples: int, seeds: int) -> tuple[dict[int, Any],
 
 def _figures(ctx: TourContext, protocol: dict[int, Any], fixes: dict[str, Any],
              runs: list[Any]) -> list[FigureFile]:
-    from ..plots.diagnostics import plot_layer_norms, plot_sigmoid_bound, plot_vanish
-    from ._figures import plot_curves, plot_layer_speeds
-
     speeds = {_LABELS[k]: [row["speed_at_init"] for row in r.layers] for k, r in fixes.items()}
     curves = [("training loss", {_LABELS[r.label]: r.history.loss for r in runs}),
               ("held-out accuracy", {_LABELS[r.label]: r.history.val_accuracy for r in runs})]
@@ -104,8 +101,6 @@ def _figures(ctx: TourContext, protocol: dict[int, Any], fixes: dict[str, Any],
 
 
 def _train_runs(ctx: TourContext) -> list[Any]:
-    from ._train import train_like_cli
-
     by_label = {label: (act, init) for label, act, init in CONFIGS}
     epochs = ctx.size(20, 6)
     runs = []
@@ -128,7 +123,7 @@ def _paragraphs(protocol: dict[int, Any], fixes: dict[str, Any], runs: list[Any]
         "δ^l = σ′(z^l) ⊙ (W^(l+1))ᵀ δ^(l+1), so every step towards the input multiplies by "
         "another σ′(z) — and σ′ never exceeds 0.25 (section 1). Layer after layer the "
         "gradient shrinks, and the first layers learn slowly or not at all: the vanishing "
-        "gradient of seed 003.",
+        "gradient, as the article on it describes.",
         "Nielsen (Neural Networks and Deep Learning, chapter 5) measures it as each hidden "
         "layer's speed of learning ‖∂C/∂b^l‖ for the gradient averaged over 1,000 training "
         "samples, in sigmoid nets with weights N(0, 1/n_in) and biases N(0, 1). gradsight "
@@ -138,7 +133,8 @@ def _paragraphs(protocol: dict[int, Any], fixes: dict[str, Any], runs: list[Any]
         f"is the same — with 4 hidden layers each layer learns {fmt(min(slower), 2)}–"
         f"{fmt(max(slower), 2)}× more slowly than the one above it, and the last "
         f"{fmt(deep.ratio_last_first, 3)}× faster than the first.",
-        "The fixes of seed 003 change the factor each layer multiplies by. ReLU's derivative "
+        "The fixes of the article on the vanishing gradient change the factor each layer "
+        "multiplies by. ReLU's derivative "
         "is 1 wherever the unit is on, so with He initialisation (variance 2/n_in, which "
         "keeps the signal's size through the layers) the last/first ratio — measured here "
         "with biases 0 in every set-up, so that only the activation and the weights change "

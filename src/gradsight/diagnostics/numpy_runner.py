@@ -1,26 +1,35 @@
 """The doctor's default runner: train gradsight's NumPy engine on one data set.
 
 The data are loaded once, split (stratified, by the run's seed) and standardised with the
-training statistics — as ``gradsight train`` does — so every candidate sees the same
-samples. The model follows ``gradsight train``'s conventions: cross-entropy and
+training statistics — as ``gradsight train`` does, with the same function
+(:func:`gradsight.engine.preprocess.split_standardized`) — so every candidate sees the same
+samples; data too small to split are also the test part. The model follows ``gradsight
+train``'s conventions (:func:`gradsight.engine.losses.resolve_loss`): cross-entropy and
 bce_with_logits read logits, the quadratic cost on classes has one sigmoid output per class
 (one-hot targets), and a numeric target has one linear output.
 """
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import numpy as np
 
-from ..errors import InvalidValueError, UnknownNameError
-from .fixes import RunOutcome
+from .. import optim
+from ..activations import sigmoid
+from ..engine import data as gdata
+from ..engine import loss as get_loss
+from ..engine import mlp
+from ..engine.losses import resolve_loss
+from ..engine.preprocess import split_standardized
+from ..engine.train import fit_one_of_many as fit
+from .monitor import Monitor
+from .runner import RunOutcome
+from .speed import speed_ratio
+from .verdict import diagnose
 
 
 def _as_dataset(dataset: Any, target: str | None) -> Any:
-    from ..engine import data as gdata
-
     if isinstance(dataset, gdata.Dataset):
         return dataset
     if isinstance(dataset, tuple) and len(dataset) == 2:
@@ -32,29 +41,8 @@ def _as_dataset(dataset: Any, target: str | None) -> Any:
     return gdata.load(dataset, target=target)
 
 
-def _outputs(loss: str, n_classes: int | None) -> tuple[int, str | None]:
-    """(number of outputs, output activation) of a model trained with ``loss``."""
-    if n_classes is None:
-        if loss != "quadratic":
-            raise InvalidValueError(f"loss {loss} needs class labels but the target is a "
-                                    f"number; use the quadratic loss")
-        return 1, None
-    if loss == "cross_entropy":
-        if n_classes < 2:
-            raise InvalidValueError("cross_entropy needs at least 2 classes in the data")
-        return n_classes, None
-    if loss == "bce_with_logits":
-        if n_classes != 2:
-            raise InvalidValueError(f"bce_with_logits needs exactly 2 classes, the data has "
-                                    f"{n_classes}")
-        return 1, None
-    return n_classes, "sigmoid"
-
-
 def _probabilities(loss: str, output: np.ndarray) -> np.ndarray:
     """Class probabilities of a model's raw output under its training loss."""
-    from ..activations import sigmoid
-
     if loss == "cross_entropy":
         shifted = np.exp(output - output.max(axis=1, keepdims=True))
         return shifted / shifted.sum(axis=1, keepdims=True)
@@ -75,45 +63,26 @@ class EngineRunner:
 
     def resolve(self, config: dict[str, Any]) -> dict[str, Any]:
         """``config`` with ``loss="auto"`` resolved for the data and the loss name checked."""
-        from ..engine import loss_names
-
-        name = str(config["loss"]).strip().lower()
-        if name == "auto":
-            name = "cross_entropy" if self.classification else "quadratic"
-        if name not in loss_names():
-            raise UnknownNameError("loss", config["loss"], [*loss_names(), "auto"])
-        _outputs(name, self.dataset.n_classes)
+        name, _, _ = resolve_loss(config["loss"], self.dataset.n_classes)
         return {**config, "loss": name}
 
     def split(self, seed: int) -> tuple[np.ndarray, ...]:
         """(X_train, X_test, y_train, y_test), standardised; the test part is the training
         part when the data are too small to split."""
         if seed not in self._splits:
-            from ..engine import data as gdata
-
-            X, y = self.dataset.X, self.dataset.y
-            if self.test_size > 0 and self.dataset.n_samples >= 20:
-                X_train, X_test, y_train, y_test = gdata.train_test_split(
-                    X, y, self.test_size, seed)
-            else:
-                X_train, X_test, y_train, y_test = X, X, y, y
-            scaled = gdata.standardize(X_train, X_test)
-            assert scaled.test is not None
-            self._splits[seed] = (scaled.train, scaled.test, y_train, y_test)
+            X_train, X_test, y_train, y_test, _, _ = split_standardized(
+                self.dataset.X, self.dataset.y, self.test_size, seed)
+            if X_test is None or y_test is None:  # too small to split: test on the training part
+                X_test, y_test = X_train, y_train
+            self._splits[seed] = (X_train, X_test, y_train, y_test)
         return self._splits[seed]
 
     def __call__(self, config: dict[str, Any]) -> RunOutcome:
-        from .. import engine as nn
-        from .. import optim
-        from ..engine.train import fit_one_of_many as fit
-        from .monitor import Monitor
-        from .verdict import diagnose
-
         config = self.resolve(config)
         X_train, X_test, y_train, y_test = self.split(int(config["seed"]))
-        n_out, output_activation = _outputs(config["loss"], self.dataset.n_classes)
+        _, n_out, output_activation = resolve_loss(config["loss"], self.dataset.n_classes)
         spec = [self.dataset.n_features, *config["hidden"], n_out]
-        model = nn.mlp(spec, activation=config["activation"],
+        model = mlp(spec, activation=config["activation"],
                        output_activation=output_activation, init=config["init"],
                        bias_init=config["bias_init"], dtype=self.dtype, seed=config["seed"])
         monitor = Monitor(self.monitor_every)
@@ -135,46 +104,39 @@ class EngineRunner:
     def held_out(self, model: Any, config: dict[str, Any], X: np.ndarray, y: np.ndarray
                  ) -> tuple[float, float | None]:
         """(cost in ``config["eval_loss"]``, accuracy) of the model on the held-out part."""
-        from .. import engine as nn
-
-        own = nn.loss(config["loss"])
+        own = get_loss(config["loss"])
         output = model.predict(X)
         accuracy = own.accuracy(output, y)
         evaluation = config.get("eval_loss") or config["loss"]
         if evaluation == config["loss"]:
             return own.value(output, y), accuracy
         probabilities = _probabilities(config["loss"], output.astype(np.float64))
-        n_eval, _ = _outputs(evaluation, self.dataset.n_classes)
+        _, n_eval, _ = resolve_loss(evaluation, self.dataset.n_classes)
         if probabilities.shape[1] == 1 and n_eval == 2:
             probabilities = np.hstack([1.0 - probabilities, probabilities])
         elif probabilities.shape[1] == 2 and n_eval == 1:
             probabilities = probabilities[:, 1:]
         clipped = np.clip(probabilities, 1e-12, 1.0 - 1e-12)
         if evaluation == "cross_entropy":
-            return nn.loss(evaluation).value(np.log(clipped), y), accuracy
+            return get_loss(evaluation).value(np.log(clipped), y), accuracy
         if evaluation == "bce_with_logits":
-            return nn.loss(evaluation).value(np.log(clipped) - np.log1p(-clipped), y), accuracy
-        return nn.loss(evaluation).value(probabilities, y), accuracy
+            return get_loss(evaluation).value(np.log(clipped) - np.log1p(-clipped), y), accuracy
+        return get_loss(evaluation).value(probabilities, y), accuracy
 
 
 def hidden_gradient_ratio(model: Any, X: np.ndarray, y: np.ndarray, loss: str) -> float | None:
     """‖∂C/∂b‖ of the last hidden layer / of the first, for the gradient of C over (X, y).
 
     Nielsen's "speed of learning" ratio (chapter 5), from one forward and backward pass over
-    the samples given; None with fewer than two hidden layers.
+    the samples given; None with fewer than two hidden layers. At zero and for non-finite
+    speeds it follows :func:`~gradsight.diagnostics.speed.speed_ratio`.
     """
-    from .. import engine as nn
-
     dense = model.dense_layers
     if len(dense) < 3:
         return None
-    cost = nn.loss(loss)
+    cost = get_loss(loss)
     output = model.forward(X)
     model.backward(cost.gradient(output, y))
     first = float(np.linalg.norm(dense[0].grad_b))
     last = float(np.linalg.norm(dense[-2].grad_b))
-    if not (math.isfinite(first) and math.isfinite(last)):
-        return math.nan
-    if first == 0:
-        return math.inf if last > 0 else math.nan
-    return last / first
+    return speed_ratio(first, last)
