@@ -1,4 +1,5 @@
-"""The NumPy engine (gradsight.nn) against PyTorch autograd, hand derivations and formulas."""
+"""The NumPy engine (gradsight.engine, alias gradsight.nn) against PyTorch autograd, hand
+derivations and formulas."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ import numpy as np
 import pytest
 
 from gradsight import activations, nn
+from gradsight.engine.gradcheck import gradcheck
 from gradsight.errors import (
     DataError,
     InvalidValueError,
@@ -17,7 +19,6 @@ from gradsight.errors import (
     TrainingError,
     UnknownNameError,
 )
-from gradsight.gradient_check import gradcheck
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
@@ -46,7 +47,7 @@ def torch_activation(name: str):
 
 
 def torch_loss(name: str, output, target: np.ndarray):
-    if name == "quadratic":  # C = 1/(2N) Σ ‖ŷ − y‖², the seeds' cost
+    if name == "quadratic":  # C = 1/(2N) Σ ‖ŷ − y‖², the articles' cost
         return 0.5 * ((output - torch.tensor(target)) ** 2).sum() / output.shape[0]
     if name == "bce_with_logits":
         return F.binary_cross_entropy_with_logits(output, torch.tensor(target))
@@ -123,8 +124,9 @@ def test_default_forward_returns_fresh_arrays() -> None:
     np.testing.assert_array_equal(first, kept)
 
 
-def test_seed_single_neuron_chain_rule() -> None:
-    # seed 002: ŷ = σ(wᵀx + b), C = 1/(2N) Σ (ŷ − y)², ∂C/∂w = (ŷ − y) σ(z)(1 − σ(z)) x
+def test_the_articles_single_neuron_chain_rule() -> None:
+    # the article on the derivative in training: ŷ = σ(wᵀx + b), C = 1/(2N) Σ (ŷ − y)²,
+    # ∂C/∂w = (ŷ − y) σ(z)(1 − σ(z)) x
     model = nn.mlp("2-1", output_activation="sigmoid", seed=0)
     dense = model.dense_layers[0]
     dense.W[:] = [[0.5], [-0.3]]

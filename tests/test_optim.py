@@ -129,8 +129,8 @@ def test_float32_params_with_float64_gradients_stay_float32():
     assert [p.dtype for p in params] == [np.float32] * len(SHAPES)
 
 
-def test_seed_iterates_are_plain_sgd():
-    """Seed 002: x ← x − 0.1·(2x − 4) from 8 gives 2 + 6·0.8^k."""
+def test_the_articles_iterates_are_plain_sgd():
+    """The article on the derivative in training: x ← x − 0.1·(2x − 4) from 8 gives 2 + 6·0.8^k."""
     x = np.array([8.0])
     opt = optim.SGD(lr=0.1)
     for k in range(1, 30):

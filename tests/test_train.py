@@ -1,4 +1,4 @@
-"""gradsight.fit: learning the seeds' examples, matching a PyTorch loop, guards and hooks."""
+"""gradsight.fit: learning the articles' examples, matching a PyTorch loop, guards and hooks."""
 
 from __future__ import annotations
 
@@ -10,15 +10,16 @@ from sklearn.datasets import load_digits, make_moons
 from sklearn.model_selection import train_test_split
 
 from gradsight import nn, optim
+from gradsight.engine.train import Callback, History, TrainContext, evaluate, fit
 from gradsight.errors import DataError, InvalidValueError, ShapeError, UnknownNameError
-from gradsight.train import Callback, History, TrainContext, evaluate, fit
 
 CORNERS = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
 
 
 @pytest.mark.parametrize(("gate", "targets"), [("OR", [0, 1, 1, 1]), ("AND", [0, 0, 0, 1])])
-def test_seed_single_sigmoid_neuron_learns_or_and_and(gate: str, targets: list[int]) -> None:
-    # seeds 002/003: ŷ = σ(wᵀx + b), quadratic cost, w ← w − η ∂C/∂w
+def test_the_articles_single_sigmoid_neuron_learns_or_and_and(gate: str,
+                                                               targets: list[int]) -> None:
+    # the articles: ŷ = σ(wᵀx + b), quadratic cost, w ← w − η ∂C/∂w
     model = nn.mlp("2-1", output_activation="sigmoid", seed=0)
     history = fit(model, CORNERS, targets, loss="quadratic", optimizer=optim.SGD(lr=2.0),
                   epochs=500, batch_size=4, progress=False)
@@ -415,7 +416,7 @@ def test_ctrl_c_in_the_first_or_last_hook_leaves_a_usable_model(hook):
 
 
 def test_fit_one_of_many_turns_an_interrupted_run_into_a_keyboard_interrupt():
-    from gradsight.train import fit_one_of_many
+    from gradsight.engine.train import fit_one_of_many
 
     X = np.array([[0, 0], [0, 1], [1, 0], [1, 1]], dtype=float)
     model = nn.mlp("2-3-1", output_activation="sigmoid", seed=0)

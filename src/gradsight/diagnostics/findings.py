@@ -32,7 +32,7 @@ class Finding:
         ``"info"`` (worth knowing).
     title : one line; ``layers`` the layers or units concerned.
     evidence : the numbers the finding rests on (per-layer values as {layer: number}).
-    explanation : why it happens, in plain words and the notation of the seeds (δ, z, σ′).
+    explanation : why it happens, in plain words and the notation of the articles (δ, z, σ′).
     fixes : recommended fixes, best first; ``changes`` the training-configuration changes
         behind them ({"activation": "relu", "init": "he_normal"}) that ``doctor`` can try.
     """

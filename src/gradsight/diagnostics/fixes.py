@@ -43,7 +43,7 @@ NO_CHANGE = "no change"
 class DoctorSetup:
     """A training set-up, with the same options as ``gradsight train``.
 
-    The defaults differ from the CLI's on purpose: they describe the set-up the seeds warn
+    The defaults differ from the CLI's on purpose: they describe the set-up the articles warn
     about (sigmoid hidden layers, plain SGD with η = 0.1), the one worth a diagnosis; the
     ``gradsight doctor`` command defaults to ``gradsight train``'s (ReLU, He, Adam 0.01).
 
@@ -193,10 +193,10 @@ def propose_candidates(config: dict[str, Any], findings: Iterable[Any] = (),
     """Configuration changes worth trying for ``config``, most promising first.
 
     First the changes the findings recommend (η ×0.1 / ×10 only from findings), then the
-    standard fixes of seed 003 and Nielsen: ReLU + He and leaky ReLU + He instead of a
-    saturating activation, cross-entropy instead of the quadratic cost (classes only),
-    ReLU + He + cross-entropy, tanh instead of sigmoid, Xavier/He initialisation, Adam.
-    Changes that would not change the set-up are dropped.
+    standard fixes of the article on the vanishing gradient and of Nielsen: ReLU + He and
+    leaky ReLU + He instead of a saturating activation, cross-entropy instead of the
+    quadratic cost (classes only), ReLU + He + cross-entropy, tanh instead of sigmoid,
+    Xavier/He initialisation, Adam. Changes that would not change the set-up are dropped.
     """
     saturating = config["activation"].split(":")[0] in ("sigmoid", "tanh")
     relu_init = "he_normal"

@@ -293,8 +293,9 @@ def neuron_derivative_map(model: Any, X: ArrayLike, *, chunk_size: int = 2048
                           ) -> dict[str, np.ndarray]:
     """Local derivatives f′(z) of every hidden unit on every sample: {layer: units × samples}.
 
-    Entry [j, n] is unit j's "learning ability" on sample n (seed 002): near 0 where the unit
-    is saturated (sigmoid: σ′ = σ(1−σ) ≤ 0.25, ≈ 0 for |z| ≳ 6) or off (relu′ = 0 for z ≤ 0).
+    Entry [j, n] is unit j's "learning ability" on sample n (the article on the derivative in
+    training): near 0 where the unit is saturated (sigmoid: σ′ = σ(1−σ) ≤ 0.25, ≈ 0 for
+    |z| ≳ 6) or off (relu′ = 0 for z ≤ 0).
     """
     hidden = hidden_layers(model)
     X = _inputs(model, X)
@@ -409,11 +410,13 @@ def classify_neurons(model: Any, X: ArrayLike, y: ArrayLike, *, saturation: floa
     *active* otherwise. The tests, in order:
 
     * ``dead`` — a ReLU-family unit with z ≤ 0 on every sample of X: relu′ = 0 everywhere,
-      its weights never change again (seed 003). (Leaky ReLU and ELU units in this state
-      still pass a small slope and can recover; they are reported dead all the same.)
+      its weights never change again (the article on the vanishing gradient). (Leaky ReLU
+      and ELU units in this state still pass a small slope and can recover; they are
+      reported dead all the same.)
     * ``saturated-wrong`` — the derivative is 0 on nearly all samples (saturated on ≥
       ``near_all`` of them) and the network is mostly wrong on those samples (accuracy <
-      ``right_share``): "saturated (dumb) and will not improve" (seed 002).
+      ``right_share``): "saturated (dumb) and will not improve" (the article on the
+      derivative in training).
     * ``saturated-right`` — the same, but mostly right (accuracy ≥ ``right_share``): "studied
       really well ... may indicate potential overfitting".
     * ``saturated`` — saturated on nearly all samples but y is not a class label, so

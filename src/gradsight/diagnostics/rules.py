@@ -2,7 +2,7 @@
 
 Every rule reads a :class:`Context` (the history pivoted per layer, plus the optional model,
 data and loss curve) and returns the findings it supports — each with the numbers it rests
-on, the mechanism in the seeds' terms and ranked fixes.
+on, the mechanism in the articles' terms and ranked fixes.
 """
 
 from __future__ import annotations
@@ -211,7 +211,7 @@ def vanishing(ctx: Context) -> list[Finding]:
         mechanism = ("Backpropagation computes δˡ = (Wˡ⁺¹δˡ⁺¹) ⊙ σ′(zˡ), and σ′(z) = "
                      "σ(z)(1−σ(z)) ≤ 0.25: each sigmoid layer multiplies the backward signal "
                      "by at most 0.25 (times the weights), so it shrinks layer after layer — "
-                     "the vanishing gradient (seed 003).")
+                     "the vanishing gradient of the article on it.")
         fixes = [RELU_HE, LEAKY_HE, XAVIER, TANH, ADAM, FEWER_LAYERS]
     elif "tanh" in kinds:
         mechanism = ("δˡ = (Wˡ⁺¹δˡ⁺¹) ⊙ tanh′(zˡ), and tanh′(z) = 1 − tanh²(z) falls well "
@@ -280,13 +280,14 @@ def updates(ctx: Context) -> list[Finding]:
         text = (f"Each step changes these layers' weights by ‖ΔW‖/‖W‖ up to "
                 f"{max(large.values()):.3g} (≈1e-3 is the usual healthy size). With "
                 "w_new = w_old − η∂C/∂w a too large η makes the steps overshoot: 'too big a "
-                "step and you shoot past the village' (seed 002).")
+                "step and you shoot past the village' (the article on the derivative in "
+                "training).")
         return [_finding("large-updates", severity, "Updates too large: learning rate too high",
                          list(large), {"update_ratio": ratios}, text, [LR_DOWN, ADAM, CLIP])]
     if overall < limits.update_low:
         text = (f"The median step changes the weights by ‖ΔW‖/‖W‖ = {overall:.3g} "
                 "(≈1e-3 is healthy): with such small steps 'you will die on the mountain' "
-                "before reaching the minimum (seed 002).")
+                "before reaching the minimum (the article on the derivative in training).")
         return [_finding("small-updates", "warning", "Updates tiny: learning rate too low",
                          list(ratios), {"update_ratio": ratios, "median": overall}, text,
                          [LR_UP, ADAM])]
@@ -302,7 +303,8 @@ def saturated(ctx: Context) -> list[Finding]:
     severity = "critical" if max(heavy.values()) >= ctx.limits.saturated_critical else "warning"
     text = (f"Up to {max(heavy.values()):.0%} of these layers' values have a local derivative "
             "below 1% of its peak (σ′ < 0.0025, i.e. |z| ≳ 6): there the unit's 'learning "
-            "ability' (seed 002) is ≈ 0 and ∂C/∂w = δ·a ≈ 0. Large weights or inputs push z "
+            "ability' (the article on the derivative in training) is ≈ 0 and ∂C/∂w = δ·a ≈ 0. "
+            "Large weights or inputs push z "
             "into the flat tails of the sigmoid.")
     return [_finding("saturated-layers", severity, "Saturated hidden layers", list(heavy),
                      {"saturated_fraction": shares}, text,
@@ -328,7 +330,8 @@ def dead(ctx: Context) -> list[Finding]:
     severity = "critical" if max(heavy.values()) >= ctx.limits.dead_critical else "warning"
     text = (f"Up to {max(heavy.values()):.0%} of these units have z ≤ 0 on every sample. "
             "relu′(z) = 0 there, so ∂C/∂w = 0 and their weights never change again: dead "
-            "units (seed 003). A large learning rate or a large negative bias puts them there.")
+            "units (the article on the vanishing gradient). A large learning rate or a large "
+            "negative bias puts them there.")
     if not plain:
         severity = "info"
         text += " With leaky ReLU/ELU they still pass a small slope and can come back."
@@ -348,7 +351,7 @@ def neuron_states(ctx: Context) -> list[Finding]:
     layers = sorted({n.layer for n in wrong}, key=[n.layer for n in states].index)
     text = (f"{len(wrong)} of {len(states)} hidden units have a derivative ≈ 0 on nearly "
             "all training samples while the network is mostly wrong on them: 'the neuron is "
-            "saturated (dumb) and will not improve' (seed 002).")
+            "saturated (dumb) and will not improve' (the article on the derivative in training).")
     return [_finding("saturated-wrong-units", "warning", "Saturated units stuck on wrong "
                      "answers", layers, {"states": counts, "share": share}, text,
                      [XAVIER, RELU_HE, LEAKY_HE, STANDARDISE])]

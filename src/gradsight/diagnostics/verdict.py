@@ -3,7 +3,7 @@
 :func:`diagnose` turns a history of :class:`~gradsight.diagnostics.LayerStats` (and, when
 given, the model, its data and the loss curve) into :class:`Findings`. Each
 :class:`Finding` names the layers concerned, shows the numbers it rests on, explains the
-mechanism in the seeds' terms and ranks fixes (with the configuration ``changes`` that
+mechanism in the articles' terms and ranks fixes (with the configuration ``changes`` that
 ``doctor`` can try). The findings and thresholds are defined in :mod:`.findings`, the rules
 that produce them live in :mod:`.rules`; this module runs the rules in order.
 """

@@ -94,7 +94,9 @@ class FastUpdate:
         weight_decay = self.optimizer.weight_decay
         if weight_decay == 0:
             return grad
-        buffer = cache.setdefault("decayed", np.empty_like(param))
+        buffer = cache.get("decayed")
+        if buffer is None:
+            buffer = cache["decayed"] = np.empty_like(param)
         np.multiply(param, weight_decay, out=buffer)  # g + λ·w, grad untouched
         np.add(buffer, grad, out=buffer)
         return buffer
@@ -131,7 +133,9 @@ class FastUpdate:
         state["step"] += 1
         t, (beta1, beta2) = state["step"], opt.betas
         scratch = cache["scratch"]
-        denom = cache.setdefault("denom", np.empty_like(param))
+        denom = cache.get("denom")
+        if denom is None:
+            denom = cache["denom"] = np.empty_like(param)
         exp_avg, exp_avg_sq = state["exp_avg"], state["exp_avg_sq"]
         g = self._decayed(param, grad, cache)
         blas.scale_add(exp_avg, g, 1 - beta1, beta1, cache, "m")          # m ← β₁m + (1−β₁)g
