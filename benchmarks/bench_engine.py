@@ -6,6 +6,8 @@ per batch size, from one run:
 
 * gradsight — ``gradsight.fit`` itself (epochs over random data, ``progress=False``,
   ``shuffle=False``), time per step = total time of the call / number of steps;
+* plain — ``gradsight.fit(..., fast=False)``: the readable step of ``gradsight.engine.step``
+  (the reference the fast step is tested against), what the fast path buys;
 * torch — ``nn.Sequential`` + ``CrossEntropyLoss`` + ``torch.optim.SGD`` with
   ``zero_grad()/backward()/step()`` over the same batches (``--optimizer momentum`` or
   ``adam``: that optimizer in both loops, with the same hyperparameters);
@@ -91,15 +93,17 @@ def _timed(run: Callable[[], None]) -> float:
     return time.perf_counter() - start
 
 
-def gradsight_runner(X: np.ndarray, y: np.ndarray, batch: int, epochs: int) -> Runner:
-    """A run of ``gradsight.fit`` and its number of optimizer steps."""
+def gradsight_runner(X: np.ndarray, y: np.ndarray, batch: int, epochs: int,
+                     fast: bool = True) -> Runner:
+    """A run of ``gradsight.fit`` (the fast step, or the plain one) and its number of
+    optimizer steps."""
     model = nn.mlp("-".join(map(str, SIZES)), activation="sigmoid", dtype="float32", seed=0)
     name, hyper = OPTIMIZERS[ARGS.optimizer]
     optimizer = getattr(optim, name)(**hyper)
 
     def run() -> None:
         gradsight.fit(model, X, y, loss="cross_entropy", optimizer=optimizer, epochs=epochs,
-                      batch_size=batch, shuffle=False, progress=False)
+                      batch_size=batch, shuffle=False, progress=False, fast=fast)
 
     return run, epochs * (X.shape[0] // batch)
 
@@ -222,6 +226,7 @@ def measure(batch: int, repeats: int) -> dict[str, float]:
     y = rng.integers(0, SIZES[-1], samples)
     runners = {
         "gradsight": gradsight_runner(X, y, batch, epochs),
+        "plain": gradsight_runner(X, y, batch, epochs, fast=False),
         "torch": torch_runner(X, y, batch, epochs),
         "floor": floor_runner(X, batch, epochs),
     }
@@ -248,6 +253,7 @@ def main() -> None:
             ours, theirs, floor = seconds["gradsight"], seconds["torch"], seconds["floor"]
             rows.append({
                 "batch_size": batch, "gradsight_ms": ours * 1e3, "torch_ms": theirs * 1e3,
+                "plain_ms": seconds["plain"] * 1e3, "plain_over_fast": seconds["plain"] / ours,
                 "ratio": ours / theirs, "floor_ms": floor * 1e3, "over_floor": ours / floor,
                 "minimal_ms": seconds["minimal"] * 1e3 if "minimal" in seconds else None,
                 "minimal_over_floor": seconds["minimal"] / floor if "minimal" in seconds else None,
@@ -288,11 +294,12 @@ def report(rows: list[dict], torch_version: str) -> None:
     print(f"MLP 784-256-256-10 sigmoid, softmax cross-entropy, {ARGS.optimizer}, float32, "
           f"{ARGS.threads} "
           f"threads; numpy {np.__version__} ({', '.join(blas)}), torch {torch_version}")
-    print(f"{'batch':>6} {'gradsight ms':>13} {'torch ms':>9} {'ratio':>6} "
+    print(f"{'batch':>6} {'gradsight ms':>13} {'plain ms':>9} {'torch ms':>9} {'ratio':>6} "
           f"{'matmul floor ms':>16} {'gradsight/floor':>16} {'minimal/floor':>14} "
           f"{'minimal/torch':>14}")
     for r in rows:
-        print(f"{r['batch_size']:>6} {r['gradsight_ms']:>13.3f} {r['torch_ms']:>9.3f} "
+        print(f"{r['batch_size']:>6} {r['gradsight_ms']:>13.3f} {r['plain_ms']:>9.3f} "
+              f"{r['torch_ms']:>9.3f} "
               f"{r['ratio']:>6.2f} {r['floor_ms']:>16.3f} {r['over_floor']:>16.2f} "
               f"{_cell(r['minimal_over_floor']):>14} {_cell(r['minimal_over_torch']):>14}")
     if ARGS.optimizer != "sgd":

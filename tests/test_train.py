@@ -457,3 +457,52 @@ def test_ctrl_c_stops_a_whole_multi_run_command_with_exit_130():
                           timeout=120)
     assert done.returncode == 130
     assert done.stderr.strip().splitlines() == ["error: interrupted"]
+
+
+class NormsReader(Callback):
+    """Asks ``ctx.norms`` at every step and keeps copies of what they should equal."""
+
+    read_only = True
+
+    def __init__(self) -> None:
+        self.asked: list[tuple[list[float], list[float], list[float] | None]] = []
+        self.expected: list[tuple[list[float], list[float], list[float]]] = []
+        self.before: list[np.ndarray] = []
+        self.pending: tuple[list[float], list[float]] | None = None
+
+    def wants_norms(self, step: int) -> bool:
+        return True
+
+    def on_after_backward(self, ctx: TrainContext) -> None:
+        assert ctx.norms is not None
+        self.before = [p.copy() for p in ctx.model.parameters()]
+        self.pending = ([float(np.sum(g.astype(np.float64) ** 2)) for g in ctx.model.gradients()],
+                        [float(np.sum(p.astype(np.float64) ** 2)) for p in self.before])
+        self.asked.append((list(ctx.norms.gradients()), list(ctx.norms.weights()), None))
+
+    def on_batch_end(self, ctx: TrainContext) -> None:
+        assert ctx.norms is not None and self.pending is not None
+        updates = ctx.norms.updates()
+        assert updates is not None
+        grads, weights = self.asked[-1][:2]
+        self.asked[-1] = (grads, weights, list(updates))
+        change = [float(np.sum((p - b).astype(np.float64) ** 2))
+                  for p, b in zip(ctx.model.parameters(), self.before, strict=True)]
+        self.expected.append((*self.pending, change))
+
+
+@pytest.mark.parametrize("fast", [True, False])
+@pytest.mark.parametrize("optimizer", [lambda: optim.SGD(lr=0.5), lambda: optim.Adam(lr=0.05)])
+def test_callbacks_read_the_steps_norms_from_ctx_norms(fast: bool, optimizer) -> None:
+    rng = np.random.default_rng(21)
+    X, y = rng.normal(size=(40, 3)), rng.integers(0, 2, size=40)
+    reader = NormsReader()
+    fit(nn.mlp("3-5-2", activation="tanh", seed=2), X, y, loss="cross_entropy",
+        optimizer=optimizer(), epochs=2, batch_size=8, callbacks=[reader], progress=False,
+        fast=fast)
+    assert len(reader.asked) == len(reader.expected) == 10
+    for (grads, weights, updates), (grads_0, weights_0, change_0) in zip(
+            reader.asked, reader.expected, strict=True):
+        np.testing.assert_allclose(grads, grads_0, rtol=1e-12)
+        np.testing.assert_allclose(weights, weights_0, rtol=1e-12)
+        np.testing.assert_allclose(updates, change_0, rtol=1e-6)  # Δw = −rate·d: rounding
