@@ -1,9 +1,9 @@
-"""The iterates of :func:`gradsight.descent.minimize` and the verdicts on them: diverged,
+"""The iterates of :func:`gradsight.calculus.descent.minimize` and the verdicts on them: diverged,
 converged, stalled, oscillating.
 
 An :class:`Iterate` is one point of the path. Each test looks at the iterates so far (and,
 for converged/stalled, probes f around the last one) and returns ``(verdict, reason)`` or
-None; :mod:`gradsight.descent` documents the rules and re-exports :class:`Iterate`.
+None; :mod:`gradsight.calculus.descent` documents the rules and re-exports :class:`Iterate`.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def _point(names: Sequence[str], x: Sequence[float] | np.ndarray) -> str:
 def stationary(value_at: Callable[[np.ndarray], float], names: Sequence[str],
                its: list[Iterate], tol: float) -> tuple[str, str] | None:
     """converged / stalled when the gradient or the steps are tiny (see
-    :mod:`gradsight.descent`); ``value_at(x)`` is f at a point (NaN where undefined) and
+    :mod:`gradsight.calculus.descent`); ``value_at(x)`` is f at a point (NaN where undefined) and
     ``names`` are the variables, for the message."""
     it = its[-1]
     x = np.array(it.x)

@@ -4,7 +4,7 @@ The formula of each activation in a variable (``activation_expression``), its de
 written in the output a = f(z), the derivations of σ and tanh as written by hand (each
 result parses back), and PyTorch's conventions at kinks (:func:`normalise`): relu′(0) = 0
 (``heaviside(0) = 0``) and the derivative of a step is 0. :mod:`gradsight.calculus` (symbolic)
-and :mod:`gradsight.numdiff` (numeric) both build on these.
+and :mod:`gradsight.calculus.numeric` (numeric) both build on these.
 """
 
 from __future__ import annotations

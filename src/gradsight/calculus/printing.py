@@ -2,9 +2,9 @@
 (:func:`numpy_function`).
 
 :func:`to_text` prints an expression in the language of
-:func:`gradsight.expr.parse_expression`, so text that gradsight writes (JSON, reports)
+:func:`gradsight.calculus.expr.parse_expression`, so text that gradsight writes (JSON, reports)
 reads back; :func:`numpy_function` compiles the SymPy object (never user text) into a
-NumPy function. Nothing here parses text: :mod:`gradsight.expr` re-exports :func:`to_text`,
+NumPy function. Nothing here parses text: :mod:`gradsight.calculus.expr` re-exports :func:`to_text`,
 and its ``make_function`` parses text first, then calls :func:`numpy_function`.
 """
 

@@ -2,7 +2,7 @@
 
 :func:`derive` differentiates an expression (text or SymPy) or an activation name and
 records which rule applies at each node — sum, product, quotient, chain, power rule... —
-with every intermediate result as plain text that :func:`gradsight.expr.parse_expression`
+with every intermediate result as plain text that :func:`gradsight.calculus.expr.parse_expression`
 reads back. For the sigmoid it shows both routes of the article on the sigmoid's derivative,
 "Approach 1" (write σ = (1+e^(−x))^(−1), chain rule) and "Approach 2" (σ = e^x/(1+e^x),
 quotient rule), each ending in σ′ = σ(1−σ); for tanh it ends in 1 − tanh². At kinks the
@@ -12,7 +12,7 @@ step is taken as 0.
 :func:`numeric_derivative` estimates f′(x) by forward, backward, central or complex-step
 differences; :func:`step_study` shows why the step h matters (the article on the derivative
 in training uses a forward difference with h = 1e-13, whose round-off error is ~1e-3). Both
-live in :mod:`gradsight.numdiff` and are re-exported here.
+live in :mod:`gradsight.calculus.numeric` and are re-exported here.
 
 >>> to_text(derive("sigmoid").simplified)
 '(1 - sigmoid(z))*sigmoid(z)'
@@ -51,7 +51,7 @@ from .formulas import (
     variable_name,
 )
 
-# Numeric differentiation and the step study live in gradsight.numdiff; their names stay
+# Numeric differentiation and the step study live in gradsight.calculus.numeric; their names stay
 # importable from here.
 from .numeric import (
     METHODS,

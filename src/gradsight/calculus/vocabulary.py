@@ -2,7 +2,7 @@
 
 The σ function (:class:`sigmoid`), the table of allowed functions (:data:`FUNCTIONS`), the
 constants, what a variable name looks like, and the real SymPy symbols variables become.
-:mod:`gradsight.expr` parses user text with these and re-exports the public names; the way
+:mod:`gradsight.calculus.expr` parses user text with these and re-exports the public names; the way
 back out (text, NumPy functions) is :mod:`gradsight._exprout`.
 """
 

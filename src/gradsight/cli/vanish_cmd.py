@@ -1,4 +1,4 @@
-"""``gradsight vanish`` — the vanishing-gradient lab (see gradsight.experiments)."""
+"""``gradsight vanish`` — the vanishing-gradient lab (see gradsight.lab)."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """Preparing arrays for training: a (stratified) train/test split and standardisation.
 
-:mod:`gradsight.data` re-exports :func:`train_test_split`, :func:`standardize` and
+:mod:`gradsight.engine.data` re-exports :func:`train_test_split`, :func:`standardize` and
 :class:`Standardized`.
 """
 

@@ -2,7 +2,7 @@
 checks, the data, the network, plain SGD training with hooks, and the HTML tables of their
 results in a notebook.
 
-:mod:`gradsight.experiments` documents the costs and re-exports :class:`NielsenCrossEntropy`
+:mod:`gradsight.lab` documents the costs and re-exports :class:`NielsenCrossEntropy`
 and :data:`LOSSES`.
 """
 
@@ -101,7 +101,7 @@ def train_sgd(model: Any, X: np.ndarray, y: np.ndarray, loss: Loss, epochs: int,
 
 
 def callback_with(**methods: Callable[[Any], None]) -> Any:
-    """A :class:`gradsight.train.Callback` whose hooks are the given functions of ``ctx``."""
+    """A :class:`gradsight.Callback` whose hooks are the given functions of ``ctx``."""
     hooks = Callback()
     for name, fn in methods.items():
         setattr(hooks, name, fn)  # an instance attribute: fit calls hooks.<name>(ctx)

@@ -1,7 +1,7 @@
 """Glorot & Bengio (2010): follow each hidden layer's activations while a deep net trains.
 
 In a deep sigmoid net with U[−1/√n, 1/√n] weights the top hidden layer is driven towards
-a = 0 early in training. :mod:`gradsight.experiments` re-exports :func:`activation_trajectory`
+a = 0 early in training. :mod:`gradsight.lab` re-exports :func:`activation_trajectory`
 and :class:`ActivationTrajectory`.
 """
 

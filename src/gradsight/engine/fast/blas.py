@@ -1,6 +1,6 @@
 """One-pass kernels through NumPy's own BLAS (used by :mod:`gradsight.optim` and ``Dense``).
 
-The update rules live in :mod:`gradsight.optim` and the layers in :mod:`gradsight.nn`; this
+The update rules live in :mod:`gradsight.optim` and the layers in :mod:`gradsight.engine`; this
 module only performs some of their lines in as few passes over memory as the installed
 libraries allow:
 

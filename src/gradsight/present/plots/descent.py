@@ -1,9 +1,9 @@
 """Gradient-descent figures: the path on the curve (1-D) or on the contour map (2-D), several
 runs side by side, the loss gap or gradient size on a log scale, and a GIF of the descent.
 
-Pure functions: a :class:`gradsight.descent.Trajectory` (or :class:`Comparison`) in, a
+Pure functions: a :class:`gradsight.calculus.descent.Trajectory` (or :class:`Comparison`) in, a
 matplotlib ``Figure`` out — nothing is computed here that a test has not checked in
-:mod:`gradsight.descent`; the curve itself comes from the run's own function.
+:mod:`gradsight.calculus.descent`; the curve itself comes from the run's own function.
 """
 
 from __future__ import annotations

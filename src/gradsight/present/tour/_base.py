@@ -3,7 +3,7 @@
 A section is *data*: a heading, a few paragraphs, figures (saved PNG files), tables of
 numbers, the JSON of the step and the ``gradsight`` commands that reproduce it. Builders only
 compute (through the library's tested functions) and fill these records; the page template
-(:mod:`gradsight.tour._page`) only draws them.
+(:mod:`._page`) only draws them.
 """
 
 from __future__ import annotations

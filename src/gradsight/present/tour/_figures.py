@@ -1,6 +1,6 @@
 """Figures that only the tour needs (pure: numbers in, ``Figure`` out; nothing computed here).
 
-The library's own figures live in :mod:`gradsight.plots`; these combine several runs on one
+The library's own figures live in :mod:`gradsight.present.plots`; these combine several runs on one
 picture the way the tour tells the story.
 """
 
