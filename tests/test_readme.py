@@ -44,6 +44,7 @@ def test_torch_examples_run_and_print_what_the_readme_shows(tmp_path: Path) -> N
     watch, quick, factory, doctor = _python_blocks("Diagnosing your PyTorch model")
     out = _run(watch, tmp_path)
     assert out.startswith("[critical] Vanishing gradients")
+    assert "[warning] The loss has stalled" in out  # from loss_fn=, without train_history
     out = _run(quick, tmp_path)
     assert "no problem found" in out and "'learning': 64" in out
     (tmp_path / "my_models.py").write_text(factory.split("\n", 1)[1], encoding="utf-8")

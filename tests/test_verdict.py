@@ -255,3 +255,47 @@ def test_nonfinite_gradients_stay_in_the_finding_and_the_plot() -> None:
     fig = plot_layer_norms(history)
     assert any("non-finite (1)" in text.get_text()
                for text in fig.axes[0].get_legend().get_texts())
+
+
+def test_engine_records_carry_roles():
+    """Dense layers are "hidden", the last Dense "output"; activations have no role."""
+    model, monitor, _ = _train([64, 16, 16, 10], "relu", "he_normal", "cross_entropy",
+                               epochs=1)
+    step0 = [r for r in monitor.history if r.step == 0]
+    assert [r.role for r in step0 if r.kind == "param"] == ["hidden", "hidden", "output"]
+    assert {r.role for r in step0 if r.kind == "activation"} == {None}
+    assert [r.role for r in layer_stats_of(model) if r.kind == "param"] == [
+        "hidden", "hidden", "output"]
+
+
+def _cnn_history(role: bool, conv_bias: float = 1e-9) -> list[LayerStats]:
+    """conv → bn → conv → bn → fc: the convolutions' ‖∂C/∂W‖ equal, the norm layers' ∂C/∂γ
+    a thousand times smaller, the conv biases zero by construction (followed by BatchNorm)."""
+    layers = [("conv0", "hidden", 1.0, conv_bias), ("bn0", "norm", 1e-3, 1e-3),
+              ("conv1", "hidden", 1.0, conv_bias), ("bn1", "norm", 1e-3, 1e-3),
+              ("fc", "output", 1.0, 0.5)]
+    return [LayerStats(name, i, step, grad_W_norm=g_w, grad_b_norm=g_b,
+                       role=kind if role else None)
+            for step in range(5) for i, (name, kind, g_w, g_b) in enumerate(layers)]
+
+
+def test_depth_rules_compare_hidden_weights_only():
+    """Without roles every param layer but the last is "hidden", so bn1's ∂C/∂γ is compared
+    with conv0's ∂C/∂W: a false "exploding gradients" (the ResNet whose BN sits before fc);
+    with roles the rules compare conv0 with conv1, by ‖∂C/∂W‖ (their biases are zero by
+    construction), and say which biases they left out."""
+    assert diagnose(_cnn_history(role=False)).codes == ["exploding-gradients"]
+    assert diagnose(_cnn_history(role=True)).codes == []
+    finding = diagnose(_cnn_history(role=True), vanishing_warning=1.0001,
+                       vanishing_critical=1.0001)
+    assert finding.codes == []  # conv1/conv0 ‖∂C/∂W‖ = 1 exactly: neither direction
+    strict = diagnose([LayerStats(r.layer, r.index, r.step, grad_W_norm=(
+        r.grad_W_norm * (2.0 if r.layer == "conv1" else 1.0)), grad_b_norm=r.grad_b_norm,
+        role=r.role) for r in _cnn_history(role=True)], vanishing_warning=1.5)
+    vanishing = strict.get("vanishing-gradients")
+    assert vanishing is not None and vanishing.evidence["field"] == "grad_W_norm"
+    assert vanishing.evidence["ratio_last_first"] == pytest.approx(2.0)
+    assert set(vanishing.evidence["excluded_biases"]) == {"conv0", "conv1"}
+    # a bias that learns is Nielsen's speed, as before
+    learning = _cnn_history(role=True, conv_bias=0.5)
+    assert diagnose(learning).codes == []

@@ -31,6 +31,7 @@ _LAZY = {
     "DoctorSetup": "fixes",
     "engine_runner": "fixes",
     "RunOutcome": "runner",
+    "Coverage": "coverage",
 }
 
 __all__ = ["LayerStats", *_LAZY]

@@ -67,7 +67,14 @@ class Finding:
 
 
 class Findings(list[Finding]):
-    """The findings of :func:`diagnose`, most severe first (a list of :class:`Finding`)."""
+    """The findings of :func:`diagnose`, most severe first (a list of :class:`Finding`).
+
+    ``coverage`` : which parameters of the model the history watched
+    (:class:`~gradsight.diagnostics.coverage.Coverage`), when the history says so (a watched
+    PyTorch run); None otherwise.
+    """
+
+    coverage: Any = None
 
     @property
     def codes(self) -> list[str]:
@@ -91,8 +98,11 @@ class Findings(list[Finding]):
 
     def to_dict(self) -> dict[str, Any]:
         counts = {s: sum(f.severity == s for f in self) for s in SEVERITIES}
-        return {"worst": self.worst, "counts": counts,
-                "findings": [finding.to_dict() for finding in self]}
+        result = {"worst": self.worst, "counts": counts,
+                  "findings": [finding.to_dict() for finding in self]}
+        if self.coverage is not None:
+            result["coverage"] = jsonable(self.coverage.to_dict())
+        return result
 
     def __str__(self) -> str:
         if not self:
@@ -137,6 +147,13 @@ class Thresholds:
         value, under which it is flat; stall_level : it is "not converged" while it is still
         above this share of its first value; converged_accuracy : or accuracy is below this.
     saturated_wrong_share : share of hidden units saturated-wrong worth a warning.
+    time_vanishing_warning, time_vanishing_critical : a recurrent layer whose gradient at
+        the first time step is this many times smaller than at the last (‖∂C/∂x_last‖ /
+        ‖∂C/∂x_first‖); time_exploding : this many times larger.
+    skipped_run : consecutive recorded steps skipped by the mixed-precision GradScaler after
+        its initial scale search that make a warning; skipped_search : skips of that search
+        that make one; skipped_share : share of the recorded steps after the search that it
+        skipped, beyond which the skips are a warning (two at least).
     """
 
     vanishing_warning: float = 10.0
@@ -154,6 +171,12 @@ class Thresholds:
     stall_level: float = 0.5
     converged_accuracy: float = 0.95
     saturated_wrong_share: float = 0.05
+    time_vanishing_warning: float = 1e3
+    time_vanishing_critical: float = 1e6
+    time_exploding: float = 1e3
+    skipped_run: float = 5
+    skipped_search: float = 16
+    skipped_share: float = 0.01
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -164,7 +187,7 @@ class Thresholds:
                                         f"got {value!r}")
         for name in ("saturated_warning", "saturated_critical", "dead_warning",
                      "dead_critical", "stall_tolerance", "stall_level", "converged_accuracy",
-                     "saturated_wrong_share"):
+                     "saturated_wrong_share", "skipped_share"):
             if getattr(self, name) > 1:
                 raise InvalidValueError(f"threshold {name} is a fraction in (0, 1], "
                                         f"got {getattr(self, name)!r}")

@@ -158,8 +158,10 @@ def _as_records(history: Any) -> list[LayerStats]:
     return records
 
 
-_INT_FIELDS = {"index", "step", "epoch", "nonfinite"}
-_TEXT_FIELDS = {"layer", "kind", "activation"}
+_INT_FIELDS = {"index", "step", "epoch", "nonfinite", "time_steps", "skipped_between"}
+_TEXT_FIELDS = {"layer", "kind", "activation", "source", "note", "role"}
+_BOOL_FIELDS = {"skipped"}
+_BOOL_TEXT = {"true": True, "1": True, "false": False, "0": False}
 
 
 def _record_from_dict(data: dict[str, Any]) -> LayerStats:
@@ -167,9 +169,12 @@ def _record_from_dict(data: dict[str, Any]) -> LayerStats:
     clean: dict[str, Any] = {}
     for key, value in data.items():
         if key in _TEXT_FIELDS:
-            clean[key] = None if value in (None, "") and key == "activation" else value
+            clean[key] = None if value in (None, "") and key not in ("layer", "kind") \
+                else value
         elif value is None or value == "":
             clean[key] = None
+        elif key in _BOOL_FIELDS:
+            clean[key] = _bool(key, value)
         else:
             try:
                 clean[key] = int(value) if key in _INT_FIELDS else float(value)
@@ -180,6 +185,16 @@ def _record_from_dict(data: dict[str, Any]) -> LayerStats:
         return LayerStats.from_dict(clean)
     except TypeError as error:
         raise DataError(f"history record is missing a field: {error}") from None
+
+
+def _bool(key: str, value: Any) -> bool:
+    """A flag from JSON (true/false) or CSV ("True"/"False")."""
+    if isinstance(value, bool):
+        return value
+    flag = _BOOL_TEXT.get(str(value).strip().lower())
+    if flag is None:
+        raise DataError(f"history field {key!r} must be true or false, got {value!r}")
+    return flag
 
 
 def history_records(history: Any) -> list[dict[str, Any]]:

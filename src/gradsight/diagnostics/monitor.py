@@ -1,6 +1,8 @@
 """Monitor: record per-layer gradient-flow statistics while ``fit`` trains a network.
 
-:class:`Monitor` is a :class:`gradsight.train.Callback`. Every ``every`` optimizer steps it
+:class:`Monitor` is a :class:`gradsight.train.Callback`. On the steps it records (by default
+every step for the first 50, then every 50th up to 5,000, then every 500th — see
+:mod:`.schedule`; ``every=k``: steps 0, k, 2k, …) it
 reads what the forward and backward passes already hold — each Dense layer's ∂C/∂W, ∂C/∂b
 and W, each activation layer's cached output a and the f′ its backward pass used — and
 appends one :class:`~gradsight.diagnostics.LayerStats` per layer to ``monitor.history``. It
@@ -28,7 +30,6 @@ from typing import Any
 import numpy as np
 
 from ..engine.callbacks import Callback
-from ..errors import require_positive_int
 from .arrays import (
     Known,
     Work,
@@ -46,6 +47,7 @@ from .history import (
     history_to_json,
     require_history,
 )
+from .schedule import RecordingSchedule
 from .stats import LayerStats
 
 __all__ = [
@@ -80,12 +82,25 @@ def layer_stats_of(model: Any, step: int = 0, epoch: int | None = None) -> list[
     """
     with np.errstate(over="ignore", invalid="ignore"):
         records = [_record(layer, i, step, epoch) for i, layer in enumerate(model.layers)]
+    output = _output_index(model)
+    for record in records:
+        if record is not None and record.kind == "param":
+            record.role = "output" if record.index == output else "hidden"
     return [record for record in records if record is not None]
+
+
+def _output_index(model: Any) -> int:
+    """The index of the last Dense layer (role "output"; the Dense layers before it are
+    "hidden"), -1 without one."""
+    return max((i for i, layer in enumerate(model.layers) if _is_param(layer)), default=-1)
 
 
 # ---- the callback ---------------------------------------------------------------------------
 class Monitor(Callback):
-    """A ``fit`` callback that records per-layer :class:`LayerStats` every ``every`` steps.
+    """A ``fit`` callback that records per-layer :class:`LayerStats` on the steps of its
+    schedule: ``every=None`` (default) every step for the first 50, then every 50th up to
+    step 5,000, then every 500th (:class:`~.schedule.RecordingSchedule`); ``every=k`` steps
+    0, k, 2k, … (``every=1``: every step).
 
     After the backward pass of a recorded step it stores, per Dense layer, ‖∂C/∂W‖, ‖∂C/∂b‖
     (Nielsen's speed of learning) and ‖W‖; after the optimizer step, update_ratio =
@@ -103,8 +118,9 @@ class Monitor(Callback):
 
     read_only = True  # it changes neither weights nor gradients
 
-    def __init__(self, every: int = 1) -> None:
-        self.every = require_positive_int("every", every)
+    def __init__(self, every: int | None = None) -> None:
+        self.schedule = RecordingSchedule(every)
+        self.every = self.schedule.every  # None: the default schedule
         self.history: list[LayerStats] = []
         self.losses: list[tuple[int, float]] = []
         self._work: dict[int, Work] = {}
@@ -112,10 +128,11 @@ class Monitor(Callback):
         self._model: Any = None
         self._shared = _Positions()
         self._plan: list[tuple[int, Any, bool, np.ndarray | None]] = []
+        self._output = -1  # index of the last Dense layer: role "output"
 
     def wants_norms(self, step: int) -> bool:
         """True on the steps it records: it then asks ``ctx.norms``."""
-        return step % self.every == 0
+        return self.schedule.records(step)
 
     # only the steps it records: ``fit`` may fuse the updates of the others
     looks_at = wants_norms
@@ -127,6 +144,7 @@ class Monitor(Callback):
     def _prepare(self, model: Any) -> None:
         """The per-layer plan (layer index, layer, is a param layer, W buffer), made once."""
         self._model, self._shared, self._plan = model, _Positions(model), []
+        self._output = _output_index(model)
         for index, layer in enumerate(model.layers):
             if _is_param(layer):
                 self._plan.append((index, layer, True, np.empty_like(layer.W)))
@@ -134,12 +152,13 @@ class Monitor(Callback):
                 self._plan.append((index, layer, False, None))
 
     def on_after_backward(self, ctx: Any) -> None:
-        if ctx.step % self.every:
+        if not self.schedule.records(ctx.step):
             return
         if ctx.model is not self._model:
             self._prepare(ctx.model)
         step, epoch = int(ctx.step), _int_or_none(ctx.epoch)
         shared, history = self._shared, self.history
+        start = len(history)
         norms = getattr(ctx, "norms", None)
         grads = None if norms is None else shared.fits(norms.gradients())
         weights = None if norms is None else shared.fits(norms.weights())
@@ -155,7 +174,8 @@ class Monitor(Callback):
                     if not copy or buffer is None or buffer.shape != layer.W.shape:
                         buffer = None
                     record = LayerStats(name, index, step, epoch, "param",
-                                        **param_fields(layer, buffer, known))
+                                        **param_fields(layer, buffer, known),
+                                        role="output" if index == self._output else "hidden")
                     pending.append((record, layer, buffer,
                                     None if position is None else position[0]))
                 elif not param and layer.output is not None:
@@ -169,6 +189,8 @@ class Monitor(Callback):
         loss = getattr(ctx, "batch_loss", None)
         if loss is not None:
             self.losses.append((step, float(loss)))
+            for record in history[start:]:  # diagnose(monitor.history) sees it too
+                record.loss = float(loss)
 
     def _work_for(self, index: int, layer: Any) -> Work:
         work = self._work.get(index)
@@ -200,7 +222,7 @@ class Monitor(Callback):
 
     def __repr__(self) -> str:
         steps = len({r.step for r in self.history})
-        return f"Monitor(every={self.every}, {len(self.history)} records over {steps} steps)"
+        return f"Monitor({self.schedule}, {len(self.history)} records over {steps} steps)"
 
     def _repr_html_(self) -> str:
         if not self.history:

@@ -45,6 +45,10 @@ STANDARDISE: Fix = ("Standardise the inputs (mean 0, std 1) so that z = xW + b s
 FEWER_LAYERS: Fix = ("Use fewer hidden layers: each one multiplies δ by another f′(z)", {})
 CLIP: Fix = ("Clip the gradient norm (e.g. to 1) before each update", {})
 CHECK_DATA: Fix = ("Check the inputs and targets for NaN/inf", {})
+BF16: Fix = ("Use bfloat16 autocast instead of float16: it has float32's range, so nothing "
+             "overflows and no GradScaler is needed", {})
+UNSCALE_CLIP: Fix = ("Clip the gradient norm after scaler.unscale_(optimizer), before "
+                     "scaler.step(optimizer)", {})
 
 
 def _finding(code: str, severity: str, title: str, layers: list[str], evidence: dict[str, Any],
@@ -75,6 +79,11 @@ class Context:
     data: tuple[Any, Any] | None = None
     loss: str | None = None
     _states: Any = None
+    skipped_steps: list[int] = field(default_factory=list)  # the GradScaler skipped them
+    recorded_steps: list[int] = field(default_factory=list)  # every recorded step, skipped too
+    all_params: list[str] = field(default_factory=list)  # param layers, skipped steps too
+    loss_steps: list[int] | None = None  # the step of each of ``losses``, when known
+    skips_between: dict[int, int] = field(default_factory=dict)  # step → skips not recorded
 
     def neuron_states(self) -> Any:
         """classify_neurons on the training data (once), or None without model and data."""
@@ -90,7 +99,11 @@ class Context:
     @classmethod
     def build(cls, history: Any, model: Any, data: Any, train_history: Any,
               loss: str | None, limits: Thresholds) -> Context:
-        layers = LayerHistory(require_history(history))
+        everything = require_history(history)
+        # steps the GradScaler skipped (inf/NaN from its scale search) are no training step:
+        # every rule but the one on skipped steps reads the others only
+        kept = [r for r in everything if not r.skipped]
+        layers = LayerHistory(kept)
         params = layers.layers_of("param")
         last_param = max((r.index for r in layers.records if r.kind == "param"), default=-1)
         acts = layers.layers_of("activation")
@@ -98,11 +111,24 @@ class Context:
         names = {r.layer: (r.activation or "") for r in layers.records if r.kind == "activation"}
         late = layers.steps[-max(1, math.ceil(0.2 * len(layers.steps))):]
         losses, accuracy = _losses(train_history, history)
+        loss_steps = None
+        if train_history is None:  # the batch losses on the records, skipped steps left out
+            steps, batch_losses = _record_losses(kept)
+            if batch_losses:
+                losses, loss_steps = batch_losses, steps
         if data is not None:
             data = _pair(data)
-        return cls(layers, limits, params[:-1], [a for a in acts if index[a] < last_param],
-                   [a for a in acts if index[a] > last_param], names, late, losses, accuracy,
-                   model, data, loss)
+        context = cls(layers, limits, _hidden(layers, params),
+                      [a for a in acts if index[a] < last_param],
+                      [a for a in acts if index[a] > last_param], names, late, losses,
+                      accuracy, model, data, loss)
+        context.skipped_steps = sorted({r.step for r in everything if r.skipped})
+        context.skips_between = {r.step: int(r.skipped_between) for r in everything
+                                 if r.skipped_between is not None}
+        context.recorded_steps = sorted({r.step for r in everything})
+        context.all_params = LayerHistory(everything).layers_of("param")
+        context.loss_steps = loss_steps
+        return context
 
     def values(self, field_name: str, layer: str, late: bool = False) -> np.ndarray:
         steps, values = self.layers.series(field_name, layer)
@@ -147,6 +173,45 @@ def _losses(train_history: Any, history: Any) -> tuple[list[float], float | None
     return [float(loss) for _, loss in batch], None
 
 
+def _hidden(layers: LayerHistory, params: list[str]) -> list[str]:
+    """The hidden layers whose gradients the depth rules compare, in forward order: the param
+    records with role "hidden" (not norm, embedding, output or other: a BatchNorm's ∂C/∂γ
+    is not a conv's ∂C/∂W); in a history without roles, every param layer but the last."""
+    roles = {r.layer: r.role for r in layers.records if r.kind == "param"}
+    if all(role is None for role in roles.values()):
+        return params[:-1]
+    return [name for name in params if roles.get(name) == "hidden"]
+
+
+def zero_by_construction(ctx: Context, layer: str) -> float | None:
+    """max over the steps of ‖∂C/∂b‖/‖∂C/∂W‖ when it stays ≤ ``BIAS_ZERO`` at every recorded
+    step (else None): a bias whose gradient is zero by construction, such as a conv bias
+    followed by BatchNorm (which subtracts the channel mean, b with it: ∂C/∂b = 0 up to
+    rounding) or an attention key bias (softmax ignores what is added to every score). A
+    bias that learns has ‖∂C/∂b‖ = ‖Σδ‖ of the order of ‖∂C/∂W‖ = ‖Σδaᵀ‖/‖a‖."""
+    bias, weight = ctx.values("grad_b_norm", layer), ctx.values("grad_W_norm", layer)
+    usable = np.isfinite(bias) & np.isfinite(weight) & (weight > 0)
+    if not usable.any():
+        return None
+    worst = float(np.max(bias[usable] / weight[usable]))
+    return worst if worst <= BIAS_ZERO else None
+
+
+#: ‖∂C/∂b‖/‖∂C/∂W‖ at or below this at every step: the bias gradient is zero by construction
+#: (float32 rounding leaves ~1e-7; low-precision training up to ~1e-5).
+BIAS_ZERO = 1e-4
+
+
+def _record_losses(records: list[Any]) -> tuple[list[int], list[float]]:
+    """(steps, batch losses) from the records' ``loss`` field, one per recorded step."""
+    by_step: dict[int, float] = {}
+    for record in records:
+        if record.loss is not None:
+            by_step.setdefault(record.step, float(record.loss))
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps]
+
+
 # ---- rules ------------------------------------------------------------------------------------
 def nonfinite(ctx: Context) -> list[Finding]:
     counts: dict[str, int] = {}
@@ -181,16 +246,31 @@ def nonfinite(ctx: Context) -> list[Finding]:
 
 
 def _hidden_ratio(ctx: Context) -> tuple[np.ndarray, dict[str, float], str] | None:
-    """Per-step ratio ‖∂C/∂b‖(last hidden) / ‖∂C/∂b‖(first hidden) and the median speeds."""
+    """Per-step ratio ‖∂C/∂b‖(last hidden) / ‖∂C/∂b‖(first hidden) and the median speeds —
+    ‖∂C/∂W‖ of both instead when either has no bias or a bias gradient that is zero by
+    construction (:func:`zero_by_construction`): like is compared with like."""
     if len(ctx.hidden_params) < 2:
         return None
     first, last = ctx.hidden_params[0], ctx.hidden_params[-1]
     name = "grad_b_norm"
-    if np.all(np.isnan(ctx.values(name, first))):
+    if any(np.all(np.isnan(ctx.values(name, layer))) or zero_by_construction(ctx, layer)
+           is not None for layer in (first, last)):
         name = "grad_W_norm"
     ratio = speed_ratio(ctx.values(name, first), ctx.values(name, last))
     speeds = {layer: _median(ctx.values(name, layer)) for layer in ctx.hidden_params}
     return ratio, speeds, name
+
+
+def _excluded_biases(ctx: Context) -> dict[str, str]:
+    """The hidden layers whose bias gradient is zero by construction, with the measurement:
+    for the evidence of the depth rules, which never read them."""
+    excluded = {}
+    for layer in ctx.hidden_params:
+        worst = zero_by_construction(ctx, layer)
+        if worst is not None:
+            excluded[layer] = (f"‖∂C/∂b‖ ≤ {worst:.2g}·‖∂C/∂W‖ at every step: zero by "
+                               "construction (a bias followed by a normalisation)")
+    return excluded
 
 
 def vanishing(ctx: Context) -> list[Finding]:
@@ -224,16 +304,39 @@ def vanishing(ctx: Context) -> list[Finding]:
         fixes = [HE, LEAKY_HE, ADAM]
     evidence = {"ratio_last_first": median, "ratio_first_step": float(ratio[0]),
                 "ratio_last_step": float(ratio[-1]), "field": name, "speed": speeds}
+    excluded = _excluded_biases(ctx)
+    if excluded:
+        evidence["excluded_biases"] = excluded
     return [_finding("vanishing-gradients", severity,
                      f"Vanishing gradients: {last}/{first} gradient ratio {median:.3g}",
                      ctx.hidden_params, evidence, f"{mechanism} {measured_text}", fixes)]
 
 
+def _step_totals(ctx: Context) -> np.ndarray:
+    """The total gradient norm per recorded step: the norm before clipping where it was
+    recorded (so a spike clipped away still counts), else √Σ‖∂C/∂W‖² over the param layers.
+    A layer without a gradient (None) adds nothing; a NaN norm makes the step's total NaN —
+    never 0 — and inf stays inf (an overflowed norm is the largest of all)."""
+    squares: dict[int, float] = {}
+    clipped: dict[int, float] = {}
+    for r in ctx.layers.records:
+        if r.kind != "param":
+            continue
+        if r.grad_norm_before_clip is not None:
+            clipped[r.step] = float(r.grad_norm_before_clip)
+        if r.grad_W_norm is not None:
+            squares[r.step] = squares.get(r.step, 0.0) + float(r.grad_W_norm) ** 2
+    steps = sorted(set(squares) | set(clipped))
+    return np.array([clipped[s] if s in clipped else math.sqrt(squares[s]) for s in steps],
+                    dtype=np.float64)
+
+
 def exploding(ctx: Context) -> list[Finding]:
     params = ctx.layers.layers_of("param")
-    # NaN (no value) counts as 0, inf stays inf: an overflowed norm is the largest of all
-    totals = np.sqrt(sum(np.where(np.isnan(v := ctx.values("grad_W_norm", p)), 0.0, v) ** 2
-                         for p in params)) if params else np.zeros(0)
+    totals = _step_totals(ctx)
+    if totals.size == 0:
+        return []
+    totals = totals[~np.isnan(totals)]  # a NaN total is judged by the non-finite rule
     if totals.size == 0:
         return []
     window = max(1, math.ceil(0.2 * totals.size))
@@ -255,8 +358,14 @@ def exploding(ctx: Context) -> list[Finding]:
     explanation = ("δˡ = (Wˡ⁺¹δˡ⁺¹) ⊙ f′(zˡ): when |w·f′(z)| > 1 each layer multiplies the "
                    "backward signal by more than 1 and it grows with depth; the update "
                    "w − η∂C/∂w then overshoots the minimum. Here " + "; ".join(reasons) + ".")
-    evidence = {"gradient_norm_start": start, "gradient_norm_end": end, "growth": growth,
-                "gradient_norm_peak": peak, "ratio_last_first": backward}
+    evidence: dict[str, Any] = {"gradient_norm_start": start, "gradient_norm_end": end,
+                                "growth": growth, "gradient_norm_peak": peak,
+                                "ratio_last_first": backward}
+    if measured:
+        evidence["field"] = measured[2]
+        excluded = _excluded_biases(ctx)
+        if excluded:
+            evidence["excluded_biases"] = excluded
     return [_finding("exploding-gradients", severity, "Exploding gradients", params, evidence,
                      explanation, [LR_DOWN, XAVIER if ctx.saturating() else HE, CLIP, ADAM])]
 
@@ -357,11 +466,29 @@ def neuron_states(ctx: Context) -> list[Finding]:
                      [XAVIER, RELU_HE, LEAKY_HE, STANDARDISE])]
 
 
-def loss_curve(ctx: Context) -> list[Finding]:
-    losses = np.array([v for v in ctx.losses if math.isfinite(v)])
+def _loss_quarters(ctx: Context) -> list[float] | None:
+    """Median loss of each quarter of training: of the steps when each loss's step is known
+    (the default recording schedule is dense at the start, so four quarters of the points
+    would be four slices of the first steps), else of the points."""
+    finite = [(i, v) for i, v in enumerate(ctx.losses) if math.isfinite(v)]
+    losses = np.array([v for _, v in finite])
     if losses.size < 4 or losses[0] <= 0:
+        return None
+    if ctx.loss_steps is not None and len(ctx.loss_steps) == len(ctx.losses):
+        steps = np.array([ctx.loss_steps[i] for i, _ in finite], dtype=np.float64)
+        edges = np.linspace(steps[0], steps[-1], 5)
+        parts = [losses[(steps >= lo) & ((steps < hi) if k < 3 else (steps <= hi))]
+                 for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True))]
+        if all(part.size for part in parts):
+            return [float(np.median(part)) for part in parts]
+    return [float(np.median(q)) for q in np.array_split(losses, 4)]
+
+
+def loss_curve(ctx: Context) -> list[Finding]:
+    quarters = _loss_quarters(ctx)
+    if quarters is None:
         return []
-    quarters = [float(np.median(q)) for q in np.array_split(losses, 4)]
+    losses = np.array([v for v in ctx.losses if math.isfinite(v)])
     first = quarters[0]
     evidence = {"loss_start": first, "loss_end": quarters[-1], "points": int(losses.size),
                 "accuracy": ctx.accuracy}
@@ -402,7 +529,149 @@ def quadratic_sigmoid(ctx: Context) -> list[Finding]:
                      {"output_saturated_fraction": share}, text, [CROSS_ENTROPY])]
 
 
+def _runs(steps: list[int], marked: set[int]) -> list[list[int]]:
+    """The runs of consecutive recorded steps that are all marked."""
+    runs: list[list[int]] = []
+    current: list[int] = []
+    for step in steps:
+        if step in marked:
+            current.append(step)
+        elif current:
+            runs.append(current)
+            current = []
+    return runs + [current] if current else runs
+
+
+def skipped_steps(ctx: Context) -> list[Finding]:
+    """Steps the mixed-precision GradScaler skipped. At the start of an float16 run the scaler
+    searches its scale — it starts high, and every step whose scaled gradients overflow is
+    skipped and the scale halved — and later each growth of the scale (every 2000 clean
+    steps by default) may cost one more skip: those are routine, not findings. After the
+    search, a run of ``skipped_run`` consecutive recorded skips, or skips at a share above
+    ``skipped_share`` of the recorded steps, means the gradients themselves overflow; so
+    does a search of ``skipped_search`` skips (16 halvings take the default scale 2¹⁶ below
+    1: the gradients overflow float16 unscaled) or one that never ends."""
+    skipped, steps = set(ctx.skipped_steps), ctx.recorded_steps
+    if not skipped:
+        return []
+    runs = _runs(steps, skipped)
+    search = runs[0] if steps[0] in skipped else []
+    longest = max((len(run) for run in runs if run is not search), default=0)
+    first_clean = next((s for s in steps if s not in skipped), None)
+    later = [] if first_clean is None else sorted(s for s in skipped if s > first_clean)
+    after = [] if first_clean is None else [s for s in steps if s > first_clean]
+    later_count, share = len(later), len(later) / max(len(after), 1)
+    if ctx.skips_between and first_clean is not None:  # the steps between records too
+        later_count += sum(n for s, n in ctx.skips_between.items() if s > first_clean)
+        share = later_count / max(steps[-1] - first_clean, 1)
+    limits = ctx.limits
+    evidence: dict[str, Any] = {
+        "skipped_steps": len(skipped), "recorded_steps": len(steps), "longest_run": longest,
+        "scale_search_skips": len(search),
+        "skips_after_search": later_count, "share_after_search": share,
+        "first_skipped": min(skipped), "last_skipped": max(skipped)}
+    if first_clean is None:
+        severity, what = "critical", f"the GradScaler skipped all {len(steps)} recorded steps"
+    elif len(search) >= limits.skipped_search:
+        severity, what = "warning", (f"the GradScaler's scale search took {len(search)} "
+                                     "skipped steps")
+    elif longest >= limits.skipped_run:
+        start = next(run[0] for run in runs if len(run) == longest)
+        severity, what = "warning", (f"the GradScaler skipped {longest} consecutive recorded "
+                                     f"steps (from step {start})")
+    elif later_count >= 2 and share > limits.skipped_share:
+        severity, what = "warning", (f"after its scale search the GradScaler still skipped "
+                                     f"{later_count} steps ({share:.1%} of the steps)")
+    else:
+        return []
+    text = (f"Here {what}. A skipped step is one whose float16 gradients, multiplied by the "
+            "loss scale, overflowed to inf/NaN: the optimizer does not update the weights and "
+            "the scale is halved. Skips at the start are the scale search; skips that go on "
+            "mean the gradients themselves are too large for float16 (or NaN), so the network "
+            "is not learning on those steps. These steps are left out of the other findings.")
+    return [_finding("skipped-steps", severity, "Mixed precision: steps skipped by the "
+                     "GradScaler", [], evidence, text, [LR_DOWN, UNSCALE_CLIP, BF16,
+                                                       CHECK_DATA])]
+
+
+ORTHOGONAL: Fix = ("Initialise the recurrent weights W_hh orthogonally (nn.init.orthogonal_): "
+                   "their singular values are 1, so a step back in time neither shrinks nor "
+                   "grows the error by the weights", {})
+GATED: Fix = ("Use an LSTM or GRU instead of a plain RNN: the gated, additive cell state "
+              "carries the error back through time without a tanh′ factor per step", {})
+SHORTER: Fix = ("Shorten the sequences the gradient must cross (truncated backpropagation "
+                "through time, or a loss at every step), or add attention/skip connections "
+                "to early steps", {})
+
+
+def _time_ratios(ctx: Context) -> tuple[dict[str, float], dict[str, str]]:
+    """Per recurrent layer, the median over recorded steps of ‖∂C/∂x_first‖/‖∂C/∂x_last‖
+    (0 — an underflowed first step — counts; NaN, no gradient at all, does not), and the
+    notes of the layers where it was not measured."""
+    ratios: dict[str, list[float]] = {}
+    unmeasured: dict[str, str] = {}
+    for r in ctx.layers.records:
+        if r.kind != "sequence":
+            continue
+        if r.time_grad_ratio is None or math.isnan(r.time_grad_ratio):
+            unmeasured.setdefault(r.layer, r.note or "")
+        else:
+            ratios.setdefault(r.layer, []).append(float(r.time_grad_ratio))
+    medians = {layer: float(np.median(values)) for layer, values in ratios.items()}
+    return medians, {k: v for k, v in unmeasured.items() if k not in medians}
+
+
+def over_time(ctx: Context) -> list[Finding]:
+    """Vanishing or exploding gradients along time in recurrent layers.
+
+    Backpropagation through time multiplies the error by ∂h_t/∂h_{t−1} = diag(f′)·W_hhᵀ per
+    step back; the gradient reaching the layer's input at step t, ‖∂C/∂x_t‖, shows what is
+    left after T − t of them. The ratio first/last is the decay over the whole sequence
+    when the loss reads the late steps (sequence classification); with a loss at every step
+    each step also gets its own error, so a ratio near 1 there does not prove that errors
+    cross the whole sequence."""
+    ratios, unmeasured = _time_ratios(ctx)
+    limits, findings = ctx.limits, []
+    notes = {r.layer: r.note for r in ctx.layers.records if r.kind == "sequence" and r.note}
+    gates = next((n.split("; ")[-1] for n in notes.values() if "not measurable" in n), None)
+    small = {layer: v for layer, v in ratios.items()
+             if v < 1.0 / limits.time_vanishing_warning}
+    large = {layer: v for layer, v in ratios.items() if v > limits.time_exploding}
+    if small:
+        worst = min(small.values())
+        severity = "critical" if worst < 1.0 / limits.time_vanishing_critical else "warning"
+        text = (f"The gradient that reaches the first time step is {worst:.3g} of the one at "
+                "the last (‖∂C/∂x_first‖/‖∂C/∂x_last‖): each step back in time multiplies the "
+                "error δ by ∂h_t/∂h_{t−1} = diag(f′(z))·W_hhᵀ, and when that is below 1 the "
+                "error shrinks geometrically with the distance — the vanishing gradient of the "
+                "article on it, along time instead of depth. The early steps of each sequence "
+                "barely influence learning: long-range dependencies are not learnt.")
+        evidence: dict[str, Any] = {"time_grad_ratio": small, "gate_saturation": gates}
+        findings.append(_finding("vanishing-over-time", severity,
+                                 f"Vanishing gradients over time: first/last step {worst:.3g}",
+                                 list(small), evidence, text, [GATED, ORTHOGONAL, SHORTER]))
+    if large:
+        worst = max(large.values())
+        severity = "critical" if worst > limits.time_vanishing_critical else "warning"
+        text = (f"The gradient that reaches the first time step is {worst:.3g}× the one at the "
+                "last: each step back multiplies δ by diag(f′(z))·W_hhᵀ, larger than 1 here, "
+                "so the error grows geometrically along the sequence and the updates of "
+                "W_hh overshoot.")
+        findings.append(_finding("exploding-over-time", severity,
+                                 f"Exploding gradients over time: first/last step {worst:.3g}",
+                                 list(large), {"time_grad_ratio": large,
+                                               "gate_saturation": gates},
+                                 text, [CLIP, ORTHOGONAL, LR_DOWN]))
+    if unmeasured:
+        text = "; ".join(f"{layer}: {note.split('; ')[0]}" for layer, note in
+                         unmeasured.items())
+        findings.append(_finding("time-gradient-not-measured", "info",
+                                 "Gradient over time not measured", list(unmeasured),
+                                 {"notes": unmeasured}, text, []))
+    return findings
+
+
 RULES: list[Callable[[Context], list[Finding]]] = [
     nonfinite, vanishing, exploding, updates, saturated, dead, neuron_states, loss_curve,
-    quadratic_sigmoid,
+    quadratic_sigmoid, skipped_steps, over_time,
 ]

@@ -26,7 +26,9 @@ class LayerStats:
     index : position of the layer in forward order (0 = first).
     step : optimizer step number (0-based) at which the record was taken.
     epoch : epoch number (0-based), or None where the training loop has no epochs.
-    kind : ``"param"`` for a layer with weights, ``"activation"`` for an activation layer.
+    kind : ``"param"`` for a layer with weights, ``"activation"`` for an activation layer,
+        ``"sequence"`` for the gradient over time of a recurrent layer, ``"attention"`` for
+        one attention head.
     activation : the activation's name for an activation layer (``"sigmoid"``), else None.
     grad_W_norm : ‖∂C/∂W‖, the Frobenius norm of the weight gradient.
     grad_b_norm : ‖∂C/∂b‖, the norm of the bias gradient — Nielsen's "speed of learning" of
@@ -42,6 +44,38 @@ class LayerStats:
         (z ≤ 0, so relu′ = 0) on every sample of the batch.
     nonfinite : number of NaN/±inf values among the layer's gradients (param layer) or
         outputs (activation layer). Never hidden: a non-zero count is a finding.
+    skipped : True when the mixed-precision GradScaler skipped this step's optimizer update
+        (inf/NaN in the scaled gradients; the diagnosis leaves such steps out of every rule
+        and judges the skips themselves), False when a scaler ran it, None without a scaler.
+    grad_norm_before_clip : the total gradient norm of the whole model, ‖∂C/∂θ‖ over every
+        parameter with a gradient, at the end of the step's (last) backward pass — before any
+        ``clip_grad_norm_`` — on every param record of the step; None where not measured.
+    loss : the step's batch loss C (mean over the step's loss calls), on every record of
+        the step; None where the loss was not seen.
+    source : where an activation record's values were read (torch): ``"module"`` (the
+        output of an activation module) or ``"input of <layer>"`` (a functional activation,
+        ``F.relu(x)``, read as the input of the next layer).
+    time_steps : T, the sequence length, for a ``"sequence"`` record (a recurrent layer).
+    time_grad_first, time_grad_last : ‖∂C/∂x_t‖ at the first and last time step, the gradient
+        that reaches the recurrent layer's input at step t after flowing back through time.
+    time_grad_ratio : time_grad_first / time_grad_last: ≪ 1 is a gradient vanishing over
+        time, ≫ 1 one exploding over time.
+    attention_entropy : for an ``"attention"`` record (one head of a MultiheadAttention),
+        the entropy −Σ p log p of its attention probabilities over the keys, in nats, mean
+        over the queries: ≈ 0 is collapsed attention (one key), ≈ ``attention_entropy_uniform``
+        is uniform attention.
+    attention_entropy_uniform : the entropy of uniform attention, ln T over the T keys a
+        query may attend (mean over the queries when masks differ).
+    note : what could not be measured for this record and why (e.g. a PackedSequence input,
+        the gates of a fused LSTM kernel).
+    role : what a param record's layer does (both backends): ``"hidden"`` (Dense, Linear,
+        Conv*, a recurrent layer, an attention projection), ``"norm"`` (BatchNorm, LayerNorm,
+        GroupNorm, RMSNorm, ...), ``"embedding"``, ``"output"`` (the last layer before the
+        loss) or ``"other"``; None on other records and in histories saved without roles
+        (the rules then take every param record but the last as hidden).
+    skipped_between : under a GradScaler, how many of the steps since the previous recorded
+        step (those not recorded) it skipped — counted on the device, so that skips between
+        sparse records are not lost; on every record of the step; None without a scaler.
     """
 
     layer: str
@@ -59,6 +93,19 @@ class LayerStats:
     saturated_fraction: float | None = None
     dead_fraction: float | None = None
     nonfinite: int = 0
+    skipped: bool | None = None
+    grad_norm_before_clip: float | None = None
+    loss: float | None = None
+    source: str | None = None
+    time_steps: int | None = None
+    time_grad_first: float | None = None
+    time_grad_last: float | None = None
+    time_grad_ratio: float | None = None
+    attention_entropy: float | None = None
+    attention_entropy_uniform: float | None = None
+    note: str | None = None
+    role: str | None = None
+    skipped_between: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (JSON- and pandas-friendly)."""

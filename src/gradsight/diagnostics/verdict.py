@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import GradsightError
+from .coverage import Coverage, coverage_findings
 from .findings import SEVERITIES, Finding, Findings, Thresholds
 from .neurons import hidden_layers
 from .rules import RULES, Context
@@ -24,7 +25,7 @@ __all__ = ["Finding", "Findings", "Thresholds", "diagnose", "SEVERITIES"]
 
 def diagnose(history: Any, model: Any = None, data: Any = None, train_history: Any = None,
              *, loss: str | None = None, thresholds: Thresholds | None = None,
-             **overrides: float) -> Findings:
+             coverage: Coverage | None = None, **overrides: float) -> Findings:
     """Findings about a monitored run, most severe first.
 
     history : a :class:`~gradsight.diagnostics.Monitor`, a list of LayerStats or of their
@@ -35,6 +36,10 @@ def diagnose(history: Any, model: Any = None, data: Any = None, train_history: A
         for the stalled/rising-loss rules; without it the Monitor's batch losses are used.
     loss : the cost's name ("quadratic", ...): enables the quadratic-cost-with-sigmoid rule.
     thresholds, overrides : see :class:`Thresholds`; e.g. ``diagnose(h, vanishing_warning=5)``.
+    coverage : which parameters were watched (:class:`~gradsight.diagnostics.coverage.
+        Coverage`); by default the history's own (``watcher.history.coverage``, or a
+        watcher's ``coverage``). It is put in ``findings.coverage``, and an info finding
+        ("not watched: ...") is added when parameters were left out.
 
     Raises :class:`~gradsight.GradsightError` for an empty history, for a network without a
     hidden layer (the history holds fewer than two layers with weights, or ``model`` has no
@@ -42,7 +47,10 @@ def diagnose(history: Any, model: Any = None, data: Any = None, train_history: A
 
     Rules: non-finite values, vanishing and exploding gradients, saturated layers, dead
     units, too large / too small updates, stalled or rising loss, quadratic cost with a
-    sigmoid output, saturated-wrong neurons.
+    sigmoid output, saturated-wrong neurons, steps the mixed-precision GradScaler skipped.
+    Records of skipped steps (``skipped=True``) are left out of every other rule; the
+    losses on the records (``loss``, from ``watch(..., loss_fn=...)``) feed the loss rules
+    when ``train_history`` is not given.
 
     >>> from gradsight.diagnostics import LayerStats
     >>> h = [LayerStats(f"dense{i}", 2 * i, 0, grad_b_norm=g)
@@ -52,13 +60,18 @@ def diagnose(history: Any, model: Any = None, data: Any = None, train_history: A
     """
     limits = (thresholds or Thresholds()).with_overrides(**overrides)
     context = Context.build(history, model, data, train_history, loss, limits)
-    _require_hidden_layer(context.layers.layers_of("param"), model)
+    _require_hidden_layer(context.all_params, model)
     # a broken run holds inf and NaN: the rules handle them explicitly, without warnings
     with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
         findings = [finding for rule in RULES for finding in rule(context)]
+    if coverage is None:
+        coverage = getattr(history, "coverage", None)
+    findings += coverage_findings(coverage)
     order = {severity: i for i, severity in enumerate(SEVERITIES)}
     findings.sort(key=lambda f: order[f.severity])
-    return Findings(findings)
+    result = Findings(findings)
+    result.coverage = coverage
+    return result
 
 
 def _require_hidden_layer(param_layers: list[str], model: Any) -> None:

@@ -262,7 +262,13 @@ def layer_summary(history: Iterable[Any]) -> list[dict[str, Any]]:
             row["last_saturated_fraction"] = record["saturated_fraction"]
         if record["dead_fraction"] is not None:
             row["last_dead_fraction"] = record["dead_fraction"]
+        for name in _OVER_TIME_AND_HEADS:  # recurrent layers' and attention heads' records
+            if record.get(name) is not None:
+                row[f"last_{name}"] = record[name]
     return list(rows.values())
+
+
+_OVER_TIME_AND_HEADS = ("time_grad_ratio", "attention_entropy", "attention_entropy_uniform")
 
 
 def _layer_section(history: list[dict[str, Any]], dpi: int) -> Section:
@@ -322,9 +328,17 @@ def _summary_tables(rows: list[dict[str, Any]]) -> list[Table]:
              "max_grad_W_norm", "nonfinite", "nonfinite_norms"]
     fractions = ["layer", "records", "last_saturated_fraction", "last_dead_fraction",
                  "nonfinite"]
+    own = ("param", "sequence", "attention")
     tables = [Table([r for r in rows if r["kind"] == "param"], "layers with weights", grads),
-              Table([r for r in rows if r["kind"] != "param"], "activation layers",
-                    fractions)]
+              Table([r for r in rows if r["kind"] not in own], "activation layers",
+                    fractions),
+              Table([r for r in rows if r["kind"] == "sequence"],
+                    "recurrent layers: ‖∂C/∂x_first‖/‖∂C/∂x_last‖ (gradient over time)",
+                    ["layer", "records", "last_time_grad_ratio"]),
+              Table([r for r in rows if r["kind"] == "attention"],
+                    "attention heads: entropy (nats) against uniform attention (ln T)",
+                    ["layer", "records", "last_attention_entropy",
+                     "last_attention_entropy_uniform"])]
     return [t for t in tables if t.rows]
 
 

@@ -25,6 +25,18 @@ def loss_scale(scaler: Any, optimizer: Any) -> Any:
     return float(scaler.get_scale())  # public fallback (one host sync)
 
 
+def current_scale(scaler: Any) -> Any:
+    """The scale the loss is multiplied by now (the gradients of a backward pass that just
+    ended carry it): a device tensor, or a float from the public ``get_scale()``."""
+    try:
+        scale = scaler._get_scale_async()
+        if scale is not None:
+            return scale
+    except AttributeError:
+        pass
+    return float(scaler.get_scale())
+
+
 def found_inf(scaler: Any, optimizer: Any) -> Any:
     """Number of devices on which the scaler found inf/NaN gradients (a device tensor)."""
     try:

@@ -1,9 +1,32 @@
 """Which modules of a torch model gradsight watches, and how each activation is judged.
 
-A *parametrised layer* is a leaf module with a ``weight`` parameter (Linear, Conv*, Embedding,
-BatchNorm/LayerNorm with affine weights, ...). An *activation layer* is an instance of one of
-the activation classes below. Activations applied as functions inside ``forward``
-(``torch.relu(x)``) are not modules and are not seen.
+A *parametrised layer* is one record of weights W (and biases b) — a :class:`ParamLayer` made
+of :class:`Part` s, each a parameter or a block of rows of one:
+
+* a leaf module with a ``weight`` parameter (Linear, Conv*, Embedding, BatchNorm/LayerNorm
+  with affine weights, ...): W = ``weight``, b = ``bias``;
+* nn.RNN / LSTM / GRU: one record per layer k and direction, ``"lstm.l0"`` and
+  ``"lstm.l0_reverse"``: W = (``weight_ih_lk``, ``weight_hh_lk``, ``weight_hr_lk``),
+  b = (``bias_ih_lk``, ``bias_hh_lk``); an RNN/LSTM/GRU cell likewise, as one record;
+* nn.MultiheadAttention: four records ``"attn.q"``, ``"attn.k"``, ``"attn.v"`` (the three row
+  blocks of the packed ``in_proj_weight``/``in_proj_bias``, or ``q_proj_weight``, ... when
+  kdim/vdim differ; ``bias_k``/``bias_v`` join k/v) and ``"attn.out_proj"``;
+* any other parameter (one on a container module, a custom leaf's extra tensor): its own
+  record named as the parameter (``"module.param"``) with role ``"other"``.
+
+A parameter shared by several modules (an embedding tied to the output head) is recorded
+once, under the first module's name; the others are listed in :attr:`ParamLayer.shared`.
+Parameters that are not watched (a PReLU's slope, judged as an activation; a lazy module's
+uninitialised weight) are listed with the reason by :func:`coverage_of`.
+
+Each record has a role: ``"hidden"`` (Linear, Bilinear, Conv*, recurrent, attention
+projections), ``"norm"`` (BatchNorm*, InstanceNorm*, LayerNorm, GroupNorm, RMSNorm, ...),
+``"embedding"`` (Embedding, EmbeddingBag), ``"output"`` (the hidden-type layer that acts last
+in the forward pass, set by :func:`assign_output` once the order is known) or ``"other"``.
+
+An *activation layer* is an instance of one of the activation classes below. Activations
+applied as functions inside ``forward`` (``torch.relu(x)``) are not modules: they are read
+as the input of the next layer (:mod:`._functional`).
 
 The saturation and death rules read the activation's output a, like the NumPy engine:
 
@@ -27,11 +50,13 @@ or ``"below"``; a subclass may compute anything, so it gets ``"any"``.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, field
 from typing import Any
 
 from ... import activations
 from ...diagnostics.arrays import saturation_bounds
+from ...diagnostics.coverage import Coverage
 
 #: f′ below this fraction of its maximum counts as saturated (as in LayerStats).
 SATURATION_LEVEL = 0.01
@@ -47,12 +72,53 @@ class Saturation:
     inclusive: bool = False
 
 
+@dataclass(frozen=True)
+class Part:
+    """One tensor of a record: a parameter, or its rows [start, stop) when it is packed
+    (``in_proj_weight`` holds W_q, W_k, W_v one above the other)."""
+
+    param: Any
+    rows: tuple[int, int] | None = None
+
+    def of(self, tensor: Any) -> Any:
+        """This part's block of a tensor shaped like the parameter (its grad, a buffer)."""
+        return tensor if self.rows is None else tensor[self.rows[0]:self.rows[1]]
+
+    @property
+    def numel(self) -> int:
+        return int(self.of(self.param.detach()).numel())
+
+
 @dataclass
 class ParamLayer:
+    """One watched record: ‖∂C/∂W‖ is taken over all ``weights`` parts together, ‖∂C/∂b‖ over
+    all ``biases``. ``module`` is the module whose forward hook places the record in forward
+    order (nn.MultiheadAttention itself for its out_proj, whose own hook never fires: MHA
+    calls ``F.multi_head_attention_forward``). ``shared``: other names of a tied weight."""
+
     name: str
     module: Any
-    weight: Any
-    bias: Any  # Parameter or None
+    weights: list[Part]
+    biases: list[Part] = field(default_factory=list)
+    role: str = "hidden"
+    shared: list[str] = field(default_factory=list)
+    aliases: list[tuple[str, Any]] = field(default_factory=list)  # (name, module) of ties
+
+    @property
+    def weight(self) -> Any:
+        """The first weight parameter (None for a module whose weight is recorded elsewhere)."""
+        return self.weights[0].param if self.weights else None
+
+    @property
+    def bias(self) -> Any:
+        return self.biases[0].param if self.biases else None
+
+    def parameters(self) -> list[Any]:
+        """The distinct parameters of the record (a packed one once)."""
+        seen: dict[int, Any] = {}
+        for part in self.weights + self.biases:
+            seen.setdefault(id(part.param), part.param)
+        return list(seen.values())
 
 
 @dataclass
@@ -136,26 +202,199 @@ def _activation_spec(module: Any, nn: Any) -> tuple[str, Saturation | None, bool
 
 
 def find_layers(model: Any, nn: Any) -> tuple[list[ParamLayer], list[ActivationLayer]]:
-    """The watched modules of ``model`` (already unwrapped), in ``named_modules`` order."""
+    """The watched records of ``model`` (already unwrapped), in ``named_modules`` order (the
+    watcher reorders them by the forward pass); see the module docstring for what a record is.
+    """
     params: list[ParamLayer] = []
     acts: list[ActivationLayer] = []
     # Layers whose output is (N, C, ...) with units along dim 1, and those with units last.
     channel_first = (nn.modules.conv._ConvNd, nn.modules.batchnorm._NormBase, nn.GroupNorm)
-    channel_last = (nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding)
+    channel_last = (nn.Linear, nn.Bilinear, nn.LayerNorm, nn.Embedding, nn.RNNBase,
+                    nn.MultiheadAttention)
     last_is_conv = True  # before any param layer: (N, C, ...) layout
-    for name, module in model.named_modules():
+    owner: dict[tuple[int, Any], ParamLayer] = {}  # (id(parameter), rows) → its record
+    by_module: dict[int, list[ParamLayer]] = {}
+    inside_attention: set[int] = set()  # MHA's out_proj: recorded with its MHA
+    for name, module in model.named_modules(remove_duplicate=False):
         label = name or type(module).__name__.lower()
+        if id(module) in by_module:  # a module used twice (shared layers): noted once
+            for record in by_module[id(module)]:
+                record.shared.append(label)
+            continue
+        by_module[id(module)] = []
         spec = activation_of(module, nn)
         if spec is not None:  # PReLU has a weight but is judged as an activation
             acts.append(ActivationLayer(label, module, **spec,
                                         unit_dim=1 if last_is_conv else -1))
             continue
-        weight = getattr(module, "weight", None)
-        is_leaf = next(module.children(), None) is None
-        if is_leaf and isinstance(weight, nn.Parameter):
-            bias = getattr(module, "bias", None)
-            params.append(ParamLayer(label, module, weight,
-                                     bias if isinstance(bias, nn.Parameter) else None))
-            if isinstance(module, channel_first + channel_last):
-                last_is_conv = isinstance(module, channel_first)
+        if id(module) in inside_attention:
+            continue
+        if isinstance(module, nn.MultiheadAttention):
+            inside_attention.add(id(module.out_proj))
+        for record in _records_of(label, name, module, nn):
+            kept = _untied(record, label, module, owner)
+            if kept is not None:
+                params.append(kept)
+                by_module[id(module)].append(kept)
+        if by_module[id(module)] and isinstance(module, channel_first + channel_last):
+            last_is_conv = isinstance(module, channel_first)
     return params, acts
+
+
+def _untied(record: ParamLayer, label: str, module: Any,
+            owner: dict[tuple[int, Any], ParamLayer]) -> ParamLayer | None:
+    """The record without the parts another record already holds (a tied weight is recorded
+    once, under the first name; that record notes ``label``); None if nothing is left."""
+    keep: dict[str, list[Part]] = {"weights": [], "biases": []}
+    for kind in ("weights", "biases"):
+        for part in getattr(record, kind):
+            first = owner.get((id(part.param), part.rows))
+            if first is None:
+                owner[(id(part.param), part.rows)] = record
+                keep[kind].append(part)
+            elif label not in first.shared:
+                first.shared.append(label)
+                first.aliases.append((label, module))
+    if not keep["weights"] and not keep["biases"]:
+        return None
+    record.weights, record.biases = keep["weights"], keep["biases"]
+    return record
+
+
+_RECURRENT = re.compile(r"(weight|bias)_(ih|hh|hr)_l(\d+)(_reverse)?$")
+
+
+def _records_of(label: str, path: str, module: Any, nn: Any) -> list[ParamLayer]:
+    """The records of one module's own parameters (not its children's); ``path`` is the
+    module's name in the model ("" for the model itself)."""
+    own = dict(module.named_parameters(recurse=False))
+    records: list[ParamLayer] = []
+    if isinstance(module, nn.RNNBase):
+        records = _recurrent(label, module, own)
+    elif isinstance(module, nn.MultiheadAttention):
+        records = _attention(label, module, nn)
+    elif isinstance(module, nn.RNNCellBase):
+        weights = [Part(own[n]) for n in ("weight_ih", "weight_hh") if n in own]
+        biases = [Part(own[n]) for n in ("bias_ih", "bias_hh") if n in own]
+        records = [ParamLayer(label, module, weights, biases, "hidden")] if weights else []
+    elif next(module.children(), None) is None and _usable(own.get("weight"), nn):
+        bias = own.get("bias")
+        records = [ParamLayer(label, module, [Part(own["weight"])],
+                              [Part(bias)] if _usable(bias, nn) else [], role_of(module, nn))]
+    used = {id(part.param) for record in records for part in record.weights + record.biases}
+    if isinstance(module, nn.MultiheadAttention):
+        used |= {id(p) for p in module.out_proj.parameters()}
+    for pname, param in own.items():  # anything else: a record of its own
+        if id(param) not in used and _usable(param, nn):
+            records.append(ParamLayer(f"{path}.{pname}" if path else pname, module,
+                                      [Part(param)], [], "other"))
+    return records
+
+
+def _usable(param: Any, nn: Any) -> bool:
+    """A parameter whose values exist (not a lazy module's uninitialised one)."""
+    return isinstance(param, nn.Parameter) and not isinstance(
+        param, nn.parameter.UninitializedParameter)
+
+
+def _recurrent(label: str, module: Any, own: dict[str, Any]) -> list[ParamLayer]:
+    """nn.RNN/LSTM/GRU: one record per layer k and direction, W = weight_ih, weight_hh (and
+    LSTM's projection weight_hr), b = bias_ih, bias_hh."""
+    groups: dict[str, ParamLayer] = {}
+    for pname, param in own.items():
+        match = _RECURRENT.match(pname)
+        if match is None:
+            continue
+        key = f"l{match[3]}{match[4] or ''}"
+        record = groups.setdefault(key, ParamLayer(f"{label}.{key}", module, [], [], "hidden"))
+        (record.weights if match[1] == "weight" else record.biases).append(Part(param))
+    return [record for record in groups.values() if record.weights]
+
+
+def _attention(label: str, module: Any, nn: Any) -> list[ParamLayer]:
+    """nn.MultiheadAttention: q, k, v (blocks of the packed in_proj, or the separate
+    q/k/v_proj_weight when kdim/vdim differ) and out_proj, all placed by the MHA's hook."""
+    width = int(module.embed_dim)
+    blocks = [(i * width, (i + 1) * width) for i in range(3)]
+    packed = module.in_proj_weight
+    if packed is not None:
+        weights = [Part(packed, rows) for rows in blocks]
+    else:
+        weights = [Part(module.q_proj_weight), Part(module.k_proj_weight),
+                   Part(module.v_proj_weight)]
+    records = []
+    for i, key in enumerate("qkv"):
+        biases = [Part(module.in_proj_bias, blocks[i])] if module.in_proj_bias is not None \
+            else []
+        extra = {"k": module.bias_k, "v": module.bias_v}.get(key)
+        if extra is not None:  # add_bias_kv: a learned key/value appended to the sequence
+            biases.append(Part(extra))
+        records.append(ParamLayer(f"{label}.{key}", module, [weights[i]], biases, "hidden"))
+    out = module.out_proj
+    records.append(ParamLayer(f"{label}.out_proj", module, [Part(out.weight)],
+                              [Part(out.bias)] if _usable(out.bias, nn) else [], "hidden"))
+    return records
+
+
+def role_of(module: Any, nn: Any) -> str:
+    """The role of a leaf module's record: hidden, norm, embedding or other (the output role
+    is given by :func:`assign_output`, from the forward order)."""
+    norms = tuple(cls for cls in (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm,
+                                  getattr(nn, "RMSNorm", None), nn.LocalResponseNorm)
+                  if cls is not None)
+    if isinstance(module, norms):
+        return "norm"
+    if isinstance(module, (nn.Embedding, nn.EmbeddingBag)):
+        return "embedding"
+    if isinstance(module, (nn.Linear, nn.Bilinear, nn.modules.conv._ConvNd, nn.RNNBase,
+                           nn.RNNCellBase, nn.MultiheadAttention)):
+        return "hidden"
+    return "other"
+
+
+def assign_output(layers: list[ParamLayer], order: dict[str, int]) -> None:
+    """Give the role ``"output"`` to the hidden-type record that acts last in the forward
+    pass (the last layer before the loss) — unless a module whose weight is tied to another
+    record acts after it (a head tied to the embedding: its weight is recorded there)."""
+    hidden = [layer for layer in layers if layer.role in ("hidden", "output")]
+    for layer in hidden:
+        layer.role = "hidden"
+    if not hidden:
+        return
+    last = max(hidden, key=lambda layer: order.get(layer.name, -1))
+    tied = [order[name] for layer in layers if layer is not last
+            for name in layer.shared if name in order and name != last.name]
+    if not tied or max(tied) < order.get(last.name, -1):
+        last.role = "output"
+
+
+def coverage_of(model: Any, layers: list[ParamLayer], acts: list[ActivationLayer],
+                nn: Any) -> Coverage:
+    """Which parameters of ``model`` the records watch (by element count), and why the others
+    are not watched; tied weights with their other names."""
+    watched_parts = {(id(part.param), part.rows): part.numel
+                     for layer in layers for part in layer.weights + layer.biases}
+    watched_by_param: dict[int, int] = {}
+    for (key, _rows), numel in watched_parts.items():
+        watched_by_param[key] = watched_by_param.get(key, 0) + numel
+    activation_modules = {id(layer.module) for layer in acts}
+    total = watched = 0
+    left_out: dict[str, str] = {}
+    for pname, param in model.named_parameters():
+        numel = 0 if isinstance(param, nn.parameter.UninitializedParameter) else param.numel()
+        total += numel
+        seen = min(watched_by_param.get(id(param), 0), numel)
+        watched += seen
+        if seen < numel or numel == 0:
+            path = pname.rpartition(".")[0]
+            module = model.get_submodule(path)
+            if isinstance(param, nn.parameter.UninitializedParameter):
+                left_out[pname] = ("uninitialised (a lazy module): run one forward pass "
+                                   "before watch()")
+            elif id(module) in activation_modules:
+                left_out[pname] = (f"parameter of the activation {type(module).__name__}, "
+                                   "judged by its output (activation statistics)")
+            else:
+                left_out[pname] = f"not understood ({type(module).__name__})"
+    shared = {layer.name: list(layer.shared) for layer in layers if layer.shared}
+    return Coverage(watched=watched, total=total, left_out=left_out, shared=shared)

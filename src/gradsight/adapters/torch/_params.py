@@ -13,6 +13,7 @@ from typing import Any
 
 from ._layers import ParamLayer
 from ._records import Reading
+from ._reduce import sharded_square
 from ._update import BUFFER, SNAPSHOT, ZERO, UpdateRules
 
 
@@ -35,30 +36,45 @@ class ParamReader:
         self.torch, self.layers = torch, layers
         self.rules = UpdateRules(torch, optimizer, layers) if optimizer is not None else None
         self.plan: list[tuple[str, float]] | None = None
-        self._copies: dict[int, Any] = {}  # W before the step, for the "snapshot" layers
+        # W before the step, for the "snapshot" layers: (layer, part) → copy
+        self._copies: dict[tuple[int, int], Any] = {}
         self._snapshot: list[int] = []
 
     def read(self, scale: Any = None) -> Reading:
         """‖∂C/∂W‖², ‖∂C/∂b‖² and ‖W‖² as 0-d device tensors; ``scale`` is the AMP loss
-        scale the gradients carry (their norms are divided by it on the host)."""
+        scale the gradients carry (their norms are divided by it on the host). A record of
+        several parts (an LSTM layer's weight_ih and weight_hh, a block of in_proj_weight)
+        gets the squares of its parts summed: the norm over all of them."""
         reading = Reading(scale=scale)
         keys, squares, grads = reading.keys, reading.squares, reading.grads
         for j, layer in enumerate(self.layers):
-            for name, param in (("W", layer.weight), ("b", layer.bias)):
-                grad = None if param is None else param.grad
-                if grad is None:
+            for name, parts in (("W", layer.weights), ("b", layer.biases)):
+                blocks = [part.of(_stored(part.param.grad)) for part in parts
+                          if part.param.grad is not None]
+                if not blocks:
                     continue
-                grad = _stored(grad)
                 keys.append((j, name))
-                grads.append(grad)
-                squares.append(self.square(grad))
+                grads.append(blocks)
+                squares.append(self.squares(blocks))
         for layer in self.layers:
-            squares.append(self.square(layer.weight.detach()))
+            if layer.weights:
+                squares.append(self.squares([part.of(part.param.detach())
+                                             for part in layer.weights]))
         return reading
+
+    def squares(self, tensors: list[Any]) -> Any:
+        """Σ‖t‖² over the tensors, a 0-d tensor on their device."""
+        total = self.square(tensors[0])
+        for tensor in tensors[1:]:
+            total = total + self.square(tensor)
+        return total
 
     def square(self, tensor: Any) -> Any:
         """‖t‖² = t·t, a 0-d tensor on t's device."""
         torch = self.torch
+        sharded = sharded_square(tensor, self.square)  # FSDP2: this rank's shard
+        if sharded is not None:
+            return sharded
         tensor = _stored(tensor)  # a sparse momentum buffer too
         if tensor.requires_grad:
             tensor = tensor.detach()
@@ -75,40 +91,49 @@ class ParamReader:
         self.plan = plan = self.rules.plan(args, kwargs)
         self._snapshot = [j for j, (rule, _) in enumerate(plan) if rule == SNAPSHOT]
         if self._snapshot:
-            self._copy([self.layers[j].weight.detach() for j in self._snapshot])
+            self._copy(self._blocks(self._snapshot))
+
+    def _blocks(self, positions: list[int]) -> list[Any]:
+        """The W blocks (parts) of the layers at ``positions``, in order."""
+        return [part.of(part.param.detach()) for j in positions
+                for part in self.layers[j].weights]
 
     def _copy(self, weights: list[Any]) -> None:
         """W before the update, into buffers allocated once (one copy of those weights)."""
         copies = self._copies
-        targets = [copies.get(j) for j in self._snapshot]
+        keys = [(j, i) for j in self._snapshot for i in range(len(self.layers[j].weights))]
+        targets = [copies.get(key) for key in keys]
         if all(t is not None and t.shape == w.shape and t.dtype == w.dtype
                and t.device == w.device for t, w in zip(targets, weights, strict=True)):
             self.torch._foreach_copy_(targets, weights)
             return
-        for j, weight in zip(self._snapshot, weights, strict=True):
-            copies[j] = weight.clone()
+        for key, weight in zip(keys, weights, strict=True):
+            copies[key] = weight.clone()
 
     def after_step(self) -> list[Any]:
         """‖b‖² or ‖W_old − W_new‖² (0-d tensors) of the "buffer"/"snapshot" layers, in layer
-        order; a "buffer" layer whose weight had no gradient was skipped: rule "zero"."""
+        order; a "buffer" layer whose weights had no gradient was skipped: rule "zero"."""
         plan = self.plan
         changes: list[Any] = []
         if plan is None or self.rules is None:
             return changes
+        copies = self._copies
         if self._snapshot:
-            old = [self._copies[j] for j in self._snapshot]
-            new = [self.layers[j].weight.detach() for j in self._snapshot]
-            self.torch._foreach_sub_(old, new)  # W_old − W_new = −ΔW
+            old = [copies[(j, i)] for j in self._snapshot
+                   for i in range(len(self.layers[j].weights))]
+            self.torch._foreach_sub_(old, self._blocks(self._snapshot))  # W_old − W_new
         state = self.rules.optimizer.state
         for j, (rule, _lr) in enumerate(plan):
+            parts = self.layers[j].weights
             if rule == SNAPSHOT:
-                changes.append(self.square(self._copies[j]))
+                changes.append(self.squares([copies[(j, i)] for i in range(len(parts))]))
             elif rule == BUFFER:
-                weight = self.layers[j].weight
-                buffer = state[weight].get("momentum_buffer") if weight.grad is not None \
-                    else None
-                if buffer is None:
+                buffers = [part.of(_stored(buffer)) for part in parts
+                           if part.param.grad is not None
+                           and (buffer := state[part.param].get("momentum_buffer"))
+                           is not None]
+                if not buffers:
                     plan[j] = (ZERO, 0.0)
                 else:
-                    changes.append(self.square(buffer))
+                    changes.append(self.squares(buffers))
         return changes

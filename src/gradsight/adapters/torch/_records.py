@@ -20,8 +20,9 @@ class Reading:
     keys : (layer position, "W"|"b") of each gradient in ``grads``.
     squares : 0-d tensors ‖g‖² of the ``grads``, then ‖W‖² (before the update) of every
         watched layer, in layer order.
-    grads : the gradient tensors, for an exact non-finite count when a norm is not finite
-        (read again only then, right after the transfer).
+    grads : the gradient tensors of each key (a list: the parts of the record), for an exact
+        non-finite count when a norm is not finite (read again only then, right after the
+        transfer).
     scale : the loss scale the gradients are multiplied by (AMP), or None.
     """
 
@@ -128,11 +129,13 @@ class ParamSlots:
             return
         torch = require_torch()
         for i in bad:
-            grad, (layer, _role) = reading.grads[i], self.keys[i]
-            count = int((~torch.isfinite(grad)).sum())
+            blocks, (layer, _kind) = reading.grads[i], self.keys[i]
+            count = sum(int((~torch.isfinite(grad)).sum()) for grad in blocks)
             self.nonfinite[layer] = self.nonfinite.get(layer, 0) + count
             if count == 0:  # finite entries whose squares overflowed: the exact norm
-                self.exact[i] = float(torch.linalg.vector_norm(grad, dtype=torch.float64))
+                self.exact[i] = math.sqrt(sum(
+                    float(torch.linalg.vector_norm(grad, dtype=torch.float64)) ** 2
+                    for grad in blocks))
 
     def records(self, base_of: Any, v: list[float]) -> list[LayerStats]:
         divisor = v[self.scale_at] if self.scale_at is not None else self.scale
@@ -142,7 +145,13 @@ class ParamSlots:
             norms[key] = (exact if exact is not None else self._norm(v, i)) / divisor
         result, weights, changes = [], len(self.keys), self.changes
         for j, layer in enumerate(self.layers):
-            weight = self._norm(v, weights + j)
+            if not layer.weights:  # a tied head's own bias: its weight is recorded elsewhere
+                result.append(LayerStats(
+                    **base_of(layer.name), kind="param", grad_b_norm=norms.get((j, "b")),
+                    nonfinite=self.nonfinite.get(j, 0), role=layer.role))
+                continue
+            weight = self._norm(v, weights)
+            weights += 1
             grad_w = norms.get((j, "W"))
             change: float | None = None
             if isinstance(self.plan, list):
@@ -158,7 +167,7 @@ class ParamSlots:
                 **base_of(layer.name), kind="param", grad_W_norm=grad_w,
                 grad_b_norm=norms.get((j, "b")), weight_norm=weight,
                 update_ratio=self._ratio(change, weight),
-                nonfinite=self.nonfinite.get(j, 0)))
+                nonfinite=self.nonfinite.get(j, 0), role=layer.role))
         return result
 
     def _ratio(self, change: float | None, weight: float) -> float | None:

@@ -14,6 +14,7 @@ are written with as few operations (and passes) as exactness allows: see
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,8 +28,13 @@ EXACT_FLOAT32_COUNT = 1 << 24
 def stack_scalars(tensors: list[Any]) -> Any:
     """0-d tensors as one 1-d tensor, on the first one's device. Where they are not all on
     one device with one dtype (a model spread over devices, layers in float64 and float32),
-    each is first moved there in the common dtype: ``torch.stack`` refuses mixed devices."""
+    each is first moved there in the common dtype: ``torch.stack`` refuses mixed devices.
+    DTensors (FSDP2's sharded parameters) are summed over their shards: see
+    :func:`_stack_sharded`."""
     torch = require_torch()
+    dtensor = _dtensor_type()
+    if dtensor is not None and any(isinstance(t, dtensor) for t in tensors):
+        return _stack_sharded(torch, tensors, dtensor)
     first = tensors[0]
     if all(t.device == first.device and t.dtype == first.dtype for t in tensors):
         return torch.stack(tensors)
@@ -36,6 +42,64 @@ def stack_scalars(tensors: list[Any]) -> Any:
     for tensor in tensors[1:]:
         dtype = torch.promote_types(dtype, tensor.dtype)
     return torch.stack([t.to(device=first.device, dtype=dtype) for t in tensors])
+
+
+def _dtensor_type() -> Any:
+    """``DTensor``, if a model uses it (its module is loaded), else None."""
+    return getattr(sys.modules.get("torch.distributed.tensor"), "DTensor", None)
+
+
+def sharded_square(tensor: Any, square: Any) -> Any | None:
+    """‖t‖² of a DTensor sharded over a 1-d device mesh (FSDP2's parameters, gradients and
+    optimizer states) as a *partial* DTensor: ``square`` of this rank's local shard, to be
+    summed over the ranks by :func:`stack_scalars` — no communication here, and shards of
+    unequal size (7 rows over 2 ranks) need no reshaping of the whole. None for anything
+    else (a plain tensor, a replicated DTensor, a 2-d mesh)."""
+    dtensor = _dtensor_type()
+    if dtensor is None or not isinstance(tensor, dtensor):
+        return None
+    mesh = tensor.device_mesh
+    if mesh.ndim != 1 or not tensor.placements[0].is_shard():
+        return None
+    from torch.distributed.tensor import Partial  # late: only for a sharded model
+
+    return dtensor.from_local(square(tensor.to_local()), mesh, [Partial()], run_check=False)
+
+
+def _stack_sharded(torch: Any, tensors: list[Any], dtensor: Any) -> Any:
+    """Squared norms of sharded parameters as whole values, with one all-reduce.
+
+    t·t of a parameter (or gradient, or optimizer state) sharded over a 1-d device mesh —
+    FSDP2's ``fully_shard`` — is a *partial* DTensor: each rank holds the sum of squares of
+    its own shard, and ‖t‖² is their sum over the mesh. The local sums are stacked and summed
+    over the mesh's process group in one all-reduce; a value every rank holds whole (a plain
+    tensor, a replicated DTensor) enters the sum from the group's first rank only, so it comes
+    out unchanged. Any other layout (a 2-d mesh: HSDP, tensor parallelism) is gathered whole
+    with ``full_tensor()`` — correct, with one collective per tensor.
+    """
+    local, partial, group = [], [], None
+    for tensor in tensors:
+        if isinstance(tensor, dtensor):
+            mesh = tensor.device_mesh
+            if mesh.ndim == 1 and tensor.placements[0].is_partial():
+                mesh_group = mesh.get_group()
+                if group is None or mesh_group is group:
+                    group = mesh_group
+                    local.append(tensor.to_local())
+                    partial.append(True)
+                    continue
+            tensor = tensor.full_tensor()
+        local.append(tensor)
+        partial.append(False)
+    stacked = stack_scalars(local)
+    if group is None:
+        return stacked
+    import torch.distributed as dist  # late: PyTorch is optional, imported on use
+
+    if dist.get_rank(group) != 0 and not all(partial):
+        stacked = torch.where(torch.tensor(partial, device=stacked.device), stacked, 0.0)
+    dist.all_reduce(stacked, group=group)
+    return stacked
 
 
 class Transfer:
@@ -54,12 +118,23 @@ class Transfer:
         self._size = 0
 
     def add(self, tensor: Any, summed: bool = False) -> int:
+        dtensor = _dtensor_type()
+        if dtensor is not None and isinstance(tensor, dtensor):
+            tensor = tensor.full_tensor()  # a value of a sharded model, made whole
         at = self._size
         flat = tensor.reshape(-1) if tensor.dim() != 1 else tensor
         self._parts.append(flat)
         self._summed.append(summed)
         self._size += flat.shape[0]
         return at
+
+    def joined(self) -> Any:
+        """The values as one 1-d tensor on their common device (not brought over), for a
+        copy that does not block (:mod:`._host`); None when they are on several devices."""
+        parts = self._parts
+        if not parts or any(p.device != parts[0].device for p in parts):
+            return None
+        return require_torch().cat(parts)
 
     def run(self, all_reduce: bool = False) -> tuple[list[float], int]:
         """(the values, the number of ranks they were reduced over)."""
@@ -215,7 +290,9 @@ class ActivationReducer:
             parts.append(torch.sum(flags, 0, keepdim=True))
         peak = None
         if self.layer.dead_rule:
-            peak = flat if a.dim() <= 1 else torch.amax(a, self._unit_dims(a.dim()))
+            # a copy, never a view of a: the caller's buffer may be overwritten (in-place
+            # ops, or a compiled graph reusing its memory) before the step is recorded
+            peak = flat.clone() if a.dim() <= 1 else torch.amax(a, self._unit_dims(a.dim()))
         return ActivationCall(n, parts, peak)
 
     def _unit_dims(self, ndim: int) -> tuple[int, ...]:

@@ -40,21 +40,31 @@ class UpdateRules:
         self.torch, self.optimizer, self.layers = torch, optimizer, layers
         self._exact = type(optimizer) is torch.optim.SGD
         self._groups = (-1, -1)
-        self._index: list[int | None] = []  # each layer's weight: its param group, or None
+        # each layer's weights: their param group, None (outside the optimizer), or -1
+        # (parts in different groups: measured from a copy)
+        self._index: list[int | None] = []
+        self._weightless = [not layer.weights for layer in layers]
 
     def plan(self, args: tuple[Any, ...], kwargs: dict[str, Any]) -> list[tuple[str, float]]:
         """(rule, η) per watched layer for the step about to run, from the arguments of the
         step pre-hook — (optimizer, closure?) — and each param group's current settings."""
         if not self._exact or (len(args) > 1 and args[1] is not None) or kwargs.get("closure"):
-            return [(SNAPSHOT, 0.0)] * len(self.layers)
+            return [(ZERO, 0.0) if none else (SNAPSHOT, 0.0) for none in self._weightless]
         groups = self.optimizer.param_groups
         size = sum(len(group["params"]) for group in groups)
         if (len(groups), size) != self._groups:  # groups changed since the last plan
             where = {id(p): i for i, group in enumerate(groups) for p in group["params"]}
-            self._index = [where.get(id(layer.weight)) for layer in self.layers]
+            self._index = [_common({where.get(id(part.param)) for part in layer.weights})
+                           for layer in self.layers]
             self._groups = (len(groups), size)
-        rules = [_group_rule(group) for group in groups]
+        rules = [_group_rule(group) for group in groups] + [(SNAPSHOT, 0.0)]  # [-1]: mixed
         return [(ZERO, 0.0) if i is None else rules[i] for i in self._index]
+
+
+def _common(groups: set[int | None]) -> int | None:
+    """The one param group of a record's weights; None when none is optimised (or it has no
+    weights: a tied head's bias), -1 when its parts sit in different groups."""
+    return next(iter(groups)) if len(groups) == 1 else (None if not groups else -1)
 
 
 def _group_rule(group: dict[str, Any]) -> tuple[str, float]:

@@ -12,6 +12,14 @@ kinks follow PyTorch: relu′(0) = 0); max f′ from gradsight's activation regi
 fine grid on [−20, 20] for activations it does not know. For a conv output (N, C, ...) a unit
 is a channel and every position of every sample counts as one of its samples.
 
+Sequence models: an output (B, T, V) — a score per token and class, as a language model
+gives — with targets (B, T) of class labels (or (B, T, V) one-hot) is read token by token:
+each of the B·T tokens is a sample whose prediction is the argmax over V, and a unit's
+saturated positions are matched with the tokens at those positions (its activation must
+then have T positions per sample). Tokens labelled < 0 (padding, ``ignore_index``) count
+as not right. Any other output of three or more dimensions is refused with a one-line error
+rather than read through one column.
+
 At the end the counts become :class:`~gradsight.diagnostics.neurons.UnitCounts` and the
 states come from :func:`~gradsight.diagnostics.neurons.layer_states`, the same labelling as
 the engine's. Importing this module registers :func:`classify_neurons_torch` as the backend
@@ -49,7 +57,7 @@ class _Tally:
         self.layer, self.peak = layer, peak
         self.sums: Any = None  # rows: active, positive, Σf′, Σz
         self.saturated_right: Any = None
-        self.inactive: Any = None  # this batch: samples × units counts of saturated positions
+        self.active: Any = None  # this batch: (samples, positions, units) flags, f′ not small
         self.positions = 0  # samples (× positions) seen
 
     def add(self, z: Any, saturation: float) -> None:
@@ -64,9 +72,8 @@ class _Tally:
         per_sample = [move(t).sum(dim=1) for t in (active, (z > 0).to(wide), derivative, z)]
         batch = torch.stack([part.sum(dim=0) for part in per_sample])
         self.sums = batch if self.sums is None else self.sums + batch
-        positions = move(active).shape[1]
-        self.inactive = positions - per_sample[0]
-        self.positions += per_sample[0].shape[0] * positions
+        self.active = move(active).bool()  # kept for the right answers of this batch only
+        self.positions += self.active.shape[0] * self.active.shape[1]
 
     def counts(self, labelled: bool) -> UnitCounts:
         """The per-unit counts on the host (float64), for the engine's labelling."""
@@ -76,12 +83,26 @@ class _Tally:
         return UnitCounts(self.positions, sums[0], sums[1], sums[2], sums[3], right)
 
     def add_right(self, right: Any) -> None:
-        if self.inactive is None:
+        """Add the right answers among the saturated samples: ``right`` holds one 0/1 per
+        sample of the batch, or one per token (B·T) when the targets are per token."""
+        if self.active is None:
             return
-        part = right.to(self.inactive.dtype) @ self.inactive
+        active, self.active = self.active, None
+        samples, positions, units = active.shape
+        wide = self.sums.dtype
+        right = right.to(device=active.device, dtype=wide)
+        if right.shape[0] == samples:  # per sample: its saturated positions count
+            inactive = positions - active.sum(dim=1).to(wide)
+        elif right.shape[0] == samples * positions:  # per token: its own position
+            inactive = (~active).reshape(samples * positions, units).to(wide)
+        else:
+            raise ShapeError(
+                f"layer {self.layer.name!r} has {positions} positions per sample, but the "
+                f"targets give {right.shape[0] // max(samples, 1)} per sample: the tokens' "
+                "targets cannot be matched with its units")
+        part = right @ inactive
         self.saturated_right = part if self.saturated_right is None else \
             self.saturated_right + part
-        self.inactive = None
 
 
 def _derivative(module: Any, z: Any) -> Any:
@@ -199,20 +220,38 @@ def _tally_right(output: Any, target: Any, tallies: dict[str, _Tally], order: di
     torch = require_torch()
     target_np = target.detach().cpu().numpy() if isinstance(target, torch.Tensor) \
         else np.asarray(target)
+    output, target_np = _per_token(output, target_np)
     labels = class_labels(target_np, output.shape[0])
     if labels is None:
         for tally in tallies.values():
-            tally.inactive = None
+            tally.active = None
         return False
     last_param = max((order[p.name] for p in params if p.name in order), default=-1)
     after = [layer for layer in acts if order.get(layer.name, -1) > last_param]
     last = max(after, key=lambda layer: order[layer.name]) if after else None  # output act
     predicted = _predicted(output, last).cpu()
-    right = (predicted == torch.as_tensor(labels)).to(torch.float64)
+    labels_t = torch.as_tensor(labels)
+    right = ((predicted == labels_t) & (labels_t >= 0)).to(torch.float64)
     for tally in tallies.values():
-        tally.add_right(right.to(tally.inactive.device) if tally.inactive is not None
-                        else right)
+        tally.add_right(right)
     return True
+
+
+def _per_token(output: Any, target: np.ndarray) -> tuple[Any, np.ndarray]:
+    """(output, targets) with one row per sample: a (B, T, V) output with (B, T) labels or
+    (B, T, V) one-hot targets becomes B·T token rows; other outputs of ≥ 3 dimensions are
+    refused (their class scores cannot be told apart from positions)."""
+    if output.dim() < 3:
+        return output, target
+    shape = tuple(output.shape)
+    if target.shape == shape[:-1]:
+        return output.reshape(-1, shape[-1]), target.reshape(-1)
+    if target.shape == shape:
+        return output.reshape(-1, shape[-1]), target.reshape(-1, shape[-1])
+    raise ShapeError(
+        f"the model's output has shape {shape} and the targets {target.shape}: for a "
+        f"sequence output (B, T, V) give targets (B, T) of class labels (or (B, T, V) "
+        "one-hot); other outputs with three or more dimensions are not read")
 
 
 def _states(tallies: dict[str, _Tally], order: dict[str, int], params: list[Any],

@@ -142,8 +142,9 @@ class TorchRunner:
             probe: Any = _tensors(X_train[:1000], y_train[:1000], self.dtype)
             n_inputs: int | None = X_train.shape[1]
         else:
-            train, n_inputs = (lambda generator: self.loader), None
-            probe = split_batch(next(iter(self.loader)))
+            train, probe = (lambda generator: self.loader), split_batch(next(iter(self.loader)))
+            n_inputs, n_outputs = loader_sizes(self.loader, probe, config["loss"],
+                                               self.classification)
         torch.manual_seed(int(config["seed"]))
         model = build_model(self.factory, config, {"n_inputs": n_inputs, "n_outputs": n_outputs})
         model = model.to(device=self.device, dtype=self.dtype)
@@ -233,6 +234,30 @@ class TorchRunner:
         return total / count, (right / count if self.classification else None)
 
 
+def loader_sizes(loader: Any, batch: tuple[Any, Any], loss: str,
+                 classification: bool) -> tuple[int, int]:
+    """(n_inputs, n_outputs) for the factory, read from a loader's first batch.
+
+    n_inputs : the features of one sample (x of shape (B, F) gives F; an image
+        (B, C, H, W) gives C·H·W). n_outputs : for class labels, K = the largest label + 1
+        — over the whole data set when the loader holds a TensorDataset, else over the
+        first batch — then as the loss reads them (cross_entropy K logits, bce_with_logits
+        one, quadratic K); for a numeric target, its columns.
+    """
+    torch = require_torch()
+    inputs, target = (torch.as_tensor(t) for t in batch)
+    n_inputs = int(inputs[0].numel()) if inputs.dim() > 1 else 1
+    if not classification:
+        return n_inputs, int(target[0].numel()) if target.dim() > 1 else 1
+    tensors = getattr(getattr(loader, "dataset", None), "tensors", None)
+    labels = torch.as_tensor(tensors[1]) if isinstance(tensors, tuple) and len(tensors) > 1 \
+        else target
+    n_classes = max(2, int(labels.max()) + 1) if labels.numel() else 2
+    if loss in LOSSES:
+        return n_inputs, resolve_loss(loss, n_classes)[1]
+    return n_inputs, n_classes
+
+
 def _is_loader(data: Any) -> bool:
     """A loader of batches, rather than a data-set name, Dataset or (X, y) pair."""
     if isinstance(data, (str, tuple, list, np.ndarray, Dataset)):
@@ -319,7 +344,9 @@ def torch_runner(factory: Callable[..., Any], data: Any, loss_fn: Any = None, *,
         (X, y) pair; it is split (by the run's seed, ``test_size`` held out) and
         standardised as the engine's runner does, so every candidate sees the same samples.
         Or a DataLoader of (inputs, targets): one pass per epoch (its own batch size and
-        order), held-out figures on ``val_data`` (a loader; the training loader if None).
+        order), held-out figures on ``val_data`` (a loader; the training loader if None);
+        a factory that asks for ``n_inputs``/``n_outputs`` gets them from its first batch
+        (:func:`loader_sizes`).
     loss_fn : a torch loss ``loss_fn(output, target)``; None uses the config's loss
         ("quadratic", "cross_entropy", "bce_with_logits"; "auto" by the data), so the doctor
         can also try the cross-entropy cost. A given loss_fn fixes the loss.

@@ -1,0 +1,178 @@
+"""``watch`` on a ``torch.compile``'d model: no graph break, no recompilation, the same numbers.
+
+Dynamo's own counters (``torch._dynamo.utils.counters``) are the oracle: a compiled model
+trained while watched must show as many graph breaks (none) and as many compiled graphs as
+the same model trained unwatched. The recorded numbers must equal those the watcher records
+on the eager model. Most tests use the ``aot_eager`` backend — dynamo traces and AOT autograd
+splits forward and backward exactly as for inductor, without inductor's C++ compile time;
+one test runs inductor itself.
+"""
+
+from __future__ import annotations
+
+import copy
+import warnings
+
+import pytest
+
+torch = pytest.importorskip("torch")
+from torch import nn  # noqa: E402
+
+import gradsight  # noqa: E402
+from gradsight.adapters.torch import _compiled  # noqa: E402
+from gradsight.adapters.torch._torch import is_compiled, unwrap  # noqa: E402
+
+pytestmark = pytest.mark.slow  # torch.compile takes seconds to warm up
+
+STEPS = 6
+
+
+def _model() -> nn.Module:
+    torch.manual_seed(0)
+    return nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(inplace=True),
+                         nn.Flatten(), nn.Linear(4 * 6 * 6, 16), nn.Sigmoid(), nn.Linear(16, 16),
+                         nn.Tanh(), nn.Linear(16, 3))
+
+
+def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
+    generator = torch.Generator().manual_seed(1)
+    return [(torch.randn(8, 3, 6, 6, generator=generator),
+             torch.randint(0, 3, (8,), generator=generator)) for _ in range(STEPS)]
+
+
+def _train(model: nn.Module, watched: bool, backend: str | None = "aot_eager",
+           every: int | None = 1) -> tuple[list[dict], dict[str, int]]:
+    """Train (compiled with ``backend`` unless None); the records and dynamo's counts."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    run = torch.compile(model, backend=backend) if backend else model
+    optimizer = torch.optim.SGD(run.parameters(), lr=0.05)
+    watcher = gradsight.watch(run, optimizer=optimizer, every=every) if watched else None
+    try:
+        for x, y in _batches():
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(run(x), y).backward()
+            optimizer.step()
+    finally:
+        if watcher is not None:
+            watcher.remove()
+    counts = {"graph_breaks": sum(counters["graph_break"].values()),
+              "graphs": counters["stats"]["unique_graphs"],
+              "frames": counters["frames"]["total"]}
+    records = [r.to_dict() for r in watcher.history] if watcher is not None else []
+    return records, counts
+
+
+def _close(a: object, b: object) -> bool:
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=1e-5, abs=1e-7, nan_ok=True)
+    return a == b
+
+
+def test_watching_adds_no_graph_break_and_no_recompilation():
+    _, plain = _train(_model(), watched=False)
+    records, watched = _train(_model(), watched=True)
+    assert plain == {"graph_breaks": 0, "graphs": 1, "frames": 1}
+    assert watched == plain, watched
+    assert len({r["step"] for r in records}) == STEPS
+
+
+def test_a_sparse_schedule_neither_recompiles_nor_misses_its_steps():
+    _, plain = _train(_model(), watched=False)
+    records, watched = _train(_model(), watched=True, every=4)
+    assert watched == plain
+    assert sorted({r["step"] for r in records}) == [0, 4]
+    for step in (0, 4):  # the activations of the recorded steps, not of the others
+        kinds = [r["kind"] for r in records if r["step"] == step]
+        assert kinds.count("activation") == 3
+
+
+def test_compiled_records_equal_the_eager_ones_and_names_have_no_orig_mod():
+    model = _model()
+    compiled, _ = _train(copy.deepcopy(model), watched=True)
+    eager, _ = _train(copy.deepcopy(model), watched=True, backend=None)
+    assert [(r["layer"], r["step"], r["kind"]) for r in compiled] == \
+        [(r["layer"], r["step"], r["kind"]) for r in eager]
+    assert not any("_orig_mod" in r["layer"] for r in compiled)
+    for c, e in zip(compiled, eager, strict=True):
+        for key, value in e.items():
+            assert _close(c[key], value), (c["layer"], c["step"], key, c[key], value)
+
+
+def test_inductor_the_default_backend():
+    _, plain = _train(_model(), watched=False, backend="inductor")
+    records, watched = _train(_model(), watched=True, backend="inductor")
+    assert watched == plain == {"graph_breaks": 0, "graphs": 1, "frames": 1}
+    relu = [r for r in records if r["layer"] == "2"]
+    assert len(relu) == STEPS and all(0.0 <= r["dead_fraction"] <= 1.0 for r in relu)
+
+
+def test_after_remove_the_compiled_graph_calls_nothing_back():
+    model = torch.compile(_model(), backend="aot_eager")
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    before = set(_compiled._CALLBACKS)
+    with gradsight.watch(model, optimizer=optimizer) as watcher:
+        for x, y in _batches()[:2]:
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+        assert set(_compiled._CALLBACKS) > before
+    assert set(_compiled._CALLBACKS) == before
+    recorded = len(watcher.history)
+    for x, y in _batches()[2:]:  # the graph may still hold the operator: it does nothing
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+    assert len(watcher.history) == recorded and watcher._calls == []
+
+
+def test_watching_a_model_compiled_before_warns():
+    model = torch.compile(_model(), backend="aot_eager")
+    x, y = _batches()[0]
+    model(x)  # compiled now, without gradsight's hooks
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    with pytest.warns(UserWarning, match="before watch"), \
+            gradsight.watch(model, optimizer=optimizer):
+        optimizer.zero_grad()
+        nn.functional.cross_entropy(model(x), y).backward()
+        optimizer.step()
+
+
+def test_unwrap_removes_compile_and_parallel_wrappers_in_any_nesting():
+    inner = _model()
+    compiled = torch.compile(inner, backend="aot_eager")
+    assert unwrap(compiled) is inner and is_compiled(compiled)
+    assert unwrap(nn.DataParallel(compiled)) is inner and is_compiled(nn.DataParallel(compiled))
+    assert not is_compiled(inner)
+    in_place = _model()
+    in_place[4].compile(backend="aot_eager")
+    assert is_compiled(in_place) and unwrap(in_place) is in_place
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        names = [layer.name for layer in gradsight.watch(compiled)._params]
+    assert names == ["0", "1", "4", "6", "8"]
+
+
+def test_a_submodule_compiled_in_place_is_watched_without_graph_breaks():
+    """``module.compile()`` compiles ``_call_impl``, which dynamo skips: the module's hooks
+    are compiled as frames of their own (graphs more than unwatched — not yet avoided); no
+    graph break, the right records."""
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    model = _model()
+    model[4].compile(backend="aot_eager")  # only the Linear: its hooks run in the graph
+    model[5].compile(backend="aot_eager")  # the Sigmoid: its activation hook too
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.05)
+    with gradsight.watch(model, optimizer=optimizer, every=2) as watcher:
+        for x, y in _batches():
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+    assert sum(counters["graph_break"].values()) == 0
+    sigmoid = [r for r in watcher.history if r.layer == "5"]
+    assert [r.step for r in sigmoid] == [0, 2, 4]
+    assert all(0.0 < r.act_mean < 1.0 for r in sigmoid)
