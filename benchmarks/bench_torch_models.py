@@ -228,6 +228,11 @@ class Way:
 
     def __init__(self, case: Case, model: nn.Module, name: str, batches: list[Any]) -> None:
         self.name, self.batches = name, batches
+        if case.compiled:
+            # dynamo does not guard on hooks: instances of one class would share one graph
+            # (the first compiled, with or without the watcher's hooks); a class per way
+            # gives each way its own graph
+            model.__class__ = type(f"{type(model).__name__}_{name}", (type(model),), {})
         self.model = torch.compile(model) if case.compiled else model
         self.optimizer = case.optimizer(self.model.parameters())
         self.loss = nn.CrossEntropyLoss()
