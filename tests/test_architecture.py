@@ -270,7 +270,7 @@ def describe_cycles(cycles: list[list[str]], imports: Iterable[Import]) -> str:
 
 
 BASE = {"gradsight", "gradsight.errors", "gradsight.io", "gradsight.activations",
-        "gradsight.optim", "gradsight.optim_base"}
+        "gradsight.optim"}
 WINGS = ("calculus", "engine", "diagnostics", "adapters", "lab", "present", "cli")
 ALL_WINGS = {"base", *WINGS}
 #: wing → the wings its modules may import
