@@ -57,6 +57,7 @@ from typing import Any
 from ... import activations
 from ...diagnostics.arrays import saturation_bounds
 from ...diagnostics.coverage import Coverage
+from ...errors import GradsightError
 
 #: f′ below this fraction of its maximum counts as saturated (as in LayerStats).
 SATURATION_LEVEL = 0.01
@@ -144,7 +145,7 @@ def _registry_name(base: str, parameter: float, default: float) -> str:
         return base
     try:
         return activations.get(f"{base}:{parameter!r}").name
-    except Exception:  # a parameter gradsight's registry does not model (slope ≥ 1)
+    except GradsightError:  # a parameter gradsight's registry does not model (slope ≥ 1)
         return base
 
 
