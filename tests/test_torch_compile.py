@@ -176,3 +176,36 @@ def test_a_submodule_compiled_in_place_is_watched_without_graph_breaks():
     sigmoid = [r for r in watcher.history if r.layer == "5"]
     assert [r.step for r in sigmoid] == [0, 2, 4]
     assert all(0.0 < r.act_mean < 1.0 for r in sigmoid)
+
+
+def test_a_compiled_twin_neither_takes_nor_feeds_the_watched_models_records():
+    # two instances of one class compiled in one process: without hook guards dynamo gives
+    # them one graph, and the watched model ran its twin's hook-less graph
+    torch._dynamo.reset()
+    batches = _batches()
+    watched = torch.compile(_model(), backend="aot_eager")
+    twin = torch.compile(_model(), backend="aot_eager")
+    optimizer = torch.optim.SGD(watched.parameters(), lr=0.05)
+    twin_optimizer = torch.optim.SGD(twin.parameters(), lr=0.05)
+    config = torch._dynamo.config
+    setting = config.skip_nnmodule_hook_guards
+    with gradsight.watch(watched, optimizer=optimizer, every=1) as watcher:
+        assert config.skip_nnmodule_hook_guards is False
+        for step, (x, y) in enumerate(batches[:4]):
+            if step == 2:  # the twin trains in between, on inputs 100 times larger
+                for _ in range(3):
+                    twin_optimizer.zero_grad()
+                    nn.functional.cross_entropy(twin(100 * x), y).backward()
+                    twin_optimizer.step()
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(watched(x), y).backward()
+            optimizer.step()
+    assert config.skip_nnmodule_hook_guards == setting  # given back
+    activations = [r for r in watcher.history if r.kind == "activation"]
+    per_step = {step: [r for r in activations if r.step == step] for step in range(4)}
+    assert all(len(records) == 3 for records in per_step.values())  # ReLU, Sigmoid, Tanh
+    # the same numbers as an eager run of the watched model alone: nothing of the twin's
+    eager_records, _ = _train(_model(), watched=True, backend=None)
+    eager = [r for r in eager_records if r["kind"] == "activation"][:12]
+    for ours, theirs in zip(activations, eager, strict=True):
+        assert ours.act_mean == pytest.approx(theirs["act_mean"], rel=1e-5, abs=1e-7)

@@ -20,7 +20,11 @@ What stays true under compilation:
   calls the operator (dynamo does not guard on hooks: ``skip_nnmodule_hook_guards``), which
   then does nothing;
 * the converse: hooks added after a model was compiled are not in its graph — watch a
-  compiled model before its first forward (the watcher says so when it sees no forward).
+  compiled model before its first forward (the watcher says so when it sees no forward);
+* while a compiled model is watched, dynamo guards on module hooks (:func:`guard_hooks`):
+  without those guards two instances of one class compiled in one process share one graph,
+  hooks or not, so the watched model could run its twin's hook-less graph (its records then
+  lack their activations) and the twin the watched model's hooks.
 """
 
 from __future__ import annotations
@@ -34,6 +38,9 @@ from ._torch import require_torch
 #: key → the eager callback of a live hook (removed when the hook is released).
 _CALLBACKS: dict[int, Callable[[Any], None]] = {}
 _KEYS = itertools.count(1)
+#: the value of dynamo's ``skip_nnmodule_hook_guards`` before the first live watcher of a
+#: compiled model set it, one entry per such watcher (restored when the last one ends)
+_HOOK_GUARDS: list[bool] = []
 _OP: list[Any] = []  # the registered operator and its sink, made on first use
 
 
@@ -70,6 +77,26 @@ def _observe_op() -> tuple[Any, Any]:
     _OP.extend([torch.ops.gradsight.observe.default, torch.zeros(1),
                 torch.ops.gradsight.observe_all.default])
     return _OP[0], _OP[1]
+
+
+def guard_hooks(on: bool) -> None:
+    """Make dynamo guard on module hooks (``on``) or give back its own setting (when the
+    last watcher of a compiled model that asked for the guards ends).
+
+    By default dynamo does not guard on hooks (``skip_nnmodule_hook_guards``), and a graph
+    compiled for one instance of a class serves every instance: a watched model and an
+    unwatched twin would run each other's graphs. With the guards each gets its own graph;
+    removing the watcher's hooks at the end then recompiles the model's graph once.
+    """
+    config = require_torch()._dynamo.config
+    if on:
+        _HOOK_GUARDS.append(bool(config.skip_nnmodule_hook_guards))
+        config.skip_nnmodule_hook_guards = False
+    elif _HOOK_GUARDS:
+        first = _HOOK_GUARDS[0]
+        _HOOK_GUARDS.pop()
+        if not _HOOK_GUARDS:
+            config.skip_nnmodule_hook_guards = first
 
 
 class ForwardBatch:

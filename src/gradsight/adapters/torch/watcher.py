@@ -72,7 +72,7 @@ from ...diagnostics.stats import LayerStats
 from ...errors import GradsightError
 from ._amp import current_scale, found_inf, loss_scale
 from ._attention import AttentionEntropy
-from ._compiled import CompileSafeHook, ForwardBatch, make_hook, release_all
+from ._compiled import CompileSafeHook, ForwardBatch, guard_hooks, make_hook, release_all
 from ._functional import FunctionalActivations
 from ._host import HostCopier, nonfinite_counts
 from ._layers import ActivationLayer, assign_output, coverage_of, find_layers
@@ -153,6 +153,8 @@ class Watcher:
         self._backward_queued = False
         self._scaler_saved: tuple[bool, Any] | None = None
         self._active = True
+        if self._compiled:
+            guard_hooks(True)  # a twin instance must not share the watched model's graph
         try:
             self._install()
         except BaseException:
@@ -225,6 +227,8 @@ class Watcher:
             else:
                 self.scaler.__dict__.pop("step", None)
             self._scaler_saved = None
+        if self._compiled:
+            guard_hooks(False)
 
     def remove(self) -> None:
         """Remove every hook (forward, tensor and optimizer hooks; the scaler's wrapper).
