@@ -30,3 +30,18 @@ def run_bounded(command: list[str], timeout: float) -> subprocess.CompletedProce
         out.seek(0)
         err.seek(0)
         return subprocess.CompletedProcess(command, code, out.read(), err.read())
+
+
+def run_two_ranks(script: str, folder: object, timeout: float = 120) -> list[dict]:
+    """Write ``script`` (which spawns two ranks, each writing ``rank{r}.json`` into the folder
+    given as its second argument) into ``folder``, run it bounded, and read the ranks' JSON."""
+    import json
+    import sys
+    from pathlib import Path
+
+    path = Path(str(folder))
+    (path / "ranks_run.py").write_text(script)
+    done = run_bounded([sys.executable, str(path / "ranks_run.py"), str(path / "rendezvous"),
+                        str(path)], timeout=timeout)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return [json.loads((path / f"rank{r}.json").read_text()) for r in (0, 1)]

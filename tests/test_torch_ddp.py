@@ -10,11 +10,10 @@ from __future__ import annotations
 
 import json
 import math
-import sys
 
 import pytest
 
-from _bounded import run_bounded
+from _bounded import run_two_ranks
 
 pytest.importorskip("torch")
 pytest.importorskip("torch.distributed")
@@ -114,13 +113,7 @@ if __name__ == "__main__":
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
     folder = tmp_path_factory.mktemp("ddp")
-    script = folder / "ddp_run.py"
-    script.write_text(SCRIPT)
-    done = run_bounded([sys.executable, str(script), str(folder / "rendezvous"), str(folder)],
-                       timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    results = [json.loads((folder / f"rank{r}.json").read_text()) for r in (0, 1)]
-    return folder, results
+    return folder, run_two_ranks(SCRIPT, folder)
 
 
 def _rel(a, b):

@@ -9,12 +9,9 @@ accelerator device", so it is not tested here.)
 
 from __future__ import annotations
 
-import json
-import sys
-
 import pytest
 
-from _bounded import run_bounded
+from _bounded import run_two_ranks
 
 pytest.importorskip("torch")
 pytest.importorskip("torch.distributed")
@@ -88,13 +85,7 @@ if __name__ == "__main__":
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("fsdp")
-    script = folder / "fsdp_run.py"
-    script.write_text(SCRIPT)
-    done = run_bounded([sys.executable, str(script), str(folder / "rendezvous"), str(folder)],
-                       timeout=120)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return [json.loads((folder / f"rank{r}.json").read_text()) for r in (0, 1)]
+    return run_two_ranks(SCRIPT, tmp_path_factory.mktemp("fsdp"))
 
 
 def _rel(a, b):
