@@ -34,6 +34,22 @@ def _model() -> nn.Module:
                          nn.Tanh(), nn.Linear(16, 3))
 
 
+class _Net(nn.Module):
+    """A model class of the user's own: dynamo compiles its ``forward`` as the frame (not
+    ``nn.Sequential``'s ``_call_impl``), and the model's own hooks sit outside that frame."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv, self.norm = nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4)
+        self.relu = nn.ReLU()
+        self.hidden, self.act, self.out = nn.Linear(4 * 6 * 6, 16), nn.Sigmoid(), nn.Linear(16, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.relu(self.norm(self.conv(x))).flatten(1)
+        return self.out(self.act(self.hidden(h)))
+
+
 def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
     generator = torch.Generator().manual_seed(1)
     return [(torch.randn(8, 3, 6, 6, generator=generator),
@@ -41,13 +57,18 @@ def _batches() -> list[tuple[torch.Tensor, torch.Tensor]]:
 
 
 def _train(model: nn.Module, watched: bool, backend: str | None = "aot_eager",
-           every: int | None = 1) -> tuple[list[dict], dict[str, int]]:
-    """Train (compiled with ``backend`` unless None); the records and dynamo's counts."""
+           every: int | None = 1, in_place: bool = False) -> tuple[list[dict], dict[str, int]]:
+    """Train (compiled with ``backend`` unless None: ``torch.compile(model)``, or
+    ``model.compile()`` when ``in_place``); the records and dynamo's counts."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
-    run = torch.compile(model, backend=backend) if backend else model
+    run = model
+    if backend and in_place:
+        model.compile(backend=backend)
+    elif backend:
+        run = torch.compile(model, backend=backend)
     optimizer = torch.optim.SGD(run.parameters(), lr=0.05)
     watcher = gradsight.watch(run, optimizer=optimizer, every=every) if watched else None
     try:
@@ -63,6 +84,22 @@ def _train(model: nn.Module, watched: bool, backend: str | None = "aot_eager",
               "frames": counters["frames"]["total"]}
     records = [r.to_dict() for r in watcher.history] if watcher is not None else []
     return records, counts
+
+
+#: what the eager watcher reads from autograd's graph, which a compiled forward does not have
+#: (the rules fall back on the measured ‖∂C/∂b‖/‖∂C/∂W‖)
+STRUCTURAL = {"bias_zero_by"}
+
+
+def _same_records(compiled: list[dict], eager: list[dict]) -> None:
+    assert [(r["layer"], r["step"], r["kind"]) for r in compiled] == \
+        [(r["layer"], r["step"], r["kind"]) for r in eager]
+    for c, e in zip(compiled, eager, strict=True):
+        for key, value in e.items():
+            if key in STRUCTURAL:  # seen where a layer's graph is its own (in place)
+                assert c[key] in (None, value)
+            else:
+                assert _close(c[key], value), (c["layer"], c["step"], key, c[key], value)
 
 
 def _close(a: object, b: object) -> bool:
@@ -93,12 +130,9 @@ def test_compiled_records_equal_the_eager_ones_and_names_have_no_orig_mod():
     model = _model()
     compiled, _ = _train(copy.deepcopy(model), watched=True)
     eager, _ = _train(copy.deepcopy(model), watched=True, backend=None)
-    assert [(r["layer"], r["step"], r["kind"]) for r in compiled] == \
-        [(r["layer"], r["step"], r["kind"]) for r in eager]
+    _same_records(compiled, eager)
     assert not any("_orig_mod" in r["layer"] for r in compiled)
-    for c, e in zip(compiled, eager, strict=True):
-        for key, value in e.items():
-            assert _close(c[key], value), (c["layer"], c["step"], key, c[key], value)
+    assert any(r["bias_zero_by"] for r in eager)  # the conv before BatchNorm, seen eagerly
 
 
 def test_inductor_the_default_backend():
@@ -155,10 +189,60 @@ def test_unwrap_removes_compile_and_parallel_wrappers_in_any_nesting():
     assert names == ["0", "1", "4", "6", "8"]
 
 
+@pytest.mark.parametrize("in_place", [False, True], ids=["torch.compile(model)", "model.compile()"])
+def test_a_model_class_of_ones_own_compiles_to_one_graph_watched_or_not(in_place):
+    # dynamo compiles the class's forward as the frame; the model's own hooks (the
+    # ForwardBatch) and the hooks called from outside a traced frame run eagerly, not as
+    # graphs of their own
+    _, plain = _train(_Net(), watched=False, in_place=in_place)
+    compiled, watched = _train(_Net(), watched=True, in_place=in_place)
+    assert plain == {"graph_breaks": 0, "graphs": 1, "frames": 1}
+    assert watched == plain, watched
+    eager, _ = _train(_Net(), watched=True, backend=None)
+    _same_records(compiled, eager)
+    assert {r["layer"] for r in compiled if r["kind"] == "activation"} == {"relu", "act"}
+
+
+def test_a_sequential_compiled_in_place_compiles_what_any_hook_makes_it_compile():
+    """``nn.Sequential.compile()`` compiles ``_call_impl``, which dynamo skips along with
+    ``Sequential.forward``: unwatched, nothing is compiled at all. Any forward hook on a
+    submodule (a no-op lambda) sends it through the hooked call path, and dynamo compiles
+    each such submodule's forward as a frame. Watching compiles exactly those graphs — the
+    hooks' own code is never a graph — with no graph break, and the records are right."""
+    from torch._dynamo.utils import counters
+
+    def counts() -> dict[str, int]:
+        return {"graph_breaks": sum(counters["graph_break"].values()),
+                "graphs": counters["stats"]["unique_graphs"]}
+
+    def train(model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
+        for x, y in _batches():
+            optimizer.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            optimizer.step()
+
+    torch._dynamo.reset()
+    counters.clear()
+    noop = _model()
+    noop.compile(backend="aot_eager")
+    for module in noop:  # the modules a watcher hooks: layers with parameters, activations
+        if not isinstance(module, nn.Flatten):
+            module.register_forward_hook(lambda module, args, output: None)
+    train(noop, torch.optim.SGD(noop.parameters(), lr=0.05))
+    any_hook = counts()
+    torch._dynamo.reset()
+    counters.clear()
+    _, _ = _train(_model(), watched=False, in_place=True)
+    assert counts() == {"graph_breaks": 0, "graphs": 0}  # unwatched: nothing compiled
+    records, watched = _train(_model(), watched=True, in_place=True)
+    assert watched["graph_breaks"] == 0 and watched["graphs"] == any_hook["graphs"] > 0
+    eager, _ = _train(_model(), watched=True, backend=None)
+    _same_records(records, eager)
+
+
 def test_a_submodule_compiled_in_place_is_watched_without_graph_breaks():
-    """``module.compile()`` compiles ``_call_impl``, which dynamo skips: the module's hooks
-    are compiled as frames of their own (graphs more than unwatched — not yet avoided); no
-    graph break, the right records."""
+    """Only some submodules compiled in place (``module.compile()``): no graph break, the
+    right records."""
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()

@@ -423,6 +423,79 @@ def test_cnn_conv_bias_before_batchnorm_gives_no_false_vanishing():
     assert set(depth.evidence["excluded_biases"]) == {"features.0", "features.3", "features.7"}
 
 
+def test_a_bias_before_batchnorm_is_known_from_the_structure_in_bf16_too():
+    """The bias's zero gradient is found from what feeds what (autograd's graph), not only
+    from the numbers: under bf16 autocast the measured ‖∂C/∂b‖/‖∂C/∂W‖ of a conv before
+    BatchNorm is far above float32's 1e-7 (it was 7e-4 here) — the numbers alone would take
+    the bias for one that learns."""
+    torch.manual_seed(1)
+    model = CNN()
+    x, y = _data(model)
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with gradsight.watch(model, optimizer=opt, every=1) as watcher:
+        for _ in range(20):
+            opt.zero_grad()
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+    records = last_step(watcher)
+    convs = ["features.0", "features.3", "features.7"]
+    for name in convs:
+        assert "BatchNorm2d" in records[name].bias_zero_by, name
+    assert records["fc"].bias_zero_by is None
+    measured = max(r.grad_b_norm / r.grad_W_norm for r in watcher.history if r.layer in convs)
+    assert measured > 1e-4  # bf16: the numbers alone would not have told
+    strict = gradsight.diagnose(watcher.history, vanishing_warning=1.0001,
+                                vanishing_critical=1.0001)
+    depth = strict.get("vanishing-gradients") or strict.get("exploding-gradients")
+    assert depth is not None and depth.evidence["field"] == "grad_W_norm"
+    assert set(depth.evidence["excluded_biases"]) == set(convs)
+    assert "BatchNorm2d 'features.1'" in depth.evidence["excluded_biases"]["features.0"]
+
+
+@pytest.mark.parametrize("case", ["relu between", "eval mode", "other channels"])
+def test_a_bias_the_normalisation_does_not_remove_is_not_excluded(case):
+    torch.manual_seed(0)
+    if case == "relu between":  # BatchNorm after the ReLU: the bias shifts the ReLU's input
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.BatchNorm2d(8),
+                              nn.Flatten(), nn.Linear(8 * 8 * 8, 4))
+    elif case == "eval mode":  # running statistics: a constant, the bias passes through
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8),
+                              nn.Flatten(), nn.Linear(8 * 8 * 8, 4))
+        model[1].eval()
+    else:  # a LayerNorm over the features removes their mean only, not a bias per feature
+        model = nn.Sequential(nn.Flatten(), nn.Linear(3 * 8 * 8, 16), nn.LayerNorm(16),
+                              nn.Linear(16, 4))
+    x = torch.randn(8, 3, 8, 8)
+    y = torch.randint(0, 4, (8,))
+    opt = torch.optim.SGD(model.parameters(), lr=0.05)
+    with gradsight.watch(model, optimizer=opt, every=1) as watcher:
+        for _ in range(3):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            opt.step()
+    assert all(r.bias_zero_by is None for r in watcher.history)
+    first = [r for r in watcher.history if r.kind == "param" and r.role == "hidden"][0]
+    assert first.grad_b_norm > 1e-3 * first.grad_W_norm  # the bias does learn
+
+
+def test_an_attention_key_bias_is_known_to_be_zero_by_construction():
+    torch.manual_seed(0)
+    attention = nn.MultiheadAttention(16, 2, batch_first=True)
+    x = torch.randn(4, 5, 16)
+    with gradsight.watch(attention, every=1) as watcher:
+        out, _ = attention(x, x, x)
+        out.square().mean().backward()
+    records = {r.layer: r for r in watcher.history if r.kind == "param"}
+    assert "softmax" in records["multiheadattention.k"].bias_zero_by
+    assert records["multiheadattention.q"].bias_zero_by is None
+    assert records["multiheadattention.v"].bias_zero_by is None
+    # the oracle: autograd's gradient of the key block of in_proj_bias
+    k_bias_grad = attention.in_proj_bias.grad[16:32]
+    assert float(k_bias_grad.abs().max()) < 1e-6 * float(attention.in_proj_bias.grad.abs().max())
+
+
 def test_resnet_roles_numbers_and_depth_compares_convolutions_only():
     torch.manual_seed(0)
     model = ResNet()

@@ -159,7 +159,7 @@ def _as_records(history: Any) -> list[LayerStats]:
 
 
 _INT_FIELDS = {"index", "step", "epoch", "nonfinite", "time_steps", "skipped_between"}
-_TEXT_FIELDS = {"layer", "kind", "activation", "source", "note", "role"}
+_TEXT_FIELDS = {"layer", "kind", "activation", "source", "note", "role", "bias_zero_by"}
 _BOOL_FIELDS = {"skipped"}
 _BOOL_TEXT = {"true": True, "1": True, "false": False, "0": False}
 

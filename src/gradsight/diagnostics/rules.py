@@ -183,22 +183,29 @@ def _hidden(layers: LayerHistory, params: list[str]) -> list[str]:
     return [name for name in params if roles.get(name) == "hidden"]
 
 
-def zero_by_construction(ctx: Context, layer: str) -> float | None:
-    """max over the steps of ‖∂C/∂b‖/‖∂C/∂W‖ when it stays ≤ ``BIAS_ZERO`` at every recorded
-    step (else None): a bias whose gradient is zero by construction, such as a conv bias
-    followed by BatchNorm (which subtracts the channel mean, b with it: ∂C/∂b = 0 up to
-    rounding) or an attention key bias (softmax ignores what is added to every score). A
-    bias that learns has ‖∂C/∂b‖ = ‖Σδ‖ of the order of ‖∂C/∂W‖ = ‖Σδaᵀ‖/‖a‖."""
+def zero_by_construction(ctx: Context, layer: str) -> str | None:
+    """Why ``layer``'s bias gradient is zero by construction, or None when it is not.
+
+    From the model's structure when the backend found it (``LayerStats.bias_zero_by``: a conv
+    followed by BatchNorm, which subtracts the channel mean and b with it; an attention key
+    bias, which the softmax ignores); else from the numbers: ‖∂C/∂b‖/‖∂C/∂W‖ ≤ ``BIAS_ZERO``
+    at every recorded step. A bias that learns has ‖∂C/∂b‖ = ‖Σδ‖ of the order of
+    ‖∂C/∂W‖ = ‖Σδaᵀ‖/‖a‖."""
     bias, weight = ctx.values("grad_b_norm", layer), ctx.values("grad_W_norm", layer)
     usable = np.isfinite(bias) & np.isfinite(weight) & (weight > 0)
-    if not usable.any():
-        return None
-    worst = float(np.max(bias[usable] / weight[usable]))
-    return worst if worst <= BIAS_ZERO else None
+    worst = float(np.max(bias[usable] / weight[usable])) if usable.any() else None
+    measured = "" if worst is None else f"‖∂C/∂b‖ ≤ {worst:.2g}·‖∂C/∂W‖ at every step"
+    for record in ctx.layers.records:
+        if record.layer == layer and record.bias_zero_by:
+            return f"{record.bias_zero_by}" + (f" (measured: {measured})" if measured else "")
+    if worst is not None and worst <= BIAS_ZERO:
+        return f"{measured}: zero by construction (a bias followed by a normalisation)"
+    return None
 
 
 #: ‖∂C/∂b‖/‖∂C/∂W‖ at or below this at every step: the bias gradient is zero by construction
-#: (float32 rounding leaves ~1e-7; low-precision training up to ~1e-5).
+#: (float32 rounding leaves ~1e-7 for a conv bias before BatchNorm; bf16 autocast 7e-4 and
+#: fp16 6e-5, which is why the structure, when known, decides first).
 BIAS_ZERO = 1e-4
 
 
@@ -266,10 +273,9 @@ def _excluded_biases(ctx: Context) -> dict[str, str]:
     for the evidence of the depth rules, which never read them."""
     excluded = {}
     for layer in ctx.hidden_params:
-        worst = zero_by_construction(ctx, layer)
-        if worst is not None:
-            excluded[layer] = (f"‖∂C/∂b‖ ≤ {worst:.2g}·‖∂C/∂W‖ at every step: zero by "
-                               "construction (a bias followed by a normalisation)")
+        why = zero_by_construction(ctx, layer)
+        if why is not None:
+            excluded[layer] = why
     return excluded
 
 

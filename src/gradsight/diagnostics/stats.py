@@ -73,6 +73,10 @@ class LayerStats:
         GroupNorm, RMSNorm, ...), ``"embedding"``, ``"output"`` (the last layer before the
         loss) or ``"other"``; None on other records and in histories saved without roles
         (the rules then take every param record but the last as hidden).
+    bias_zero_by : on a param record whose bias gradient is zero by construction, why —
+        found from the model's structure (a conv followed by BatchNorm, whose mean removes
+        the bias; an attention key projection, whose bias the softmax ignores); the depth
+        rules then never read that bias. None when nothing is known.
     skipped_between : under a GradScaler, how many of the steps since the previous recorded
         step (those not recorded) it skipped — counted on the device, so that skips between
         sparse records are not lost; on every record of the step; None without a scaler.
@@ -106,6 +110,7 @@ class LayerStats:
     note: str | None = None
     role: str | None = None
     skipped_between: int | None = None
+    bias_zero_by: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (JSON- and pandas-friendly)."""

@@ -114,6 +114,7 @@ class ForwardBatch:
 
     def __init__(self, model: Any) -> None:
         self._torch = require_torch()
+        _skip_hooks_as_frames()
         self._sink = _observe_op()[1]
         self._op_all = _OP[2]
         self.pending: list[tuple[int, Any]] | None = None
@@ -176,28 +177,42 @@ class CompileSafeHook:
         _CALLBACKS.pop(self.key, None)
 
 
-_EAGER_FRAME_HOOK: list[type] = []
-
-
 def make_hook(on_output: Callable[[Any], None], grad_only: bool = True,
-              batch: ForwardBatch | None = None, eager_frames: bool = False) -> CompileSafeHook:
-    """A :class:`CompileSafeHook`; with ``eager_frames`` one that dynamo never compiles as a
-    frame of its own. ``module.compile()`` (in place) compiles ``module._call_impl``, which
-    dynamo skips: the hooks it calls would each be compiled as a separate frame — one graph
-    per hook, guarded on the hook's key. There the hook is never part of a traced graph, so
-    ``torch.compiler.disable`` on it costs no graph break: it simply runs eagerly."""
-    if not eager_frames:
-        return CompileSafeHook(on_output, grad_only, batch)
-    if not _EAGER_FRAME_HOOK:
-        torch = require_torch()
+              batch: ForwardBatch | None = None) -> CompileSafeHook:
+    """A :class:`CompileSafeHook` whose code dynamo never compiles as a frame of its own.
 
-        class EagerFrameHook(CompileSafeHook):
-            __slots__ = ()
-            __call__ = torch.compiler.disable(CompileSafeHook.__call__)
+    ``module.compile()`` (in place) compiles ``module._call_impl``; submodules called from a
+    frame dynamo does not trace (``nn.Sequential.forward`` is one) run their hooks as new
+    frames, and dynamo would compile each hook as a graph of its own, guarded on its key.
+    The hook's code object is marked *skip, and skip what it calls* for dynamo's frame
+    evaluation — a per-code setting that leaves inlining alone: where a traced forward calls
+    the hook it is still traced (one opaque operator, no graph break), and where it runs as a
+    frame it simply runs eagerly. ``torch.compiler.disable`` would also stop the frame, but
+    inlined it is a graph break."""
+    _skip_hooks_as_frames()
+    return CompileSafeHook(on_output, grad_only, batch)
 
-        _EAGER_FRAME_HOOK.append(EagerFrameHook)
-    hook: CompileSafeHook = _EAGER_FRAME_HOOK[0](on_output, grad_only, batch)
-    return hook
+
+_SKIPPED_FRAMES: list[bool] = []
+
+
+def _skip_hooks_as_frames() -> None:
+    """Mark the hooks' code (each hook, and the model's own pre- and post-hook of
+    :class:`ForwardBatch`) *skip as a frame, and skip what it calls*, once per process.
+
+    ``torch.compile(model)`` of a class whose ``_call_impl`` dynamo does not trace compiles
+    ``forward`` as the frame: the model's own hooks would each become a graph of their own."""
+    if _SKIPPED_FRAMES:
+        return
+    require_torch()
+    # dynamo's internals: imported once torch is known to load, at the first watch
+    from torch._dynamo.eval_frame import set_code_exec_strategy
+    from torch._dynamo.types import FrameAction, FrameExecStrategy
+
+    for code in (CompileSafeHook.__call__.__code__, ForwardBatch._start.__code__,
+                 ForwardBatch._flush.__code__):
+        set_code_exec_strategy(code, FrameExecStrategy(FrameAction.SKIP, FrameAction.SKIP))
+    _SKIPPED_FRAMES.append(True)
 
 
 def release_all(hooks: list[CompileSafeHook]) -> None:

@@ -104,6 +104,9 @@ class ParamLayer:
     role: str = "hidden"
     shared: list[str] = field(default_factory=list)
     aliases: list[tuple[str, Any]] = field(default_factory=list)  # (name, module) of ties
+    #: why the bias's gradient is zero by construction, found from the model's structure
+    #: (:class:`BiasRemovers`, or a key projection's bias); None when it is not known to be
+    bias_zero_by: str | None = None
 
     @property
     def weight(self) -> Any:
@@ -330,11 +333,61 @@ def _attention(label: str, module: Any, nn: Any) -> list[ParamLayer]:
         extra = {"k": module.bias_k, "v": module.bias_v}.get(key)
         if extra is not None:  # add_bias_kv: a learned key/value appended to the sequence
             biases.append(Part(extra))
-        records.append(ParamLayer(f"{label}.{key}", module, [weights[i]], biases, "hidden"))
+        record = ParamLayer(f"{label}.{key}", module, [weights[i]], biases, "hidden")
+        if key == "k" and biases and extra is None:
+            record.bias_zero_by = ("the softmax over the keys: a key bias b_k adds the same "
+                                   "q·b_k to every score of a query")
+        records.append(record)
     out = module.out_proj
     records.append(ParamLayer(f"{label}.out_proj", module, [Part(out.weight)],
                               [Part(out.bias)] if _usable(out.bias, nn) else [], "hidden"))
     return records
+
+
+class BiasRemovers:
+    """Finds, in the forward passes of the first step, the hidden layers whose output goes
+    straight into a normalisation that subtracts a per-channel mean: BatchNorm using batch
+    statistics (in training), InstanceNorm. Such a layer's bias b adds the same constant to
+    every value of its channel, the mean takes it away, and ∂C/∂b = 0 by construction —
+    whatever the precision (under bf16 autocast the measured ‖∂C/∂b‖/‖∂C/∂W‖ of a conv
+    before BatchNorm reaches 7e-4, which no threshold on the numbers separates from a bias
+    that learns). Autograd's graph says what feeds what: the normalisation's output node
+    lists its input's node, which is the hidden layer's output node.
+
+    A compiled model's forward has no autograd nodes (the records then fall back on the
+    measured ratio, see ``diagnostics.rules.zero_by_construction``)."""
+
+    def __init__(self, nn: Any) -> None:
+        self._classes = (nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm)
+        self._outputs: dict[int, ParamLayer] = {}  # id(grad_fn of an output) → its layer
+
+    def observe(self, layer: ParamLayer, output: Any) -> None:
+        node = getattr(output, "grad_fn", None)
+        if node is None:
+            return
+        module = layer.module
+        if layer.role in ("hidden", "output") and layer.biases:
+            self._outputs[id(node)] = layer  # alive until the norm after it has run
+        elif isinstance(module, self._classes) and self._uses_batch_statistics(module):
+            for parent, _ in node.next_functions:
+                hidden = self._outputs.get(id(parent)) if parent is not None else None
+                if hidden is not None and output.dim() >= 2 and \
+                        output.shape[1] == _bias_size(hidden):
+                    hidden.bias_zero_by = (f"{type(module).__name__} {layer.name!r} after it "
+                                           "subtracts each channel's mean, the bias with it")
+
+    @staticmethod
+    def _uses_batch_statistics(module: Any) -> bool:
+        return bool(module.training or not module.track_running_stats
+                    or module.running_mean is None)
+
+    def clear(self) -> None:
+        """The first step is over: no node is kept (each would hold a graph alive)."""
+        self._outputs = {}
+
+
+def _bias_size(layer: ParamLayer) -> int:
+    return sum(part.numel for part in layer.biases)
 
 
 def role_of(module: Any, nn: Any) -> str:

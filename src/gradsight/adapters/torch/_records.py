@@ -167,7 +167,8 @@ class ParamSlots:
                 **base_of(layer.name), kind="param", grad_W_norm=grad_w,
                 grad_b_norm=norms.get((j, "b")), weight_norm=weight,
                 update_ratio=self._ratio(change, weight),
-                nonfinite=self.nonfinite.get(j, 0), role=layer.role))
+                nonfinite=self.nonfinite.get(j, 0), role=layer.role,
+                bias_zero_by=layer.bias_zero_by))
         return result
 
     def _ratio(self, change: float | None, weight: float) -> float | None:

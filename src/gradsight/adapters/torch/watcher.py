@@ -75,7 +75,7 @@ from ._attention import AttentionEntropy
 from ._compiled import CompileSafeHook, ForwardBatch, guard_hooks, make_hook, release_all
 from ._functional import FunctionalActivations
 from ._host import HostCopier, nonfinite_counts
-from ._layers import ActivationLayer, assign_output, coverage_of, find_layers
+from ._layers import ActivationLayer, BiasRemovers, assign_output, coverage_of, find_layers
 from ._params import ParamReader
 from ._records import ActivationSlots, ParamSlots, Reading
 from ._reduce import ActivationCall, ActivationReducer, Scratch, Transfer, stack_scalars
@@ -128,6 +128,7 @@ class Watcher:
                 "module with a weight and no activation module (nn.ReLU, nn.Sigmoid, ...)"
             )
         self._order: dict[str, int] = {}
+        self._bias_removers = BiasRemovers(torch.nn)  # read in the first step's forwards
         self._handles: list[Any] = []
         self._order_handles: list[Any] = []
         self._order_hooks: list[CompileSafeHook] = []
@@ -166,7 +167,7 @@ class Watcher:
         if self._compiled_whole:
             self._batch = ForwardBatch(self.model)
         for param_layer in self._params:
-            hook = self._order_hook(param_layer.name)
+            hook = self._order_hook(param_layer.name, param_layer)
             self._order_handles.append(param_layer.module.register_forward_hook(hook))
             for alias, module in param_layer.aliases:  # where a tied weight acts again
                 self._order_handles.append(
@@ -335,15 +336,16 @@ class Watcher:
     def _recording(self) -> bool:
         return self._record_now
 
-    def _order_hook(self, name: str) -> Any:
-        order = self._order
+    def _order_hook(self, name: str, layer: Any = None) -> Any:
+        order, removers = self._order, self._bias_removers
 
         def hook(output: Any) -> None:
             if name not in order:
                 order[name] = len(order)
+            if layer is not None:
+                removers.observe(layer, output)
 
-        safe = make_hook(hook, grad_only=False, batch=self._batch,
-                         eager_frames=self._compiled and not self._compiled_whole)
+        safe = make_hook(hook, grad_only=False, batch=self._batch)
         self._order_hooks.append(safe)
         return safe
 
@@ -359,8 +361,7 @@ class Watcher:
                 if call is not None:
                     self._calls.append((layer, call))
 
-        return make_hook(hook, batch=self._batch,
-                         eager_frames=self._compiled and not self._compiled_whole)
+        return make_hook(hook, batch=self._batch)
 
     # ---- reading parameters ---------------------------------------------------------------
     def _before_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
@@ -554,6 +555,7 @@ class Watcher:
                     handle.remove()
                 release_all(self._order_hooks)
             self._order_handles = []
+            self._bias_removers.clear()
             if self._compiled and not self._order:
                 warnings.warn(_NOT_TRACED, stacklevel=2)
             for layer in self._params:  # layers never called in a forward come last
