@@ -43,7 +43,7 @@ def test_train_moons_json_reaches_high_accuracy_and_saves_a_loadable_model(tmp_p
                   "--save", path)
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
-    assert set(doc) == {"config", "history", "final", "stopped"}
+    assert set(doc) == {"config", "history", "final", "stopped", "diagnosis"}
     assert doc["stopped"] is None and len(doc["history"]) == 15
     assert all(set(row) == HISTORY_KEYS for row in doc["history"])
     assert [row["epoch"] for row in doc["history"]] == list(range(15))

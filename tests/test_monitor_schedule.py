@@ -36,5 +36,5 @@ def test_diagnose_of_a_monitor_history_uses_the_losses_on_its_records():
         optimizer="sgd", epochs=10, batch_size=8, callbacks=[monitor], progress=False)
     assert "stalled-loss" in diagnose(monitor.history).codes  # a list: no train_history
     for record in monitor.history:
-        record.loss = None
+        record.loss = record.loss_window = None
     assert "stalled-loss" not in diagnose(monitor.history).codes

@@ -46,7 +46,8 @@ def test_torch_examples_run_and_print_what_the_readme_shows(tmp_path: Path) -> N
     assert out.startswith("[critical] Vanishing gradients")
     assert "[warning] The loss has stalled" in out  # from loss_fn=, without train_history
     out = _run(quick, tmp_path)
-    assert "no problem found" in out and "'learning': 64" in out
+    # no problem (an info may say it is still converging after 50 steps)
+    assert "[warning]" not in out and "[critical]" not in out and "'learning': 64" in out
     (tmp_path / "my_models.py").write_text(factory.split("\n", 1)[1], encoding="utf-8")
     out = _run(doctor, tmp_path)
     rows = [line.rsplit(" ", 2) for line in out.strip().splitlines()[:-1]]

@@ -19,6 +19,7 @@ nn = torch.nn
 
 import gradsight  # noqa: E402
 from gradsight.diagnostics import LayerStats  # noqa: E402
+from gradsight.diagnostics.context import Context  # noqa: E402
 from gradsight.diagnostics.coverage import Coverage  # noqa: E402
 from gradsight.diagnostics.findings import Thresholds  # noqa: E402
 from gradsight.diagnostics.history import (  # noqa: E402
@@ -27,7 +28,6 @@ from gradsight.diagnostics.history import (  # noqa: E402
     history_to_csv,
     history_to_json,
 )
-from gradsight.diagnostics.rules import Context  # noqa: E402
 
 REL = 1e-5  # float32 norms: the watcher's t·t against vector_norm, both in float32
 

@@ -222,7 +222,7 @@ def test_diagnose_history_runs_the_loss_rules_by_itself():
     assert "rising-loss" in diagnose(watcher.history).codes  # no train_history given
     assert "rising-loss" in diagnose(watcher).codes
     for record in watcher.history:
-        record.loss = None
+        record.loss = record.loss_window = None
     assert "rising-loss" not in diagnose(watcher.history).codes
 
 

@@ -121,7 +121,8 @@ def test_dead_units_from_a_relu_layer_with_negative_biases():
     fit(model, X, y, loss="cross_entropy", optimizer=optim.SGD(lr=0.01), epochs=1,
         batch_size=64, callbacks=[monitor], progress=False)
     finding = diagnose(monitor, model, (X, y), loss="cross_entropy").get("dead-units")
-    assert finding is not None and finding.severity == "critical" and "relu0" in finding.layers
+    # half a layer dead for good is a warning (critical is a layer nearly all dead)
+    assert finding is not None and finding.severity == "warning" and "relu0" in finding.layers
     z = X @ model.dense_layers[0].W + model.dense_layers[0].b
     assert finding.evidence["dead_on_data"]["relu0"] == int(np.sum(np.all(z <= 0, axis=0)))
     assert finding.evidence["dead_fraction"]["relu0"] == pytest.approx(0.5)
@@ -129,15 +130,19 @@ def test_dead_units_from_a_relu_layer_with_negative_biases():
 
 
 def test_vanishing_thresholds_and_exploding_direction():
-    small_first = _history(dense0={"grad_b_norm": [0.01, 0.02, 0.01]})
+    # SGD: the first layer's steps are as small as its gradient (‖ΔW‖ = η‖∂C/∂W‖)
+    small_first = _history(dense0={"grad_b_norm": [0.01, 0.02, 0.01],
+                                   "grad_W_norm": [0.01, 0.02, 0.01], "update_ratio": 1e-5})
     finding = diagnose(small_first).get("vanishing-gradients")
     assert finding.severity == "warning"  # median ratio 1/0.01 = 100, not > 100
     assert finding.evidence["ratio_last_first"] == pytest.approx(100.0)
     assert diagnose(small_first, vanishing_critical=50).get("vanishing-gradients").severity \
         == "critical"
+    # a first layer with a 50× larger gradient, at norms that neither are huge, grow nor
+    # spike, is no explosion: a ratio alone is not evidence (deep tanh nets that learn)
     big_first = diagnose(_history(dense0={"grad_b_norm": 50.0}))
     assert "vanishing-gradients" not in big_first.codes
-    assert big_first.get("exploding-gradients").evidence["ratio_last_first"] == 0.02
+    assert "exploding-gradients" not in big_first.codes
 
 
 def test_growing_gradients_and_large_updates():
@@ -155,7 +160,7 @@ def test_growing_gradients_and_large_updates():
 
 
 def test_stalled_rising_and_healthy_loss_curves():
-    h = _history()
+    h = _history(**{d: {"update_ratio": 1e-5} for d in ("dense0", "dense1", "dense2")})
     stalled = diagnose(h, train_history=[1.0, 0.999, 0.998, 0.998, 0.997, 0.997, 0.997, 0.996])
     assert stalled.get("stalled-loss") is not None
     healthy = diagnose(h, train_history=[1.0, 0.6, 0.4, 0.3, 0.2, 0.15, 0.12, 0.1])
@@ -284,7 +289,10 @@ def test_depth_rules_compare_hidden_weights_only():
     with conv0's ∂C/∂W: a false "exploding gradients" (the ResNet whose BN sits before fc);
     with roles the rules compare conv0 with conv1, by ‖∂C/∂W‖ (their biases are zero by
     construction), and say which biases they left out."""
-    assert diagnose(_cnn_history(role=False)).codes == ["exploding-gradients"]
+    # without roles the ratio bn1/conv0 is 1e-3, which no longer makes an "exploding" alone
+    unroled = diagnose(_cnn_history(role=False), vanishing_warning=1.0001,
+                       vanishing_critical=1.0001)
+    assert unroled.codes == []
     assert diagnose(_cnn_history(role=True)).codes == []
     finding = diagnose(_cnn_history(role=True), vanishing_warning=1.0001,
                        vanishing_critical=1.0001)

@@ -139,7 +139,7 @@ def _neuron_table(neurons: dict[str, Any]) -> None:
 
 def _write_outputs(model: Any, history: Any, split: tuple[Any, ...], info: dict[str, Any],
                    result: dict[str, Any], paths: dict[str, Path | None],
-                   monitor: Any = None) -> None:
+                   monitor: Any = None, findings: Any = None) -> None:
     """The model (with what a user needs to feed it: x′ = (x − mean)/std, class names), the
     figure and the HTML report."""
     if paths["save"] is not None:
@@ -159,32 +159,77 @@ def _write_outputs(model: Any, history: Any, split: tuple[Any, ...], info: dict[
     if paths["plot"] is not None:
         save_figure(figure, paths["plot"])
     if paths["report"] is not None:
-        _write_report(paths["report"], model, history, monitor, split, result, figure)
+        _write_report(paths["report"], model, history, monitor, split, result, figure,
+                      findings)
 
 
-# ---- train --report: findings first, then the evidence -------------------------------------
+# ---- the diagnosis of the run ----------------------------------------------------------------
 #: at most about this many recorded steps in a report's Monitor (every k-th step beyond it)
 _REPORT_STEPS = 1000
+_NO_HIDDEN = ("the model has no hidden layer, so there is no layer-to-layer gradient flow to "
+              "diagnose (give e.g. --hidden 16,16)")
 
 
-def _report_monitor(report: Path | None, built: dict[str, Any], n_train: int) -> Any:
-    """A Monitor for ``--report`` (None without it): every step, or every k-th step of a
-    long run so that the report's figures stay readable."""
-    if report is None:
-        return None
+def _run_monitor(report: Path | None, built: dict[str, Any], n_train: int) -> Any:
+    """The Monitor of the run, for its diagnosis: on the default schedule; with ``--report``
+    every step, or every k-th step of a long run so that the report's figures stay
+    readable."""
     from ..diagnostics import Monitor  # late: NumPy, not needed for --help
 
+    if report is None:
+        return Monitor()
     steps = built["epochs"] * -(-n_train // built["batch_size"])
     return Monitor(every=max(1, steps // _REPORT_STEPS))
 
 
-def _write_report(path: Path, model: Any, history: Any, monitor: Any,
-                  split: tuple[Any, ...], result: dict[str, Any], figure: Any) -> None:
-    """Findings of :func:`gradsight.diagnostics.diagnose` first, then the run, the hidden
-    units (derivative map, activation distributions) and the per-layer gradient flow."""
+def _diagnose_run(monitor: Any, model: Any, history: Any, split: tuple[Any, ...],
+                  config: dict[str, Any]) -> Any:
+    """:func:`gradsight.diagnose` of the run — its Monitor history, the model and the
+    training split (so the neuron-state rules run) and the epoch losses; None when the
+    model has no hidden layer (no gradient flow to judge) or nothing was recorded."""
     import numpy as np
 
     from ..diagnostics import diagnose  # late: NumPy, not needed for --help
+
+    if not config["hidden"] or not monitor.history:
+        return None
+    X_train, _, y_train, _ = split
+    with np.errstate(all="ignore"):  # a diverged run: NaN is a finding, not a warning
+        return diagnose(monitor, model, (X_train, y_train), history, loss=config["loss"])
+
+
+def _diagnosis_section(diagnosis: dict[str, Any] | None) -> None:
+    """A "Diagnosis" heading, then one line per finding (severity, title; the first fix of
+    a warning or a critical finding), or "no problem found"."""
+    from rich.console import Console
+    from rich.markup import escape
+
+    console = Console()
+    console.print("[bold]Diagnosis[/]")
+    if diagnosis is None:
+        console.print(f"  {escape(_NO_HIDDEN)}", highlight=False)
+        return
+    if not diagnosis["findings"]:
+        console.print("  no problem found", highlight=False)
+        return
+    colour = {"critical": "bold red", "warning": "yellow", "info": "blue"}
+    for finding in diagnosis["findings"]:
+        severity = finding["severity"]
+        console.print(f"  [{colour.get(severity, 'bold')}]{escape(severity):<8}[/] "
+                      f"{escape(finding['title'])}", highlight=False)
+        if severity in ("critical", "warning") and finding["fixes"]:
+            console.print(f"           fix: {escape(finding['fixes'][0])}", highlight=False)
+
+
+# ---- train --report: findings first, then the evidence -------------------------------------
+def _write_report(path: Path, model: Any, history: Any, monitor: Any,
+                  split: tuple[Any, ...], result: dict[str, Any], figure: Any,
+                  findings: Any = None) -> None:
+    """Findings of :func:`gradsight.diagnostics.diagnose` (``findings``, the run's) first,
+    then the run, the hidden units (derivative map, activation distributions) and the
+    per-layer gradient flow."""
+    import numpy as np
+
     from ..present.report import (  # late: matplotlib, not needed for --help
         build_report,
         hidden_units_section,
@@ -194,11 +239,6 @@ def _write_report(path: Path, model: Any, history: Any, monitor: Any,
     X_train, _, y_train, _ = split
     config = result["config"]
     hidden = bool(config["hidden"])
-    findings = None
-    if hidden and monitor is not None and monitor.history:
-        with np.errstate(all="ignore"):  # a diverged run: NaN is a finding, not a warning
-            findings = diagnose(monitor, model, (X_train, y_train), history,
-                                loss=config["loss"])
     rows = [{"setting": k, "value": v} for k, v in config.items()
             if not isinstance(v, dict) and v is not None]
     # the units per state are in the "Hidden units" section (also with --neurons)
@@ -259,8 +299,11 @@ def _build(o: dict[str, Any], n_features: int, n_classes: int | None
 
 
 def run_train(options: dict[str, Any]) -> dict[str, Any]:
-    """Everything ``gradsight train`` does, minus the printing; returns the JSON document
-    (with ``neurons``, the hidden units' states, when ``options["neurons"]``)."""
+    """Everything ``gradsight train`` does, minus the printing; returns the JSON document:
+    ``config``, ``history``, ``final``, ``stopped``, ``diagnosis`` (the run's findings as
+    :meth:`Findings.to_dict` gives them — ``worst``, ``counts``, ``findings`` —, or None
+    when the model has no hidden layer) and, when ``options["neurons"]``, ``neurons``
+    (the hidden units' states)."""
     from ..engine.train import fit  # late: NumPy, not needed for --help
 
     o = options
@@ -274,12 +317,11 @@ def run_train(options: dict[str, Any]) -> dict[str, Any]:
     dataset, info, split = _prepare_data(o["data"], o["target"], o["test_size"], o["seed"])
     model, loss, optimizer, built = _build(o, dataset.n_features, dataset.n_classes)
     X_train, X_test, y_train, y_test = split
-    monitor = _report_monitor(paths["report"], built, len(y_train))
+    monitor = _run_monitor(paths["report"], built, len(y_train))
     history = fit(model, X_train, y_train, loss=loss, optimizer=optimizer, epochs=o["epochs"],
                   batch_size=o["batch_size"], seed=o["seed"],
                   validation=None if X_test is None else (X_test, y_test),
-                  callbacks=[] if monitor is None else [monitor],
-                  progress=show_progress(o["quiet"]))
+                  callbacks=[monitor], progress=show_progress(o["quiet"]))
     train_loss, train_accuracy = _evaluate(model, loss, X_train, y_train)
     test_loss, test_accuracy = _evaluate(model, loss, X_test, y_test)
     config = {**{k: v for k, v in info.items() if k not in ("feature_names", "mean", "std")},
@@ -287,11 +329,13 @@ def run_train(options: dict[str, Any]) -> dict[str, Any]:
     final = {"epochs": len(history.epochs), "train_loss": train_loss,
              "train_accuracy": train_accuracy, "test_loss": test_loss,
              "test_accuracy": test_accuracy}
+    findings = _diagnose_run(monitor, model, history, split, built)
     result = {"config": config, "history": [dict(row) for row in history.epochs],
-              "final": final, "stopped": history.stopped}
+              "final": final, "stopped": history.stopped,
+              "diagnosis": None if findings is None else findings.to_dict()}
     if o.get("neurons"):
         result["neurons"] = _neuron_states(model, loss, X_train, y_train)
-    _write_outputs(model, history, split, info, result, paths, monitor)
+    _write_outputs(model, history, split, info, result, paths, monitor, findings)
     return result
 
 
@@ -342,3 +386,4 @@ def register(app: typer.Typer) -> None:
             _summary(result["config"], result["final"], result["stopped"])
             if neurons:
                 _neuron_table(result["neurons"])
+            _diagnosis_section(result["diagnosis"])

@@ -139,13 +139,27 @@ class Thresholds:
 
     vanishing_warning, vanishing_critical : last/first hidden-layer ‖∂C/∂b‖ ratio.
     exploding_growth : growth of the total gradient norm from the first to the last
-        recorded steps; huge_gradient : a gradient norm beyond this is exploding outright.
+        recorded steps; huge_gradient : a gradient norm beyond this is exploding outright;
+        gradient_spike : a recorded total gradient norm this many times the median of the
+        recorded norms before it is a spike (a transient explosion, seen mid-run).
     update_high, update_critical, update_low : median ‖ΔW‖/‖W‖ of a layer (≈1e-3 is healthy).
     saturated_warning, saturated_critical : share of a hidden layer's values with f′ < 1% of
-        max f′; dead_warning, dead_critical : share of a ReLU layer's units dead on a batch.
+        max f′. dead_info : share of a ReLU layer's units dead on a batch worth an info (a
+        ReLU network normally carries some); dead_warning, dead_critical : shares that make
+        a warning / critical; dead_growth : a rise of the dead share by this much from the
+        first to the last fifth of training makes a warning too (units keep dying), and so
+        does a share ≥ dead_info while the loss does not fall.
     stall_tolerance : the loss's drop over the last half of training, relative to its first
-        value, under which it is flat; stall_level : it is "not converged" while it is still
-        above this share of its first value; converged_accuracy : or accuracy is below this.
+        value, under which it is flat; stall_level : it is "stalled" only while it is still
+        above this share of its first value (the drop from the first loss); converged_accuracy
+        : or accuracy is below this.
+    oscillation_share, oscillation_swing : the loss oscillates when at least this share of
+        its consecutive windows rise, each rise by more than ``oscillation_swing`` of the
+        first loss.
+    initial_loss_factor : a first cross-entropy loss above this many times the chance level
+        ln C (C classes) means the output starts confidently wrong.
+    attention_collapse : a head whose mean attention entropy stays below this share of the
+        uniform ln T has collapsed onto one key.
     saturated_wrong_share : share of hidden units saturated-wrong worth a warning.
     time_vanishing_warning, time_vanishing_critical : a recurrent layer whose gradient at
         the first time step is this many times smaller than at the last (‖∂C/∂x_last‖ /
@@ -160,15 +174,18 @@ class Thresholds:
     vanishing_critical: float = 100.0
     exploding_growth: float = 100.0
     huge_gradient: float = 1e6
+    gradient_spike: float = 100.0
     update_high: float = 0.1
     update_critical: float = 1.0
     update_low: float = 1e-5
     saturated_warning: float = 0.5
     saturated_critical: float = 0.9
-    dead_warning: float = 0.1
-    dead_critical: float = 0.5
+    dead_info: float = 0.1
+    dead_warning: float = 0.5
+    dead_critical: float = 0.9
+    dead_growth: float = 0.2
     stall_tolerance: float = 0.01
-    stall_level: float = 0.5
+    stall_level: float = 0.9
     converged_accuracy: float = 0.95
     saturated_wrong_share: float = 0.05
     time_vanishing_warning: float = 1e3
@@ -177,6 +194,10 @@ class Thresholds:
     skipped_run: float = 5
     skipped_search: float = 16
     skipped_share: float = 0.01
+    oscillation_share: float = 0.25
+    oscillation_swing: float = 0.05
+    initial_loss_factor: float = 3.0
+    attention_collapse: float = 0.05
 
     def __post_init__(self) -> None:
         for f in fields(self):
@@ -185,16 +206,17 @@ class Thresholds:
                     or not math.isfinite(value) or value <= 0:
                 raise InvalidValueError(f"threshold {f.name} must be a finite number > 0, "
                                         f"got {value!r}")
-        for name in ("saturated_warning", "saturated_critical", "dead_warning",
-                     "dead_critical", "stall_tolerance", "stall_level", "converged_accuracy",
-                     "saturated_wrong_share", "skipped_share"):
+        for name in ("saturated_warning", "saturated_critical", "dead_info", "dead_warning",
+                     "dead_critical", "dead_growth", "stall_tolerance", "stall_level",
+                     "converged_accuracy", "saturated_wrong_share", "skipped_share",
+                     "oscillation_share", "attention_collapse"):
             if getattr(self, name) > 1:
                 raise InvalidValueError(f"threshold {name} is a fraction in (0, 1], "
                                         f"got {getattr(self, name)!r}")
         for low, high in (("vanishing_warning", "vanishing_critical"),
                           ("update_high", "update_critical"),
                           ("saturated_warning", "saturated_critical"),
-                          ("dead_warning", "dead_critical")):
+                          ("dead_info", "dead_warning"), ("dead_warning", "dead_critical")):
             if getattr(self, low) > getattr(self, high):
                 raise InvalidValueError(f"threshold {low} ({getattr(self, low)!r}) must not "
                                         f"exceed {high} ({getattr(self, high)!r})")

@@ -38,6 +38,7 @@ from .arrays import (
     param_fields,
     saturation_bounds,
 )
+from .coverage import RecordList
 from .history import (
     LayerHistory,
     history_from_csv,
@@ -47,6 +48,7 @@ from .history import (
     history_to_json,
     require_history,
 )
+from .run_setup import RunSetup, engine_setup
 from .schedule import RecordingSchedule
 from .stats import LayerStats
 
@@ -107,7 +109,10 @@ class Monitor(Callback):
     ‖W_new − W_old‖/‖W_old‖ (all from ``ctx.norms``). Per activation layer it
     stores the mean and spread of a, the saturated fraction (sigmoid/tanh: f′ < 1% of max)
     and the dead fraction (ReLU family: units with z ≤ 0 on every sample of the batch).
-    ``losses`` holds (step, batch loss) for the recorded steps.
+    ``losses`` holds (step, batch loss) for the recorded steps. ``history.setup`` (also
+    ``monitor.setup``) is the run's set-up seen at its first step — output activation, loss,
+    classes, first loss, whether the output looks like probabilities, optimizer
+    (:class:`~gradsight.diagnostics.run_setup.RunSetup`).
 
     It only reads (``read_only``): ``fit`` then hands it the norms its NaN guard measured on
     the steps it records.
@@ -121,8 +126,9 @@ class Monitor(Callback):
     def __init__(self, every: int | None = None) -> None:
         self.schedule = RecordingSchedule(every)
         self.every = self.schedule.every  # None: the default schedule
-        self.history: list[LayerStats] = []
+        self.history: RecordList = RecordList()
         self.losses: list[tuple[int, float]] = []
+        self._window_sum, self._window_count = 0.0, 0  # the losses since the last record
         self._work: dict[int, Work] = {}
         self._pending: list[tuple[LayerStats, Any, np.ndarray | None, int | None]] = []
         self._model: Any = None
@@ -151,7 +157,18 @@ class Monitor(Callback):
             elif _is_activation(layer):
                 self._plan.append((index, layer, False, None))
 
+    @property
+    def setup(self) -> dict[str, Any] | None:
+        """The run's set-up seen at its first step (``history.setup``); None before it."""
+        return self.history.setup
+
     def on_after_backward(self, ctx: Any) -> None:
+        if self.history.setup is None:  # the first step: once, then never again
+            self.history.setup = _setup_of(ctx)
+        loss = getattr(ctx, "batch_loss", None)
+        if loss is not None:  # every step's loss joins the window the next record closes
+            self._window_sum += float(loss)
+            self._window_count += 1
         if not self.schedule.records(ctx.step):
             return
         if ctx.model is not self._model:
@@ -186,11 +203,12 @@ class Monitor(Callback):
                     continue
                 history.append(record)
         self._pending = pending
-        loss = getattr(ctx, "batch_loss", None)
         if loss is not None:
             self.losses.append((step, float(loss)))
+            window = self._window_sum / self._window_count
             for record in history[start:]:  # diagnose(monitor.history) sees it too
-                record.loss = float(loss)
+                record.loss, record.loss_window = float(loss), window
+        self._window_sum, self._window_count = 0.0, 0
 
     def _work_for(self, index: int, layer: Any) -> Work:
         work = self._work.get(index)
@@ -273,6 +291,18 @@ class _Positions:
         return (None if grads is None else grads[w],
                 None if grads is None or b is None else grads[b],
                 None if weights is None else weights[w])
+
+
+def _setup_of(ctx: Any) -> dict[str, Any]:
+    """The run's set-up from the first step's context; never an exception into ``fit``: what
+    cannot be read is unknown."""
+    try:
+        setup = engine_setup(ctx.model, getattr(ctx, "loss", None),
+                             getattr(ctx, "optimizer", None), getattr(ctx, "output", None),
+                             getattr(ctx, "batch_loss", None))
+    except Exception:  # noqa: BLE001 — a hand-made context or model: not measured
+        setup = RunSetup()
+    return setup.to_dict()
 
 
 def _ratio(change: float, weight: float | None) -> float:

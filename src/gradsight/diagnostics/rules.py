@@ -9,178 +9,35 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import GradsightError, InvalidValueError
-from .findings import Finding, Thresholds
-from .history import LayerHistory, require_history
-from .neurons import classify_neurons, hidden_layers, state_counts
+from .context import (
+    ADAM,
+    BF16,
+    CHECK_DATA,
+    CLIP,
+    CROSS_ENTROPY,
+    FEWER_LAYERS,
+    HE,
+    LEAKY_HE,
+    LR_DOWN,
+    LR_UP,
+    RELU_HE,
+    STANDARDISE,
+    TANH,
+    UNSCALE_CLIP,
+    XAVIER,
+    Context,
+    Fix,
+    _finding,
+    _median,
+)
+from .findings import Finding
+from .loss_rules import LOSS_RULES, loss_progress
+from .neurons import state_counts
 from .speed import speed_ratio
-
-# (fix text, configuration change for doctor) — the change is {} when doctor cannot try it
-Fix = tuple[str, dict[str, Any]]
-RELU_HE: Fix = ("Use ReLU in the hidden layers with He initialisation (Var w = 2/n_in): "
-           "relu′(z) = 1 for z > 0, so δ passes back without shrinking",
-           {"activation": "relu", "init": "he_normal"})
-LEAKY_HE: Fix = ("Use leaky ReLU (slope 0.01 for z ≤ 0) with He initialisation: like ReLU, "
-            "but a unit never gets a zero derivative, so none can die",
-            {"activation": "leaky_relu", "init": "he_normal"})
-XAVIER: Fix = ("Initialise with Xavier/Glorot (Var w = 2/(n_in+n_out)) so z stays near 0, where "
-          "σ′ is largest", {"init": "xavier_uniform"})
-TANH: Fix = ("Use tanh instead of sigmoid: tanh′(0) = 1 against σ′(0) = 0.25",
-        {"activation": "tanh", "init": "xavier_uniform"})
-ADAM: Fix = ("Use Adam (lr 0.001): it scales each weight's step by its own gradient history, so "
-        "small gradients still move their weights", {"optimizer": "adam", "lr": 0.001})
-LR_DOWN: Fix = ("Lower the learning rate η (×0.1): w_new = w_old − η∂C/∂w takes smaller steps",
-           {"lr_factor": 0.1})
-LR_UP: Fix = ("Raise the learning rate η (×10)", {"lr_factor": 10.0})
-CROSS_ENTROPY: Fix = ("Use the cross-entropy cost instead of the quadratic cost: its gradient "
-                 "(ŷ − y)·x has no σ′(z) factor, so a badly wrong output learns fastest",
-                 {"loss": "cross_entropy"})
-HE: Fix = ("Initialise with He (Var w = 2/n_in), scaled for ReLU layers", {"init": "he_normal"})
-STANDARDISE: Fix = ("Standardise the inputs (mean 0, std 1) so that z = xW + b starts small", {})
-FEWER_LAYERS: Fix = ("Use fewer hidden layers: each one multiplies δ by another f′(z)", {})
-CLIP: Fix = ("Clip the gradient norm (e.g. to 1) before each update", {})
-CHECK_DATA: Fix = ("Check the inputs and targets for NaN/inf", {})
-BF16: Fix = ("Use bfloat16 autocast instead of float16: it has float32's range, so nothing "
-             "overflows and no GradScaler is needed", {})
-UNSCALE_CLIP: Fix = ("Clip the gradient norm after scaler.unscale_(optimizer), before "
-                     "scaler.step(optimizer)", {})
-
-
-def _finding(code: str, severity: str, title: str, layers: list[str], evidence: dict[str, Any],
-             explanation: str, fixes: list[Fix]) -> Finding:
-    return Finding(code, severity, title, layers, evidence, explanation,
-                   [text for text, _ in fixes], [change for _, change in fixes if change])
-
-
-def _median(values: np.ndarray) -> float:
-    values = values[~np.isnan(values)]
-    return float(np.median(values)) if values.size else math.nan
-
-
-@dataclass
-class Context:
-    """What the rules read: the history per layer and the optional extras."""
-
-    layers: LayerHistory
-    limits: Thresholds
-    hidden_params: list[str]
-    hidden_acts: list[str]
-    output_acts: list[str]
-    act_name: dict[str, str]
-    late_steps: np.ndarray
-    losses: list[float] = field(default_factory=list)
-    accuracy: float | None = None
-    model: Any = None
-    data: tuple[Any, Any] | None = None
-    loss: str | None = None
-    _states: Any = None
-    skipped_steps: list[int] = field(default_factory=list)  # the GradScaler skipped them
-    recorded_steps: list[int] = field(default_factory=list)  # every recorded step, skipped too
-    all_params: list[str] = field(default_factory=list)  # param layers, skipped steps too
-    loss_steps: list[int] | None = None  # the step of each of ``losses``, when known
-    skips_between: dict[int, int] = field(default_factory=dict)  # step → skips not recorded
-
-    def neuron_states(self) -> Any:
-        """classify_neurons on the training data (once), or None without model and data."""
-        if self._states is None and self.model is not None and self.data is not None:
-            try:
-                hidden_layers(self.model)
-            except GradsightError:
-                return None
-            self._states = classify_neurons(self.model, self.data[0], self.data[1],
-                                            loss=self.loss)
-        return self._states
-
-    @classmethod
-    def build(cls, history: Any, model: Any, data: Any, train_history: Any,
-              loss: str | None, limits: Thresholds) -> Context:
-        everything = require_history(history)
-        # steps the GradScaler skipped (inf/NaN from its scale search) are no training step:
-        # every rule but the one on skipped steps reads the others only
-        kept = [r for r in everything if not r.skipped]
-        layers = LayerHistory(kept)
-        params = layers.layers_of("param")
-        last_param = max((r.index for r in layers.records if r.kind == "param"), default=-1)
-        acts = layers.layers_of("activation")
-        index = {r.layer: r.index for r in layers.records}
-        names = {r.layer: (r.activation or "") for r in layers.records if r.kind == "activation"}
-        late = layers.steps[-max(1, math.ceil(0.2 * len(layers.steps))):]
-        losses, accuracy = _losses(train_history, history)
-        loss_steps = None
-        if train_history is None:  # the batch losses on the records, skipped steps left out
-            steps, batch_losses = _record_losses(kept)
-            if batch_losses:
-                losses, loss_steps = batch_losses, steps
-        if data is not None:
-            data = _pair(data)
-        context = cls(layers, limits, _hidden(layers, params),
-                      [a for a in acts if index[a] < last_param],
-                      [a for a in acts if index[a] > last_param], names, late, losses,
-                      accuracy, model, data, loss)
-        context.skipped_steps = sorted({r.step for r in everything if r.skipped})
-        context.skips_between = {r.step: int(r.skipped_between) for r in everything
-                                 if r.skipped_between is not None}
-        context.recorded_steps = sorted({r.step for r in everything})
-        context.all_params = LayerHistory(everything).layers_of("param")
-        context.loss_steps = loss_steps
-        return context
-
-    def values(self, field_name: str, layer: str, late: bool = False) -> np.ndarray:
-        steps, values = self.layers.series(field_name, layer)
-        return values[np.isin(steps, self.late_steps)] if late else values
-
-    def hidden_kinds(self) -> set[str]:
-        return {self.act_name[a].split(":")[0] for a in self.hidden_acts}
-
-    def saturating(self) -> bool:
-        """Whether a hidden layer uses a saturating activation (sigmoid, tanh)."""
-        return bool(self.hidden_kinds() & {"sigmoid", "tanh"})
-
-
-def _pair(data: Any) -> tuple[Any, Any]:
-    """(X, y) from a pair or a Dataset."""
-    if isinstance(data, (tuple, list)) and len(data) == 2:
-        return data[0], data[1]
-    if hasattr(data, "X") and hasattr(data, "y"):
-        return data.X, data.y
-    raise InvalidValueError(f"data must be an (X, y) pair or a Dataset, got "
-                            f"{type(data).__name__}")
-
-
-def _losses(train_history: Any, history: Any) -> tuple[list[float], float | None]:
-    """Loss per epoch (or per recorded batch) and the last accuracy, from what was given."""
-    source = train_history
-    if source is not None and hasattr(source, "epochs"):
-        batches = list(getattr(source, "batch_losses", []) or [])
-        if len(source.epochs) < 4 and len(batches) >= 4:  # too few epochs: use the batches
-            last = source.epochs[-1].get("accuracy") if source.epochs else None
-            return [float(v) for v in batches], None if last is None else float(last)
-        source = source.epochs
-    if isinstance(source, dict):
-        source = source.get("epochs", [])
-    if source:
-        if isinstance(source[0], dict):
-            accuracy = source[-1].get("accuracy")
-            return [float(e["loss"]) for e in source if e.get("loss") is not None], (
-                None if accuracy is None else float(accuracy))
-        return [float(v) for v in source], None
-    batch = getattr(history, "losses", None) or []
-    return [float(loss) for _, loss in batch], None
-
-
-def _hidden(layers: LayerHistory, params: list[str]) -> list[str]:
-    """The hidden layers whose gradients the depth rules compare, in forward order: the param
-    records with role "hidden" (not norm, embedding, output or other: a BatchNorm's ∂C/∂γ
-    is not a conv's ∂C/∂W); in a history without roles, every param layer but the last."""
-    roles = {r.layer: r.role for r in layers.records if r.kind == "param"}
-    if all(role is None for role in roles.values()):
-        return params[:-1]
-    return [name for name in params if roles.get(name) == "hidden"]
 
 
 def zero_by_construction(ctx: Context, layer: str) -> str | None:
@@ -207,16 +64,6 @@ def zero_by_construction(ctx: Context, layer: str) -> str | None:
 #: (float32 rounding leaves ~1e-7 for a conv bias before BatchNorm; bf16 autocast 7e-4 and
 #: fp16 6e-5, which is why the structure, when known, decides first).
 BIAS_ZERO = 1e-4
-
-
-def _record_losses(records: list[Any]) -> tuple[list[int], list[float]]:
-    """(steps, batch losses) from the records' ``loss`` field, one per recorded step."""
-    by_step: dict[int, float] = {}
-    for record in records:
-        if record.loss is not None:
-            by_step.setdefault(record.step, float(record.loss))
-    steps = sorted(by_step)
-    return steps, [by_step[s] for s in steps]
 
 
 # ---- rules ------------------------------------------------------------------------------------
@@ -280,6 +127,15 @@ def _excluded_biases(ctx: Context) -> dict[str, str]:
 
 
 def vanishing(ctx: Context) -> list[Finding]:
+    """The first hidden layer's gradient far below the last's.
+
+    Judged by what it does to learning, not by the ratio alone: when dead ReLU units block
+    the gradient (a ReLU-family layer mostly dead, or a first-layer gradient of exactly 0)
+    the dead units are the cause and this rule stays quiet; when the early layers still move
+    (their ‖ΔW‖/‖W‖ within ``vanishing_warning``× of the last's — Adam rescales each weight's
+    step by its own gradient history), the finding is info: the network learns despite it.
+    The loss falling is no such sign: a deep sigmoid network with the quadratic cost lowers
+    its loss by 73% by pushing every output towards 0 while its accuracy stays at chance."""
     measured = _hidden_ratio(ctx)
     if measured is None:
         return []
@@ -287,6 +143,10 @@ def vanishing(ctx: Context) -> list[Finding]:
     median = _median(ratio)
     if not median > ctx.limits.vanishing_warning:
         return []
+    dead_layers = _dead_blocking(ctx)
+    if dead_layers or math.isinf(median):
+        if dead_layers or _relu_family(ctx):
+            return []  # the dead-units rule names the cause
     severity = "critical" if median > ctx.limits.vanishing_critical else "warning"
     first, last = ctx.hidden_params[0], ctx.hidden_params[-1]
     kinds = ctx.hidden_kinds()
@@ -308,14 +168,82 @@ def vanishing(ctx: Context) -> list[Finding]:
                      "for the layer width) or from units that are off; He initialisation keeps "
                      "the size of δ from layer to layer.")
         fixes = [HE, LEAKY_HE, ADAM]
-    evidence = {"ratio_last_first": median, "ratio_first_step": float(ratio[0]),
-                "ratio_last_step": float(ratio[-1]), "field": name, "speed": speeds}
+    evidence: dict[str, Any] = {"ratio_last_first": median, "ratio_first_step": float(ratio[0]),
+                                "ratio_last_step": float(ratio[-1]), "field": name,
+                                "speed": speeds, "threshold": ctx.limits.vanishing_warning}
     excluded = _excluded_biases(ctx)
     if excluded:
         evidence["excluded_biases"] = excluded
-    return [_finding("vanishing-gradients", severity,
-                     f"Vanishing gradients: {last}/{first} gradient ratio {median:.3g}",
-                     ctx.hidden_params, evidence, f"{mechanism} {measured_text}", fixes)]
+    moves = _update_balance(ctx, first, last)
+    progress = loss_progress(ctx)
+    evidence["update_ratio_first_last"] = moves
+    evidence["loss_drop_from_first"] = progress
+    title = f"Vanishing gradients: {last}/{first} gradient ratio {median:.3g}"
+    grads = _median(speed_ratio(ctx.values("grad_W_norm", first),
+                                ctx.values("grad_W_norm", last)))
+    if moves is not None and moves >= 1.0 / ctx.limits.vanishing_warning:
+        severity = "info"
+        if grads > 0 and moves * grads >= ctx.limits.vanishing_warning:
+            title += ", compensated by the optimizer"
+            measured_text += (
+                f" Yet the first layer's steps ‖ΔW‖/‖W‖ are {moves:.3g}× the last's while its "
+                f"‖∂C/∂W‖ is {1 / grads:.3g}× smaller: an adaptive optimizer such as Adam "
+                "divides each weight's step by the size of its own recent gradients, so the "
+                "starved layers take steps as large as the others and the network learns "
+                "anyway. With plain SGD (w − η∂C/∂w) the same network would barely move.")
+        else:
+            measured_text += (f" Yet the first layer's weights still move: its steps "
+                              f"‖ΔW‖/‖W‖ are {moves:.3g}× the last's, so it learns.")
+    return [_finding("vanishing-gradients", severity, title, ctx.hidden_params, evidence,
+                     f"{mechanism} {measured_text}", fixes)]
+
+
+def _update_balance(ctx: Context, first: str, last: str) -> float | None:
+    """median ‖ΔW‖/‖W‖ of the first hidden layer over the last's (None when unknown)."""
+    a, b = _moving_updates(ctx, first), _moving_updates(ctx, last)
+    if math.isnan(a) or math.isnan(b) or b <= 0:
+        return None
+    return a / b
+
+
+def _tiny_updates(ctx: Context) -> bool:
+    """Whether the median ‖ΔW‖/‖W‖ over the layers is below ``update_low``."""
+    ratios = [_moving_updates(ctx, p) for p in ctx.layers.layers_of("param")]
+    ratios = [r for r in ratios if not math.isnan(r)]
+    return bool(ratios) and float(np.median(ratios)) < ctx.limits.update_low
+
+
+def _relu_family(ctx: Context) -> list[str]:
+    return [a for a in ctx.hidden_acts
+            if ctx.act_name[a].split(":")[0] in {"relu", "leaky_relu", "elu", "relu6"}]
+
+
+def _dead_shares(ctx: Context, late: bool = True) -> dict[str, float]:
+    """The median share of dead units per ReLU layer (over the last fifth of the recorded
+    steps, or the first fifth with ``late=False``), raised to the share dead over the whole
+    training data when the model and data were given (``late`` only)."""
+    relu = _relu_family(ctx)
+    if late:
+        shares = {a: _median(ctx.values("dead_fraction", a, late=True)) for a in relu}
+    else:
+        shares = {}
+        for a in relu:
+            values = ctx.values("dead_fraction", a)
+            shares[a] = _median(values[:max(1, math.ceil(0.2 * values.size))])
+    shares = {a: s for a, s in shares.items() if not math.isnan(s)}
+    states = ctx.neuron_states() if late and relu else None
+    if states is not None:
+        for layer, c in states.counts().items():
+            if layer in shares:
+                shares[layer] = max(shares[layer], c["dead"] / max(sum(c.values()), 1))
+    return shares
+
+
+def _dead_blocking(ctx: Context) -> list[str]:
+    """The ReLU layers at least ``dead_warning`` dead: they block the gradient below them
+    (leaky ReLU and ELU pass a small slope where z ≤ 0: they block nothing)."""
+    return [a for a, s in _dead_shares(ctx).items()
+            if s >= ctx.limits.dead_warning and ctx.act_name[a].split(":")[0] == "relu"]
 
 
 def _step_totals(ctx: Context) -> np.ndarray:
@@ -337,7 +265,22 @@ def _step_totals(ctx: Context) -> np.ndarray:
                     dtype=np.float64)
 
 
+def _spike(totals: np.ndarray) -> tuple[float, int]:
+    """The largest ratio of a total gradient norm to the median of the norms recorded before
+    it, and its position: a transient explosion — in the first steps (Adam at a too large η)
+    or in the middle of a run — which the start/end comparison of ``growth`` cannot see."""
+    best, where = 1.0, -1
+    for i in range(1, totals.size):
+        before = float(np.median(totals[:i]))
+        if before > 0 and np.isfinite(totals[i]) and totals[i] / before > best:
+            best, where = float(totals[i] / before), i
+    return best, where
+
+
 def exploding(ctx: Context) -> list[Finding]:
+    """Gradients of real size, growing, or spiking — never a ratio between layers alone (a
+    first layer with a larger gradient than the last, at norms of 1–4 that do not grow, is
+    a saturated or deep tanh network that learns)."""
     params = ctx.layers.layers_of("param")
     totals = _step_totals(ctx)
     if totals.size == 0:
@@ -349,24 +292,28 @@ def exploding(ctx: Context) -> list[Finding]:
     start, end = float(np.median(totals[:window])), float(np.median(totals[-window:]))
     growth = end / start if start > 0 else (math.inf if end > 0 else 1.0)
     peak = float(np.max(totals[np.isfinite(totals)])) if np.isfinite(totals).any() else 0.0
+    spike, at = _spike(totals)
     measured = _hidden_ratio(ctx)
     backward = _median(measured[0]) if measured else math.nan
-    reasons = []
-    if peak > ctx.limits.huge_gradient:
+    limits, reasons = ctx.limits, []
+    if peak > limits.huge_gradient:
         reasons.append(f"the gradient norm reached {peak:.3g}")
-    if totals.size > 1 and growth > ctx.limits.exploding_growth:
+    if totals.size > 1 and growth > limits.exploding_growth:
         reasons.append(f"the gradient norm grew {growth:.3g}× during training")
-    if backward < 1.0 / ctx.limits.vanishing_warning:
-        reasons.append(f"the first hidden layer's gradient is {1 / backward:.3g}× the last's")
+    if spike > limits.gradient_spike:
+        reasons.append(f"the gradient norm spiked to {spike:.3g}× its median before")
     if not reasons:
         return []
-    severity = "critical" if peak > ctx.limits.huge_gradient else "warning"
+    severity = "critical" if peak > limits.huge_gradient else "warning"
     explanation = ("δˡ = (Wˡ⁺¹δˡ⁺¹) ⊙ f′(zˡ): when |w·f′(z)| > 1 each layer multiplies the "
                    "backward signal by more than 1 and it grows with depth; the update "
                    "w − η∂C/∂w then overshoots the minimum. Here " + "; ".join(reasons) + ".")
     evidence: dict[str, Any] = {"gradient_norm_start": start, "gradient_norm_end": end,
-                                "growth": growth, "gradient_norm_peak": peak,
-                                "ratio_last_first": backward}
+                                "growth": growth, "gradient_norm_peak": peak, "spike": spike,
+                                "spike_at_record": at, "ratio_last_first": backward,
+                                "thresholds": {"huge_gradient": limits.huge_gradient,
+                                               "exploding_growth": limits.exploding_growth,
+                                               "gradient_spike": limits.gradient_spike}}
     if measured:
         evidence["field"] = measured[2]
         excluded = _excluded_biases(ctx)
@@ -399,12 +346,22 @@ def updates(ctx: Context) -> list[Finding]:
                 "training).")
         return [_finding("large-updates", severity, "Updates too large: learning rate too high",
                          list(large), {"update_ratio": ratios}, text, [LR_DOWN, ADAM, CLIP])]
+    # the layers a vanishing gradient starves take tiny steps whatever η is: judge the others,
+    # and leave a network whose gradient vanishes to that finding
+    if any(f.severity != "info" for f in vanishing(ctx)):
+        return []
+    grads = {p: _median(ctx.values("grad_W_norm", p)) for p in ratios}
+    largest = max((g for g in grads.values() if math.isfinite(g)), default=math.nan)
+    moving = {p: r for p, r in ratios.items()
+              if not largest > 0 or grads[p] >= largest / limits.vanishing_warning}
+    overall = float(np.median(list(moving.values()))) if moving else overall
     if overall < limits.update_low:
         text = (f"The median step changes the weights by ‖ΔW‖/‖W‖ = {overall:.3g} "
                 "(≈1e-3 is healthy): with such small steps 'you will die on the mountain' "
                 "before reaching the minimum (the article on the derivative in training).")
         return [_finding("small-updates", "warning", "Updates tiny: learning rate too low",
-                         list(ratios), {"update_ratio": ratios, "median": overall}, text,
+                         list(moving), {"update_ratio": ratios, "median": overall,
+                                        "threshold": limits.update_low}, text,
                          [LR_UP, ADAM])]
     return []
 
@@ -422,32 +379,62 @@ def saturated(ctx: Context) -> list[Finding]:
             "Large weights or inputs push z "
             "into the flat tails of the sigmoid.")
     return [_finding("saturated-layers", severity, "Saturated hidden layers", list(heavy),
-                     {"saturated_fraction": shares}, text,
+                     {"saturated_fraction": shares,
+                      "thresholds": {"warning": ctx.limits.saturated_warning,
+                                     "critical": ctx.limits.saturated_critical}}, text,
                      [XAVIER, STANDARDISE, RELU_HE, LEAKY_HE, LR_DOWN])]
 
 
 def dead(ctx: Context) -> list[Finding]:
-    relu = [a for a in ctx.hidden_acts if ctx.act_name[a].split(":")[0]
-            in {"relu", "leaky_relu", "elu"}]
-    shares = {a: _median(ctx.values("dead_fraction", a, late=True)) for a in relu}
-    evidence: dict[str, Any] = {"dead_fraction": shares}
-    states = ctx.neuron_states() if relu else None
-    if states is not None:
-        counts = states.counts()
-        evidence["dead_on_data"] = {layer: c["dead"] for layer, c in counts.items()}
-        for layer, c in counts.items():
-            if layer in shares:
-                shares[layer] = max(shares[layer], c["dead"] / max(sum(c.values()), 1))
-    heavy = {a: s for a, s in shares.items() if s >= ctx.limits.dead_warning}
+    """Dead ReLU units, judged by whether they matter. A ReLU network normally carries some
+    dead units (10–20% in a layer of a network that reaches its accuracy ceiling): that is
+    info. A warning needs a large share (``dead_warning``), a share that keeps growing
+    (``dead_growth`` from the first to the last fifth of training), or dead units while the
+    loss does not fall; critical, a layer nearly all dead (``dead_critical``)."""
+    relu = _relu_family(ctx)
+    shares = _dead_shares(ctx)
+    if not relu or not shares:
+        return []
+    limits = ctx.limits
+    early = _dead_shares(ctx, late=False)
+    growth = {a: shares[a] - early.get(a, shares[a]) for a in shares}
+    evidence: dict[str, Any] = {"dead_fraction": shares, "dead_fraction_early": early,
+                                "thresholds": {"info": limits.dead_info,
+                                               "warning": limits.dead_warning,
+                                               "critical": limits.dead_critical,
+                                               "growth": limits.dead_growth}}
+    states = ctx.neuron_states()
+    if states is not None:  # the units dead over the whole training data
+        evidence["dead_on_data"] = {layer: c["dead"] for layer, c in states.counts().items()}
+    heavy = {a: s for a, s in shares.items() if s >= limits.dead_info}
     if not heavy:
         return []
-    plain = any(ctx.act_name[a] == "relu" for a in heavy)
-    severity = "critical" if max(heavy.values()) >= ctx.limits.dead_critical else "warning"
-    text = (f"Up to {max(heavy.values()):.0%} of these units have z ≤ 0 on every sample. "
-            "relu′(z) = 0 there, so ∂C/∂w = 0 and their weights never change again: dead "
-            "units (the article on the vanishing gradient). A large learning rate or a large "
-            "negative bias puts them there.")
-    if not plain:
+    progress = loss_progress(ctx)
+    evidence["loss_drop_from_first"] = progress
+    worst = max(heavy.values())
+    growing = {a: g for a, g in growth.items() if a in heavy and g >= limits.dead_growth}
+    # a loss that does not fall because every step is tiny is the learning rate's doing
+    not_learning = progress is not None and progress < 1.0 - limits.stall_level \
+        and not _tiny_updates(ctx)
+    if worst >= limits.dead_critical:
+        severity = "critical"
+    elif worst >= limits.dead_warning or growing or not_learning:
+        severity = "warning"
+    else:
+        severity = "info"
+    text = (f"Up to {worst:.0%} of these units have z ≤ 0 on every sample. relu′(z) = 0 there, "
+            "so ∂C/∂w = 0 and their weights never change again: dead units (the article on "
+            "the vanishing gradient).")
+    if growing:
+        text += (f" The dead share grew by up to {max(growing.values()):.0%} during training: "
+                 "units keep dying, as a too large learning rate or a large negative bias "
+                 "pushes them there.")
+    elif severity == "info":
+        text += (" A ReLU network normally carries a few dead units; at this share the "
+                 "others do the work.")
+    elif not_learning:
+        text += " The loss is not falling: too few live units are left to learn."
+    if not any(ctx.act_name[a].split(":")[0] == "relu" for a in heavy):
         severity = "info"
         text += " With leaky ReLU/ELU they still pass a small slope and can come back."
     return [_finding("dead-units", severity, "Dead ReLU units", list(heavy), evidence, text,
@@ -470,69 +457,6 @@ def neuron_states(ctx: Context) -> list[Finding]:
     return [_finding("saturated-wrong-units", "warning", "Saturated units stuck on wrong "
                      "answers", layers, {"states": counts, "share": share}, text,
                      [XAVIER, RELU_HE, LEAKY_HE, STANDARDISE])]
-
-
-def _loss_quarters(ctx: Context) -> list[float] | None:
-    """Median loss of each quarter of training: of the steps when each loss's step is known
-    (the default recording schedule is dense at the start, so four quarters of the points
-    would be four slices of the first steps), else of the points."""
-    finite = [(i, v) for i, v in enumerate(ctx.losses) if math.isfinite(v)]
-    losses = np.array([v for _, v in finite])
-    if losses.size < 4 or losses[0] <= 0:
-        return None
-    if ctx.loss_steps is not None and len(ctx.loss_steps) == len(ctx.losses):
-        steps = np.array([ctx.loss_steps[i] for i, _ in finite], dtype=np.float64)
-        edges = np.linspace(steps[0], steps[-1], 5)
-        parts = [losses[(steps >= lo) & ((steps < hi) if k < 3 else (steps <= hi))]
-                 for k, (lo, hi) in enumerate(zip(edges[:-1], edges[1:], strict=True))]
-        if all(part.size for part in parts):
-            return [float(np.median(part)) for part in parts]
-    return [float(np.median(q)) for q in np.array_split(losses, 4)]
-
-
-def loss_curve(ctx: Context) -> list[Finding]:
-    quarters = _loss_quarters(ctx)
-    if quarters is None:
-        return []
-    losses = np.array([v for v in ctx.losses if math.isfinite(v)])
-    first = quarters[0]
-    evidence = {"loss_start": first, "loss_end": quarters[-1], "points": int(losses.size),
-                "accuracy": ctx.accuracy}
-    if quarters[-1] > 1.1 * first:
-        text = (f"The loss rose from {first:.4g} to {quarters[-1]:.4g}: gradient descent is "
-                "stepping past the minimum instead of down to it (η too large).")
-        return [_finding("rising-loss", "warning", "The loss is rising", [], evidence, text,
-                         [LR_DOWN, ADAM])]
-    recent_drop = (quarters[1] - quarters[-1]) / first
-    converged = quarters[-1] <= ctx.limits.stall_level * first or (
-        ctx.accuracy is not None and ctx.accuracy >= ctx.limits.converged_accuracy)
-    evidence["recent_drop"] = recent_drop
-    if recent_drop >= ctx.limits.stall_tolerance or converged:
-        return []
-    text = (f"Over the second half of training the loss fell by only {recent_drop:.2%} of its "
-            f"first value and it is still at {quarters[-1] / first:.0%} of it: the network has "
-            "stopped learning before fitting the data (flat gradients, saturated units or a "
-            "too small step).")
-    fixes = [RELU_HE] if ctx.saturating() else []
-    fixes += [CROSS_ENTROPY] if ctx.loss == "quadratic" else []
-    fixes += [ADAM, LR_UP, XAVIER if ctx.saturating() else HE]
-    return [_finding("stalled-loss", "warning", "The loss has stalled", [], evidence, text,
-                     fixes)]
-
-
-def quadratic_sigmoid(ctx: Context) -> list[Finding]:
-    outputs = [a for a in ctx.output_acts if ctx.act_name[a] == "sigmoid"]
-    if ctx.loss != "quadratic" or not outputs:
-        return []
-    share = _median(ctx.values("saturated_fraction", outputs[-1], late=True))
-    severity = "warning" if share > 0.1 else "info"
-    text = ("With the quadratic cost C = 1/(2N)Σ(ŷ−y)² and a sigmoid output ŷ = σ(z), "
-            "∂C/∂w = (ŷ−y)·σ′(z)·x: when the output saturates on a wrong answer σ′(z) ≈ 0 "
-            "and the neuron learns slowest exactly when it is most wrong. The cross-entropy "
-            f"cost cancels σ′. Here {share:.0%} of the output values are saturated.")
-    return [_finding("quadratic-sigmoid-output", severity,
-                     "Quadratic cost with a sigmoid output: learning slowdown", outputs,
-                     {"output_saturated_fraction": share}, text, [CROSS_ENTROPY])]
 
 
 def _runs(steps: list[int], marked: set[int]) -> list[list[int]]:
@@ -677,7 +601,51 @@ def over_time(ctx: Context) -> list[Finding]:
     return findings
 
 
+def attention(ctx: Context) -> list[Finding]:
+    """Attention heads whose entropy over the recorded steps of the last fifth of training is
+    ≈ 0 (collapsed onto one key: a warning) or stays ≈ ln T from the first records to the
+    last (uniform attention that never moved: info, the heads average instead of attend)."""
+    heads: dict[str, list[tuple[int, float, float]]] = {}
+    for r in ctx.layers.records:
+        if r.kind == "attention" and r.attention_entropy is not None \
+                and r.attention_entropy_uniform:
+            heads.setdefault(r.layer, []).append(
+                (r.step, float(r.attention_entropy), float(r.attention_entropy_uniform)))
+    if not heads:
+        return []
+    collapsed, uniform = {}, {}
+    for head, points in heads.items():
+        points.sort()
+        share = np.array([e / u for _, e, u in points])
+        fifth = max(1, math.ceil(0.2 * share.size))
+        late, early = float(np.median(share[-fifth:])), float(np.median(share[:fifth]))
+        if late < ctx.limits.attention_collapse:
+            collapsed[head] = late
+        elif share.size >= 5 and min(late, early) > 0.98:
+            uniform[head] = late
+    findings = []
+    if collapsed:
+        text = ("The attention of these heads has collapsed: their entropy −Σ p log p over the "
+                f"keys is {max(collapsed.values()):.1%} or less of the uniform ln T, so each "
+                "query reads one key only. softmax(q·k/√d) saturates when the scores q·k grow "
+                "large, and a saturated softmax passes back almost no gradient to q and k.")
+        findings.append(_finding("attention-collapse", "warning", "Attention collapsed onto "
+                                 "one key", list(collapsed),
+                                 {"entropy_share_of_uniform": collapsed,
+                                  "threshold": ctx.limits.attention_collapse}, text,
+                                 [LR_DOWN, ("Normalise q and k (QK-norm) or lower the "
+                                            "temperature's scale; warm the learning rate up",
+                                            {})]))
+    if uniform:
+        text = ("These heads attend uniformly (entropy ≈ ln T, the maximum) from the start of "
+                "training to its end: they average the sequence instead of selecting from it.")
+        findings.append(_finding("attention-uniform", "info", "Attention stays uniform",
+                                 list(uniform), {"entropy_share_of_uniform": uniform}, text,
+                                 []))
+    return findings
+
+
 RULES: list[Callable[[Context], list[Finding]]] = [
-    nonfinite, vanishing, exploding, updates, saturated, dead, neuron_states, loss_curve,
-    quadratic_sigmoid, skipped_steps, over_time,
+    nonfinite, vanishing, exploding, updates, saturated, dead, neuron_states, skipped_steps,
+    over_time, attention, *LOSS_RULES,
 ]

@@ -73,6 +73,9 @@ class LayerStats:
         GroupNorm, RMSNorm, ...), ``"embedding"``, ``"output"`` (the last layer before the
         loss) or ``"other"``; None on other records and in histories saved without roles
         (the rules then take every param record but the last as hidden).
+    loss_window : the mean batch loss over the steps since the previous recorded step, this
+        one included (= ``loss`` when every step is recorded): the loss curve between sparse
+        records, smoothed over every step and not one batch.
     bias_zero_by : on a param record whose bias gradient is zero by construction, why —
         found from the model's structure (a conv followed by BatchNorm, whose mean removes
         the bias; an attention key projection, whose bias the softmax ignores); the depth
@@ -111,6 +114,7 @@ class LayerStats:
     role: str | None = None
     skipped_between: int | None = None
     bias_zero_by: str | None = None
+    loss_window: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A plain dict (JSON- and pandas-friendly)."""

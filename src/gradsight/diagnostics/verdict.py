@@ -15,10 +15,11 @@ from typing import Any
 import numpy as np
 
 from ..errors import GradsightError
+from .context import Context
 from .coverage import Coverage, coverage_findings
 from .findings import SEVERITIES, Finding, Findings, Thresholds
 from .neurons import hidden_layers
-from .rules import RULES, Context
+from .rules import RULES
 
 __all__ = ["Finding", "Findings", "Thresholds", "diagnose", "SEVERITIES"]
 
@@ -67,11 +68,31 @@ def diagnose(history: Any, model: Any = None, data: Any = None, train_history: A
     if coverage is None:
         coverage = getattr(history, "coverage", None)
     findings += coverage_findings(coverage)
-    order = {severity: i for i, severity in enumerate(SEVERITIES)}
-    findings.sort(key=lambda f: order[f.severity])
+    findings.sort(key=_cause_first)
     result = Findings(findings)
     result.coverage = coverage
     return result
+
+
+#: the order in which findings that are problems (warning, critical) are listed: a cause
+#: before its consequences. A mismatched output or a broken number comes first; an explosion
+#: or a too large η kills units and saturates layers, dead units block the gradient (so
+#: they come before "vanishing"), saturation shrinks it, a vanishing gradient makes the
+#: updates small, and all of them stall the loss.
+CAUSES = ("nonfinite", "output-loss-mismatch", "exploding-gradients", "exploding-over-time",
+          "skipped-steps", "large-updates", "oscillating-loss", "rising-loss", "dead-units",
+          "saturated-layers", "saturated-wrong-units", "quadratic-sigmoid-output",
+          "vanishing-gradients", "vanishing-over-time", "attention-collapse", "small-updates",
+          "bad-initial-loss", "stalled-loss")
+
+
+def _cause_first(finding: Finding) -> tuple[int, int, int]:
+    """Problems (warning, critical) before info; among problems the cause first (by
+    :data:`CAUSES`), then the more severe."""
+    severity = SEVERITIES.index(finding.severity)
+    problem = 0 if finding.severity != "info" else 1
+    cause = CAUSES.index(finding.code) if finding.code in CAUSES else len(CAUSES)
+    return (problem, cause, severity) if problem == 0 else (problem, severity, cause)
 
 
 def _require_hidden_layer(param_layers: list[str], model: Any) -> None:

@@ -53,6 +53,13 @@ output on the device; ``watcher.record_loss(loss)`` does the same for a loss com
 hand. A recorded step's records carry the mean of its losses in ``loss`` (brought over with
 the step's one transfer), so ``diagnose(watcher.history)`` runs the loss-curve rules.
 
+**The set-up.** At the first loss (computed with gradients enabled) the watcher reads, once,
+how the network ends and what it is trained with — the output activation (from the autograd
+node that produced the loss's input), the loss's kind, the number of classes, whether the
+loss got probabilities — and ``watcher.history.setup`` (also ``watcher.setup``) holds it
+with the first step's loss and the optimizer's class (the keys of :class:`~gradsight.
+diagnostics.run_setup.RunSetup`; see :mod:`._setup`). Later losses cost one flag check.
+
 Update ratios: with ``torch.optim.SGD`` without momentum ‖ΔW‖ = η‖∂C/∂W‖, with momentum
 (not Nesterov) ‖ΔW‖ = η‖b‖ of its momentum buffer — exact identities of its update rule
 (see :mod:`._update`); for other optimizers W is copied before the step and ‖W_new − W_old‖
@@ -68,7 +75,6 @@ from typing import Any
 from ...diagnostics.coverage import Coverage, RecordList
 from ...diagnostics.history import LayerHistory
 from ...diagnostics.schedule import RecordingSchedule
-from ...diagnostics.stats import LayerStats
 from ...errors import GradsightError
 from ._amp import current_scale, found_inf, loss_scale
 from ._attention import AttentionEntropy
@@ -80,6 +86,7 @@ from ._params import ParamReader
 from ._records import ActivationSlots, ParamSlots, Reading
 from ._reduce import ActivationCall, ActivationReducer, Scratch, Transfer, stack_scalars
 from ._sequence import TimeGradients
+from ._setup import SetupProbe
 from ._torch import is_compiled, is_optimized, require_torch, unwrap
 
 
@@ -106,7 +113,12 @@ class Watcher:
         self.optimizer = _check_optimizer(torch, optimizer)
         self.scaler = _check_scaler(scaler)
         self.loss_fn = _check_loss_fn(torch, loss_fn)
+        self._setup = SetupProbe(torch, self.optimizer, self.loss_fn)
         self._losses: list[Any] = []  # this step's losses, on the device
+        # the losses of the steps not recorded since the last record: their sum on the
+        # device (one addition per step) and their count — each record carries their mean
+        self._window: Any = None
+        self._window_count = 0
         self._grad_params = _trainable(self.model)
         self._grad_handles: list[Any] = []
         self._preclip: tuple[Any, Any] | None = None  # (total ‖∂C/∂θ‖, loss scale)
@@ -264,7 +276,7 @@ class Watcher:
         return str(LayerHistory(self.history)._repr_html_())
 
     @property
-    def history(self) -> list[LayerStats]:
+    def history(self) -> RecordList:
         """The LayerStats recorded so far: one per layer per recorded step, forward order.
 
         The numbers reach the host at each recorded step; the records are built from them
@@ -286,7 +298,23 @@ class Watcher:
             for name, value in self._step_fields.get(record.step, {}).items():
                 if name != "grad_norm_before_clip" or record.kind == "param":
                     setattr(record, name, value)
+        setup = self._setup_dict()
+        if setup != self._history.setup:  # the same dict object once nothing changes
+            self._history.setup = setup
         return self._history
+
+    @property
+    def setup(self) -> dict[str, Any]:
+        """The run's set-up seen at the first loss (``history.setup``): output activation,
+        loss, classes, first loss, probabilities, optimizer (:class:`~gradsight.diagnostics.
+        run_setup.RunSetup`)."""
+        setup = self.history.setup
+        assert setup is not None  # set by history
+        return setup
+
+    def _setup_dict(self) -> dict[str, Any]:
+        first = self._step_fields.get(0, {}).get("loss")
+        return self._setup.setup(None if first is None else float(first)).to_dict()
 
     @property
     def coverage(self) -> Coverage:
@@ -318,19 +346,45 @@ class Watcher:
         step's one transfer; a number is taken as it is) and return it unchanged, so that
         ``watcher.record_loss(loss).backward()`` reads as one line. Use it for a loss computed
         by hand, or pass ``loss_fn=`` to :func:`watch` — not both for the same loss."""
-        if self._record_now and self._active:
-            torch = self._torch
-            if isinstance(loss, torch.Tensor):
-                if loss.numel() and loss.is_floating_point():
-                    value = loss.detach()
-                    self._losses.append(value if value.dim() == 0 else value.float().mean())
-            else:
-                self._losses.append(torch.tensor(float(loss), dtype=torch.float64))
+        if self._setup.pending and self._active:
+            self._probe_loss(loss)
+        return self._note_loss(loss)
+
+    def _note_loss(self, loss: Any) -> Any:
+        if not self._active:
+            return loss
+        torch = self._torch
+        if isinstance(loss, torch.Tensor):
+            if not (loss.numel() and loss.is_floating_point()):
+                return loss
+            value = loss.detach()
+            value = value if value.dim() == 0 else value.float().mean()
+        else:
+            value = torch.tensor(float(loss), dtype=torch.float64)
+        if self._record_now:
+            self._losses.append(value)
+        else:  # a step not recorded: only added to the window's sum, on the device
+            value = value.double()
+            self._window = value if self._window is None else self._window + value
+            self._window_count += 1
         return loss
 
     def _loss_hook(self, module: Any, args: Any, output: Any) -> None:
-        if self._record_now and self._torch.is_grad_enabled():
-            self.record_loss(output)
+        torch = self._torch
+        if self._setup.pending and torch.is_grad_enabled() \
+                and not torch.compiler.is_compiling():  # the first loss: read once
+            self._setup.from_module(module, args)
+        if torch.is_grad_enabled():
+            self._note_loss(output)
+
+    def _probe_loss(self, loss: Any) -> None:
+        """The set-up from the first loss given to record_loss that has a graph (or is a
+        number); a loss computed without gradients (evaluation) is not the training loss."""
+        torch = self._torch
+        if isinstance(loss, torch.Tensor) and not loss.requires_grad:
+            return
+        if not torch.compiler.is_compiling():
+            self._setup.from_loss(loss)
 
     # ---- forward hooks --------------------------------------------------------------------
     def _recording(self) -> bool:
@@ -500,8 +554,14 @@ class Watcher:
                 else inf_flags.new_zeros(())
             between_at = transfer.add(between.reshape(1))  # ranks agree: their mean
             self._skips_between = None
-        loss_at = transfer.add(stack_scalars(self._losses).double().mean().reshape(1)) \
-            if self._losses else None
+        loss_at = window_at = None
+        if self._losses:
+            losses = stack_scalars(self._losses).double()
+            loss_at = transfer.add(losses.mean().reshape(1))
+            total = losses.sum() if self._window is None else losses.sum() + self._window
+            window_at = transfer.add(
+                (total / (len(self._losses) + self._window_count)).reshape(1))
+        self._window, self._window_count = None, 0
         clip_at, clip_scale = None, None
         if self._preclip is not None:
             clip_at = transfer.add(self._preclip[0].double().reshape(1))
@@ -531,6 +591,8 @@ class Watcher:
                 fields["skipped_between"] = int(round(values[between_at]))
             if loss_at is not None:
                 fields["loss"] = values[loss_at]
+            if window_at is not None:
+                fields["loss_window"] = values[window_at]
             if clip_at is not None:
                 divisor = values[clip_scale] if isinstance(clip_scale, int) \
                     else (clip_scale or 1.0)
