@@ -307,3 +307,28 @@ def test_depth_rules_compare_hidden_weights_only():
     # a bias that learns is Nielsen's speed, as before
     learning = _cnn_history(role=True, conv_bias=0.5)
     assert diagnose(learning).codes == []
+
+
+def _attention_history(entropies: list[float], uniform: float = math.log(8)) -> list[LayerStats]:
+    """Two dense layers plus one attention head whose entropy per step is given."""
+    records = []
+    for step, entropy in enumerate(entropies):
+        records += [LayerStats("dense0", 0, step, grad_W_norm=1.0, grad_b_norm=1.0),
+                    LayerStats("attn:head0", 1, step, kind="attention",
+                               attention_entropy=entropy, attention_entropy_uniform=uniform),
+                    LayerStats("dense1", 2, step, grad_W_norm=1.0, grad_b_norm=1.0)]
+    return records
+
+
+def test_attention_collapse_and_uniform_attention():
+    uniform = math.log(8)
+    collapsed = diagnose(_attention_history([uniform * s for s in
+                                             (0.9, 0.5, 0.2, 0.05, 0.01, 0.01, 0.01)]))
+    finding = collapsed.get("attention-collapse")
+    assert finding is not None and finding.severity == "warning"
+    assert finding.evidence["entropy_share_of_uniform"]["attn:head0"] == pytest.approx(0.01)
+    stuck = diagnose(_attention_history([uniform * 0.995] * 7)).get("attention-uniform")
+    assert stuck is not None and stuck.severity == "info"
+    moving = diagnose(_attention_history([uniform * s for s in
+                                          (0.99, 0.9, 0.8, 0.7, 0.6, 0.6, 0.6)]))
+    assert not {"attention-collapse", "attention-uniform"} & set(moving.codes)
