@@ -164,10 +164,15 @@ def oscillating(ctx: Context) -> list[Finding]:
     noise = 2.0 * np.sqrt(errors[:-1] ** 2 + errors[1:] ** 2)
     rises = (steps > swing) & (steps > noise)
     share = float(np.mean(rises))
-    if share < ctx.limits.oscillation_share or rises.sum() < 2:
+    # up and down, not up: the rises are separated by falls (a loss that creeps up over the
+    # last spans of a run is rising, or overfitting, not oscillating)
+    signs = np.sign(steps[steps != 0])
+    turns = int(np.sum(signs[1:] != signs[:-1]))
+    if share < ctx.limits.oscillation_share or rises.sum() < 2 or turns < 2:
         return []
     size = float(np.median(np.abs(steps))) / max(first, float(means[0]))
     evidence = {"rising_share": share, "windows": int(means.size), "first_loss": first,
+                "turns": turns,
                 "median_swing_of_first_loss": size, "window_losses": means.tolist(),
                 "thresholds": {"oscillation_share": ctx.limits.oscillation_share,
                                "oscillation_swing": ctx.limits.oscillation_swing}}
@@ -208,7 +213,8 @@ def _setup(ctx: Context) -> dict[str, Any]:
 
 
 def initial_loss(ctx: Context) -> list[Finding]:
-    """A first cross-entropy loss far above the chance level ln C of a C-class task: the
+    """A first cross-entropy loss far above the chance level ln C of a C-class task (more
+    than ``initial_loss_factor`` × ln C and more than ln C + 3 nats): the
     output layer starts confidently wrong (large initial output weights, an embedding drawn
     from N(0, 1) tied to the output head)."""
     setup = _setup(ctx)
@@ -219,7 +225,9 @@ def initial_loss(ctx: Context) -> list[Finding]:
             or first is None or not math.isfinite(first):
         return []
     chance = math.log(classes)
-    if first <= ctx.limits.initial_loss_factor * chance:
+    # both far in ratio and in nats: ln 2 = 0.69 makes "3× chance" only 2.1, which a healthy
+    # binary classifier with PyTorch's default initialisation reaches
+    if first <= ctx.limits.initial_loss_factor * chance or first <= chance + 3.0:
         return []
     text = (f"The first loss is {first:.3g}, {first / chance:.3g}× the chance level ln C = "
             f"{chance:.3g} of a {classes}-class output: a network that knows nothing should "

@@ -278,7 +278,8 @@ def _spike(totals: np.ndarray) -> tuple[float, int]:
 
 
 def exploding(ctx: Context) -> list[Finding]:
-    """Gradients of real size, growing, or spiking — never a ratio between layers alone (a
+    """Gradients of real size, growing or spiking, or a loss that grows by orders of magnitude
+    — never a ratio between layers alone (a
     first layer with a larger gradient than the last, at norms of 1–4 that do not grow, is
     a saturated or deep tanh network that learns)."""
     params = ctx.layers.layers_of("param")
@@ -302,6 +303,13 @@ def exploding(ctx: Context) -> list[Finding]:
         reasons.append(f"the gradient norm grew {growth:.3g}× during training")
     if spike > limits.gradient_spike:
         reasons.append(f"the gradient norm spiked to {spike:.3g}× its median before")
+    # the loss sees every step (``loss_window``), the gradient norms only the recorded ones:
+    # a loss that grows by orders of magnitude is weights that blew up between two records
+    losses = np.array([v for v in ctx.losses if math.isfinite(v)], dtype=np.float64)
+    loss_growth = float(np.max(losses) / losses[0]) if losses.size > 1 and losses[0] > 0 \
+        else 1.0
+    if loss_growth > limits.exploding_growth:
+        reasons.append(f"the loss grew to {loss_growth:.3g}× its first value")
     if not reasons:
         return []
     severity = "critical" if peak > limits.huge_gradient else "warning"
@@ -310,6 +318,7 @@ def exploding(ctx: Context) -> list[Finding]:
                    "w − η∂C/∂w then overshoots the minimum. Here " + "; ".join(reasons) + ".")
     evidence: dict[str, Any] = {"gradient_norm_start": start, "gradient_norm_end": end,
                                 "growth": growth, "gradient_norm_peak": peak, "spike": spike,
+                                "loss_growth": loss_growth,
                                 "spike_at_record": at, "ratio_last_first": backward,
                                 "thresholds": {"huge_gradient": limits.huge_gradient,
                                                "exploding_growth": limits.exploding_growth,
