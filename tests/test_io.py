@@ -82,3 +82,18 @@ def test_cli_unwritable_plot_path_exits_2_without_traceback(tmp_path):
     result = CliRunner().invoke(app, ["activations", "--plot", str(blocker / "a.png")])
     assert result.exit_code == 2
     assert "cannot write" in result.output and "Traceback" not in result.output
+
+
+def test_require_folder_refuses_a_missing_folder_unless_asked_to_make_it(tmp_path):
+    from gradsight.errors import OutputError
+    from gradsight.io import require_folder
+
+    target = tmp_path / "nodir" / "x.png"
+    with pytest.raises(OutputError, match="does not exist.*--mkdir"):
+        require_folder(target)
+    assert not (tmp_path / "nodir").exists()
+    assert require_folder(target, mkdir=True) == target and (tmp_path / "nodir").is_dir()
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(OutputError, match="is not a folder"):
+        require_folder(tmp_path / "file" / "x.png", mkdir=True)
+    assert require_folder(tmp_path / "y.png") == tmp_path / "y.png"

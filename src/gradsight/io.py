@@ -50,6 +50,30 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
             tmp.unlink()
 
 
+def require_folder(path: str | os.PathLike[str], mkdir: bool = False) -> Path:
+    """Check, before any work is done, that the folder ``path`` will be written in exists.
+
+    The command line calls it for every output path it is given: a typo in a folder name is
+    a one-line error, not a folder silently created — unless ``mkdir`` (``--mkdir``), which
+    creates it. (The Python API's writers create missing folders, as ``atomic_path`` does.)
+    """
+    target = Path(path)
+    folder = target.parent
+    if folder.is_dir():
+        return target
+    if folder.exists():
+        raise OutputError(f"cannot write {str(target)!r}: {str(folder)!r} is not a folder")
+    if not mkdir:
+        raise OutputError(f"cannot write {str(target)!r}: the folder {str(folder)!r} does not "
+                          "exist (create it, or pass --mkdir)")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise OutputError(f"cannot create the folder {str(folder)!r}: "
+                          f"{error.strerror or error}") from None
+    return target
+
+
 def atomic_write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write ``text`` to ``path`` atomically (UTF-8)."""
     with atomic_path(path) as tmp:
