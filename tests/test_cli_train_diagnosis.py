@@ -125,3 +125,17 @@ def test_the_diagnosis_text_is_printed_literally(capsys):
     assert "not printed" not in out
     _diagnosis_section({"findings": []})
     assert capsys.readouterr().out.splitlines() == ["Diagnosis", "  no problem found"]
+
+
+def test_a_deep_sigmoid_net_learns_with_adam_because_adam_rescales_and_sgd_is_vanishing():
+    """The learner's question: why does a deep sigmoid net reach 90%+ on digits with the
+    default optimizer (Adam) while the tour says it barely moves? The diagnosis says that
+    Adam compensated for the vanishing gradient; the same net with SGD is called vanishing."""
+    common = ["--data", "digits", "--hidden", "30,30,30,30", "--activation", "sigmoid",
+              "--epochs", "30"]
+    adam = _diagnosis_lines(_run(*common).stdout)
+    sgd = _diagnosis_lines(_run(*common, "--optimizer", "sgd").stdout)
+    adam_text, sgd_text = " ".join(adam), " ".join(sgd)
+    assert re.search(r"info\s+Vanishing gradients.*compensated", adam_text), adam_text
+    assert "warning" not in adam_text and "critical" not in adam_text
+    assert re.search(r"(warning|critical)\s+Vanishing gradients", sgd_text), sgd_text

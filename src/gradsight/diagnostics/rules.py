@@ -133,7 +133,9 @@ def vanishing(ctx: Context) -> list[Finding]:
     the gradient (a ReLU-family layer mostly dead, or a first-layer gradient of exactly 0)
     the dead units are the cause and this rule stays quiet; when the early layers still move
     (their ‖ΔW‖/‖W‖ within ``vanishing_warning``× of the last's — Adam rescales each weight's
-    step by its own gradient history), the finding is info: the network learns despite it.
+    step by its own gradient history, so its steps are 10× better balanced than its
+    gradients) or the ratio of the last fifth of training is below the threshold (it vanished
+    early and the network grew out of it), the finding is info.
     The loss falling is no such sign: a deep sigmoid network with the quadratic cost lowers
     its loss by 73% by pushing every output towards 0 while its accuracy stays at chance."""
     measured = _hidden_ratio(ctx)
@@ -141,8 +143,11 @@ def vanishing(ctx: Context) -> list[Finding]:
         return []
     ratio, speeds, name = measured
     median = _median(ratio)
+    early = _median(ratio[:max(1, math.ceil(0.2 * ratio.size))])
     if not median > ctx.limits.vanishing_warning:
-        return []
+        if not early > ctx.limits.vanishing_warning:
+            return []
+        median = early  # vanished at the start only: judged below, an info at most
     dead_layers = _dead_blocking(ctx)
     if dead_layers or math.isinf(median):
         if dead_layers or _relu_family(ctx):
@@ -174,33 +179,48 @@ def vanishing(ctx: Context) -> list[Finding]:
     excluded = _excluded_biases(ctx)
     if excluded:
         evidence["excluded_biases"] = excluded
-    moves = _update_balance(ctx, first, last)
+    only_early = not _median(ratio) > ctx.limits.vanishing_warning
+    window = max(1, math.ceil(0.2 * ratio.size)) if only_early else None
+    moves = _update_balance(ctx, first, last, window)
     progress = loss_progress(ctx)
     evidence["update_ratio_first_last"] = moves
     evidence["loss_drop_from_first"] = progress
     title = f"Vanishing gradients: {last}/{first} gradient ratio {median:.3g}"
-    grads = _median(speed_ratio(ctx.values("grad_W_norm", first),
-                                ctx.values("grad_W_norm", last)))
-    if moves is not None and moves >= 1.0 / ctx.limits.vanishing_warning:
+    grads = _median(speed_ratio(ctx.values("grad_W_norm", first)[:window],
+                                ctx.values("grad_W_norm", last)[:window]))
+    late = _median(ratio[np.isin(ctx.layers.steps, ctx.late_steps)]) \
+        if ratio.size == ctx.layers.steps.size else median
+    evidence["ratio_late"] = late
+    if moves is not None and moves >= 1.0 / ctx.limits.vanishing_warning and grads > 0 \
+            and moves * grads >= ctx.limits.vanishing_warning:
         severity = "info"
-        if grads > 0 and moves * grads >= ctx.limits.vanishing_warning:
-            title += ", compensated by the optimizer"
-            measured_text += (
-                f" Yet the first layer's steps ‖ΔW‖/‖W‖ are {moves:.3g}× the last's while its "
-                f"‖∂C/∂W‖ is {1 / grads:.3g}× smaller: an adaptive optimizer such as Adam "
-                "divides each weight's step by the size of its own recent gradients, so the "
-                "starved layers take steps as large as the others and the network learns "
-                "anyway. With plain SGD (w − η∂C/∂w) the same network would barely move.")
-        else:
-            measured_text += (f" Yet the first layer's weights still move: its steps "
-                              f"‖ΔW‖/‖W‖ are {moves:.3g}× the last's, so it learns.")
+        title += ", compensated by the optimizer"
+        measured_text += (
+            f" Yet the first layer's steps ‖ΔW‖/‖W‖ are {moves:.3g}× the last's while its "
+            f"‖∂C/∂W‖ is {grads:.3g}× smaller: an adaptive optimizer such as Adam divides "
+            "each weight's step by the size of its own recent gradients, so the starved "
+            "layers take steps as large as the others and the network learns anyway. With "
+            "plain SGD (w − η∂C/∂w) the same network would barely move.")
+    elif late <= ctx.limits.vanishing_warning:
+        severity = "info"
+        title += ", early in training only"
+    if only_early:
+        severity = "info"
+        evidence["ratio_last_first"] = _median(ratio)
+        evidence["ratio_early"] = early
+        if "early in training" not in title:
+            title += ", early in training only"
+        measured_text += (f" Over the last fifth of training the ratio is {late:.3g}: the "
+                          "network grew out of it as its weights changed.")
     return [_finding("vanishing-gradients", severity, title, ctx.hidden_params, evidence,
                      f"{mechanism} {measured_text}", fixes)]
 
 
-def _update_balance(ctx: Context, first: str, last: str) -> float | None:
-    """median ‖ΔW‖/‖W‖ of the first hidden layer over the last's (None when unknown)."""
-    a, b = _moving_updates(ctx, first), _moving_updates(ctx, last)
+def _update_balance(ctx: Context, first: str, last: str,
+                    until: int | None = None) -> float | None:
+    """median ‖ΔW‖/‖W‖ of the first hidden layer over the last's, over the first ``until``
+    recorded steps or all of them (None when unknown)."""
+    a, b = _moving_updates(ctx, first, until), _moving_updates(ctx, last, until)
     if math.isnan(a) or math.isnan(b) or b <= 0:
         return None
     return a / b
@@ -332,10 +352,12 @@ def exploding(ctx: Context) -> list[Finding]:
                      explanation, [LR_DOWN, XAVIER if ctx.saturating() else HE, CLIP, ADAM])]
 
 
-def _moving_updates(ctx: Context, layer: str) -> float:
-    """Median ‖ΔW‖/‖W‖ over the steps with a finite, non-zero ∂C/∂W: a zero gradient (dead or
-    saturated units) gives a zero step whatever η is, which says nothing about η."""
-    ratios, grads = ctx.values("update_ratio", layer), ctx.values("grad_W_norm", layer)
+def _moving_updates(ctx: Context, layer: str, until: int | None = None) -> float:
+    """Median ‖ΔW‖/‖W‖ over the steps with a finite, non-zero ∂C/∂W (the first ``until``
+    recorded steps, or all): a zero gradient (dead or saturated units) gives a zero step
+    whatever η is, which says nothing about η."""
+    ratios = ctx.values("update_ratio", layer)[:until]
+    grads = ctx.values("grad_W_norm", layer)[:until]
     return _median(ratios[np.isfinite(grads) & (grads > 0)])
 
 
