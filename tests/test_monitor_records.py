@@ -106,3 +106,30 @@ def test_layer_stats_document_every_field() -> None:
     for field in wanted:
         assert re.search(rf"\b{field}\b", doc), field
     assert "None" in doc and "1% of its" in doc and "every sample" in doc
+
+
+def test_a_long_history_shows_a_summary_not_every_record():
+    """In a notebook ``monitor.history`` was a 915 KB repr; ``History`` printed 1,000 rows."""
+    import numpy as np
+
+    from gradsight import fit, mlp
+    from gradsight.diagnostics import Monitor
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((64, 3))
+    y = (X[:, 0] > 0).astype(int)
+    monitor = Monitor(every=1)
+    history = fit(mlp([3, 4, 2], seed=0), X, y, epochs=40, batch_size=16,
+                  callbacks=[monitor], progress=False)
+    records = monitor.history
+    steps = sorted({r.step for r in records})
+    assert repr(records) == (f"RecordList({len(records)} records: 3 layers at {len(steps)} "
+                             f"recorded steps, 0…{steps[-1]})")
+    assert len(repr(records)) < 100 and len(records) == 3 * 160
+    page = records._repr_html_()
+    assert "RecordList(480 records" in page and page.count("<tr>") == 4  # head + 3 layers
+    table = history._repr_html_()
+    assert table.count("<tr>") == 1 + 5 + 1 + 5  # head, first 5, "… 30 epochs …", last 5
+    assert "… 30 epochs …" in table and "History(40 epochs" in table
+    short = fit(mlp([3, 4, 2], seed=0), X, y, epochs=3, batch_size=16, progress=False)
+    assert short._repr_html_().count("<tr>") == 4

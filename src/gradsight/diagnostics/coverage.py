@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .findings import Finding
-from .stats import LayerStats
+from .history import RecordList
 
 __all__ = ["Coverage", "RecordList", "coverage_findings"]
 
@@ -75,18 +75,3 @@ def coverage_findings(coverage: Coverage | None) -> list[Finding]:
     return [Finding("coverage", "info", f"Not watched: {names}", list(coverage.left_out),
                     {"coverage": coverage.fraction, "left_out": dict(coverage.left_out)},
                     explanation, [])]
-
-
-class RecordList(list[LayerStats]):
-    """A history (a plain list of LayerStats) that also carries the run's :class:`Coverage`,
-    so that ``diagnose(watcher.history)`` reports what was not watched, and its set-up.
-
-    coverage : the parameters watched (PyTorch); None for the engine's Monitor.
-    setup : what the backend saw of the run at its first step — the dict of
-        :class:`~gradsight.diagnostics.run_setup.RunSetup` (keys ``output_activation``,
-        ``loss``, ``classes``, ``first_loss``, ``probabilities``, ``optimizer``); None until
-        the first step. Read it with ``getattr(history, "setup", None)``.
-    """
-
-    coverage: Coverage | None = None
-    setup: dict[str, Any] | None = None

@@ -21,7 +21,7 @@ from ..errors import DataError, GradsightError, InvalidValueError
 from ..io import atomic_path, atomic_write_text, dumps, jsonable
 from .stats import LayerStats
 
-__all__ = ["LayerHistory", "history_records", "history_to_json", "history_from_json",
+__all__ = ["LayerHistory", "RecordList", "history_records", "history_to_json", "history_from_json",
            "history_to_csv", "history_from_csv", "require_history"]
 
 
@@ -275,3 +275,34 @@ def require_history(history: Any) -> list[LayerStats]:
         raise GradsightError("the history is empty: train with a Monitor (every ≥ 1) so "
                              "that at least one step is recorded")
     return records
+
+
+class RecordList(list[LayerStats]):
+    """A history (a plain list of LayerStats) that also carries the run's coverage
+    (:class:`~gradsight.diagnostics.coverage.Coverage`), so that ``diagnose(watcher.history)``
+    reports what was not watched, and its set-up.
+
+    coverage : the parameters watched (PyTorch); None for the engine's Monitor.
+    setup : what the backend saw of the run at its first step — the dict of
+        :class:`~gradsight.diagnostics.run_setup.RunSetup` (keys ``output_activation``,
+        ``loss``, ``classes``, ``first_loss``, ``probabilities``, ``optimizer``); None until
+        the first step. Read it with ``getattr(history, "setup", None)``.
+    """
+
+    coverage: Any = None  # a diagnostics.coverage.Coverage
+    setup: dict[str, Any] | None = None
+
+    def __repr__(self) -> str:
+        """A summary, not every record: a long run holds hundreds of thousands of them."""
+        if not self:
+            return "RecordList(0 records)"
+        steps = sorted({r.step for r in self})
+        layers = len({r.layer for r in self})
+        return (f"RecordList({len(self)} records: {layers} layers at {len(steps)} recorded "
+                f"steps, {steps[0]}…{steps[-1]})")
+
+    def _repr_html_(self) -> str:
+        """The summary and the last recorded step's table (as a Monitor shows it)."""
+        if not self:
+            return "<p>RecordList(0 records)</p>"
+        return f"<p>{html.escape(repr(self))}</p>{LayerHistory(self)._repr_html_()}"

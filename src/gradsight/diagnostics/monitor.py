@@ -38,9 +38,9 @@ from .arrays import (
     param_fields,
     saturation_bounds,
 )
-from .coverage import RecordList
 from .history import (
     LayerHistory,
+    RecordList,
     history_from_csv,
     history_from_json,
     history_records,

@@ -66,7 +66,12 @@ class History:
             "steps": self.steps, "loss": self.loss_name, "batch_losses": list(self.batch_losses),
         }
 
+    #: epochs shown at each end of the notebook table (the rest are summarised in one row)
+    HTML_ENDS = 5
+
     def _repr_html_(self) -> str:
+        """The first and last ``HTML_ENDS`` epochs, one row saying how many are left out
+        between them, and a summary line (a 1,000-epoch run is not 1,000 rows)."""
         keys = ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
 
         def cell(value: Any) -> str:
@@ -74,12 +79,22 @@ class History:
                 return "–"
             return f"{value:.4g}" if isinstance(value, float) else str(value)
 
-        rows = "".join(
-            "<tr>" + "".join(f"<td>{cell(e[k])}</td>" for k in keys) + "</tr>" for e in self.epochs
-        )
+        def row(entry: dict[str, Any]) -> str:
+            return "<tr>" + "".join(f"<td>{cell(entry.get(k))}</td>" for k in keys) + "</tr>"
+
+        ends, epochs = self.HTML_ENDS, self.epochs
+        if len(epochs) <= 2 * ends + 1:
+            rows = "".join(row(e) for e in epochs)
+        else:
+            hidden = len(epochs) - 2 * ends
+            rows = ("".join(row(e) for e in epochs[:ends])
+                    + f"<tr><td colspan='{len(keys)}'>… {hidden} epochs …</td></tr>"
+                    + "".join(row(e) for e in epochs[-ends:]))
         stopped = f"<p>stopped: {html.escape(self.stopped)}</p>" if self.stopped else ""
         head = "".join(f"<th>{k}</th>" for k in keys)
-        return f"<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody></table>{stopped}"
+        summary = f"<p>{html.escape(repr(self))}</p>"
+        return (f"{summary}<table><thead><tr>{head}</tr></thead><tbody>{rows}</tbody>"
+                f"</table>{stopped}")
 
     def __repr__(self) -> str:
         last = self.final

@@ -72,8 +72,8 @@ from __future__ import annotations
 import warnings
 from typing import Any
 
-from ...diagnostics.coverage import Coverage, RecordList
-from ...diagnostics.history import LayerHistory
+from ...diagnostics.coverage import Coverage
+from ...diagnostics.history import LayerHistory, RecordList
 from ...diagnostics.schedule import RecordingSchedule
 from ...errors import GradsightError
 from ._amp import current_scale, found_inf, loss_scale
