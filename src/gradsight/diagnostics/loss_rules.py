@@ -310,7 +310,8 @@ def quadratic_sigmoid(ctx: Context) -> list[Finding]:
             f"cost cancels σ′. Here {share:.0%} of the output values are saturated.")
     return [_finding("quadratic-sigmoid-output", severity,
                      "Quadratic cost with a sigmoid output: learning slowdown", outputs,
-                     {"output_saturated_fraction": share}, text, [CROSS_ENTROPY])]
+                     {"output_saturated_fraction": share, "warning_above": 0.1}, text,
+                     [CROSS_ENTROPY])]
 
 
 

@@ -376,7 +376,10 @@ def updates(ctx: Context) -> list[Finding]:
                 "step and you shoot past the village' (the article on the derivative in "
                 "training).")
         return [_finding("large-updates", severity, "Updates too large: learning rate too high",
-                         list(large), {"update_ratio": ratios}, text, [LR_DOWN, ADAM, CLIP])]
+                         list(large), {"update_ratio": ratios,
+                                       "thresholds": {"warning": limits.update_high,
+                                                      "critical": limits.update_critical}},
+                         text, [LR_DOWN, ADAM, CLIP])]
     # the layers a vanishing gradient starves take tiny steps whatever η is: judge the others,
     # and leave a network whose gradient vanishes to that finding
     if any(f.severity != "info" for f in vanishing(ctx)):
@@ -486,7 +489,8 @@ def neuron_states(ctx: Context) -> list[Finding]:
             "all training samples while the network is mostly wrong on them: 'the neuron is "
             "saturated (dumb) and will not improve' (the article on the derivative in training).")
     return [_finding("saturated-wrong-units", "warning", "Saturated units stuck on wrong "
-                     "answers", layers, {"states": counts, "share": share}, text,
+                     "answers", layers, {"states": counts, "share": share,
+                                         "threshold": ctx.limits.saturated_wrong_share}, text,
                      [XAVIER, RELU_HE, LEAKY_HE, STANDARDISE])]
 
 
@@ -530,7 +534,9 @@ def skipped_steps(ctx: Context) -> list[Finding]:
         "skipped_steps": len(skipped), "recorded_steps": len(steps), "longest_run": longest,
         "scale_search_skips": len(search),
         "skips_after_search": later_count, "share_after_search": share,
-        "first_skipped": min(skipped), "last_skipped": max(skipped)}
+        "first_skipped": min(skipped), "last_skipped": max(skipped),
+        "thresholds": {"skipped_run": limits.skipped_run, "skipped_search": limits.skipped_search,
+                       "skipped_share": limits.skipped_share}}
     if first_clean is None:
         severity, what = "critical", f"the GradScaler skipped all {len(steps)} recorded steps"
     elif len(search) >= limits.skipped_search:
@@ -607,7 +613,10 @@ def over_time(ctx: Context) -> list[Finding]:
                 "error shrinks geometrically with the distance — the vanishing gradient of the "
                 "article on it, along time instead of depth. The early steps of each sequence "
                 "barely influence learning: long-range dependencies are not learnt.")
-        evidence: dict[str, Any] = {"time_grad_ratio": small, "gate_saturation": gates}
+        evidence: dict[str, Any] = {"time_grad_ratio": small, "gate_saturation": gates,
+                                    "thresholds": {"warning": 1 / limits.time_vanishing_warning,
+                                                   "critical":
+                                                       1 / limits.time_vanishing_critical}}
         findings.append(_finding("vanishing-over-time", severity,
                                  f"Vanishing gradients over time: first/last step {worst:.3g}",
                                  list(small), evidence, text, [GATED, ORTHOGONAL, SHORTER]))
@@ -621,7 +630,8 @@ def over_time(ctx: Context) -> list[Finding]:
         findings.append(_finding("exploding-over-time", severity,
                                  f"Exploding gradients over time: first/last step {worst:.3g}",
                                  list(large), {"time_grad_ratio": large,
-                                               "gate_saturation": gates},
+                                               "gate_saturation": gates,
+                                               "threshold": limits.time_exploding},
                                  text, [CLIP, ORTHOGONAL, LR_DOWN]))
     if unmeasured:
         text = "; ".join(f"{layer}: {note.split('; ')[0]}" for layer, note in
