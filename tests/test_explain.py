@@ -76,7 +76,7 @@ def test_neuron_text_shows_each_factor_with_numbers():
     assert "w_new = w_old − η ∂C/∂w = (0.4, −0.6) − 0.5·" in text
     assert walk.lines()[-1].startswith("Check: the engine's backward pass and a central "
                                        "difference agree")
-    assert "<pre>" in walk._repr_html_() and "&lt;" not in walk._repr_html_()
+    assert "<pre" in walk._repr_html_() and "&lt;" not in walk._repr_html_()
 
 
 def test_neuron_json_keys_exact_and_serialisable():
@@ -151,7 +151,7 @@ def test_network_deltas_and_gradients_match_torch(spec, activation, output_activ
 def test_network_text_and_dict():
     walk = explain_network("2-2-1")
     text = "\n".join(walk.lines())
-    assert "δ² = ∂C/∂a² ⊙ f′(z²)" in text and "δ¹ = (W² δ²) ⊙ f′(z¹)" in text
+    assert "δ² = ∂C/∂a² ⊙ f′(z²)" in text and "δ¹ = (δ² (W²)ᵀ) ⊙ f′(z¹)" in text
     assert "∂C/∂W¹ = (a⁰)ᵀ δ¹" in text and walk.lines()[-1].startswith("Check:")
     doc = walk.to_dict()
     assert [layer["layer"] for layer in doc["layers"]] == [1, 2]

@@ -124,19 +124,19 @@ def test_forward_difference_with_the_articles_step_is_off_by_round_off(tour: dic
     # independent recomputation of the article's estimate at x = 0
     h = 1e-13
     estimate = (1 / (1 + math.exp(-h)) - 0.5) / h
-    assert n["seed_h"] == h
-    assert n["seed_forward_error"] == pytest.approx(abs(estimate - 0.25), rel=1e-9)
-    assert n["seed_forward_error"] > 1e-5
+    assert n["article_h"] == h
+    assert n["article_forward_error"] == pytest.approx(abs(estimate - 0.25), rel=1e-9)
+    assert n["article_forward_error"] > 1e-5
     assert n["recommended_forward_h"] == pytest.approx(math.sqrt(np.finfo(float).eps), rel=0.5)
     assert n["recommended_central_h"] == pytest.approx(np.finfo(float).eps ** (1 / 3), rel=0.5)
     assert n["central_error_at_recommended_h"] < 1e-9
     # the article's whole curve: forward difference over linspace(−10, 10, n) with h = 1e-13
     # (n = 1000 as in the article; fewer points in quick mode)
-    x = np.linspace(-10, 10, n["seed_curve_points"])
+    x = np.linspace(-10, 10, n["article_curve_points"])
     sig = lambda v: 1 / (1 + np.exp(-v))  # noqa: E731
     article_curve = (sig(x + h) - sig(x)) / h
     worst = float(np.max(np.abs(article_curve - sig(x) * (1 - sig(x)))))
-    assert n["seed_curve_max_error"] == pytest.approx(worst, rel=1e-6)
+    assert n["article_curve_max_error"] == pytest.approx(worst, rel=1e-6)
 
 
 def test_descent_iterates_are_2_plus_6_times_0_8_to_the_k(tour: dict) -> None:
@@ -217,7 +217,7 @@ def _reproduced(section: dict, argv: list[str], index: int, out: dict) -> None:
         assert out["simplified"] == "(1 - sigmoid(z))*sigmoid(z)"
     elif name == "diffcheck" and out["at"] == 0:
         row = [r for r in out["rows"] if r["method"] == "forward" and r["h"] == 1e-13][0]
-        assert row["estimate"] == n["seed_forward_estimate"]
+        assert row["estimate"] == n["article_forward_estimate"]
     elif name == "diffcheck":  # the step-size study at z = 1 and its recommended steps
         assert out["rows"] == d["study"]["rows"] and out["exact"] == n["exact_at_study"]
         assert out["recommended"]["central"] == n["recommended_central_h"]
@@ -227,7 +227,7 @@ def _reproduced(section: dict, argv: list[str], index: int, out: dict) -> None:
         assert study.recommended_error["central"] == n["central_error_at_recommended_h"]
         article_row = [r for r in out["rows"]
                        if r["method"] == "forward" and r["h"] == 1e-13][0]
-        assert article_row["abs_error"] == n["study_forward_error_at_seed_h"]
+        assert article_row["abs_error"] == n["study_forward_error_at_article_h"]
     elif name == "descend" and "runs" in out:
         assert [r["verdict"] for r in out["runs"]] == [r["verdict"] for r in d["comparison"]]
         assert {str(r["lr"]): len(r["iterations"]) - 1 for r in out["runs"]} == \

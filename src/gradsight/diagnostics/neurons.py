@@ -1,8 +1,8 @@
 """Neuron states: what the derivative over the whole training set says about each hidden unit.
 
-Seed 002's answer reads a unit's local derivative f′(z) as its "learning ability" on one
-sample: large when backpropagation can still move the unit, ≈ 0 when it cannot. Over all
-samples of a training set:
+The question-and-answer article on the derivative in training reads a unit's local derivative
+f′(z) as its "learning ability" on one sample: large when backpropagation can still move the
+unit, ≈ 0 when it cannot. Over all samples of a training set:
 
 * derivative 0 on all samples and the neuron always wrong — it is saturated ("dumb") and
   will not improve: ``saturated-wrong``;
@@ -11,8 +11,8 @@ samples of a training set:
 * derivative 0 on some samples and non-0 on others, mixed results — it is doing some work and
   may improve with further training: ``learning``.
 
-Seed 003 adds the ReLU case: relu′(z) = 0 for z ≤ 0, so a ReLU unit with z ≤ 0 on every
-sample never changes again — ``dead``.
+The article on the vanishing gradient adds the ReLU case: relu′(z) = 0 for z ≤ 0, so a ReLU
+unit with z ≤ 0 on every sample never changes again — ``dead``.
 
 :func:`classify_neurons` labels every hidden unit with these states and the numbers behind
 each label; :func:`neuron_derivative_map` returns the units × samples matrix of f′(z) for the

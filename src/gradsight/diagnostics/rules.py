@@ -159,13 +159,13 @@ def vanishing(ctx: Context) -> list[Finding]:
     measured_text = (f"Here {symbol} of the first hidden layer ({first}) is {median:.3g}× "
                      f"smaller than of the last ({last}): the early layers barely learn.")
     if "sigmoid" in kinds:
-        mechanism = ("Backpropagation computes δˡ = (Wˡ⁺¹δˡ⁺¹) ⊙ σ′(zˡ), and σ′(z) = "
+        mechanism = ("Backpropagation computes δˡ = (δˡ⁺¹(Wˡ⁺¹)ᵀ) ⊙ σ′(zˡ), and σ′(z) = "
                      "σ(z)(1−σ(z)) ≤ 0.25: each sigmoid layer multiplies the backward signal "
                      "by at most 0.25 (times the weights), so it shrinks layer after layer — "
                      "the vanishing gradient of the article on it.")
         fixes = [RELU_HE, LEAKY_HE, XAVIER, TANH, ADAM, FEWER_LAYERS]
     elif "tanh" in kinds:
-        mechanism = ("δˡ = (Wˡ⁺¹δˡ⁺¹) ⊙ tanh′(zˡ), and tanh′(z) = 1 − tanh²(z) falls well "
+        mechanism = ("δˡ = (δˡ⁺¹(Wˡ⁺¹)ᵀ) ⊙ tanh′(zˡ), and tanh′(z) = 1 − tanh²(z) falls well "
                      "below 1 once |z| grows: each layer shrinks the backward signal.")
         fixes = [RELU_HE, LEAKY_HE, XAVIER, ADAM, FEWER_LAYERS]
     else:
@@ -333,7 +333,7 @@ def exploding(ctx: Context) -> list[Finding]:
     if not reasons:
         return []
     severity = "critical" if peak > limits.huge_gradient else "warning"
-    explanation = ("δˡ = (Wˡ⁺¹δˡ⁺¹) ⊙ f′(zˡ): when |w·f′(z)| > 1 each layer multiplies the "
+    explanation = ("δˡ = (δˡ⁺¹(Wˡ⁺¹)ᵀ) ⊙ f′(zˡ): when |w·f′(z)| > 1 each layer multiplies the "
                    "backward signal by more than 1 and it grows with depth; the update "
                    "w − η∂C/∂w then overshoots the minimum. Here " + "; ".join(reasons) + ".")
     evidence: dict[str, Any] = {"gradient_norm_start": start, "gradient_norm_end": end,

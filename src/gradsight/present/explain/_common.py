@@ -91,9 +91,14 @@ def check_line(agree: bool, engine_error: float, numeric_error: float) -> str:
             f"rule (max relative error {engine_error:.1e} engine, {numeric_error:.1e} numeric)")
 
 
+#: a walkthrough's lines are long (a network's matrices); wrapped, they stay in the cell
+PRE_STYLE = "white-space: pre-wrap; overflow-wrap: anywhere; overflow-x: auto; max-width: 100%"
+
+
 def html_lines(title: str, lines: Sequence[str]) -> str:
     body = "\n".join(html.escape(line) for line in lines)
-    return f"<div><strong>{html.escape(title)}</strong><pre>{body}</pre></div>"
+    return (f"<div><strong>{html.escape(title)}</strong>"
+            f'<pre style="{PRE_STYLE}">{body}</pre></div>')
 
 
 def as_tuple(array: ArrayLike) -> tuple[float, ...]:

@@ -101,8 +101,9 @@ class NetworkWalkthrough:
                 out.append(f"  δ{l} = ∂C/∂a{l} ⊙ f′(z{l}) = (a{l} − y) ⊙ f′(z{l}) = "
                            f"{vec(s.a - self.y)} ⊙ {vec(s.f_prime)} = {vec(s.delta)}")
             else:
-                carried = self.layers[s.index].W @ self.layers[s.index].delta
-                out.append(f"  δ{l} = (W{n} δ{n}) ⊙ f′(z{l}) = {vec(carried)} ⊙ "
+                above = self.layers[s.index]
+                carried = above.delta @ above.W.T  # a row times (W^(l+1))ᵀ
+                out.append(f"  δ{l} = (δ{n} (W{n})ᵀ) ⊙ f′(z{l}) = {vec(carried)} ⊙ "
                            f"{vec(s.f_prime)} = {vec(s.delta)}")
             out.append(f"  ∂C/∂W{l} = (a{sup(s.index - 1)})ᵀ δ{l} = {mat(s.dC_dW)},  "
                        f"∂C/∂b{l} = δ{l} = {vec(s.dC_db)}")
@@ -134,8 +135,9 @@ def _hand_forward(layers: list[LayerStep], x: np.ndarray, derivative: bool = Tru
 
 
 def _hand_backward(layers: list[LayerStep], x: np.ndarray, y: np.ndarray) -> None:
-    """δ^L = (a^L − y) ⊙ f′(z^L); δ^l = (W^(l+1) δ^(l+1)) ⊙ f′(z^l) — with gradsight's
-    W^(l+1) stored n_in × n_out, W δ is Nielsen's (W^(l+1))ᵀ δ^(l+1)."""
+    """δ^L = (a^L − y) ⊙ f′(z^L); δ^l = (δ^(l+1) (W^(l+1))ᵀ) ⊙ f′(z^l) — rows, as
+    z^l = a^(l−1) W^l + b^l with W^l stored n_in × n_out (Nielsen's columns write the same
+    product (W^(l+1))ᵀ δ^(l+1))."""
     delta = (layers[-1].a - y) * layers[-1].f_prime
     for position in range(len(layers) - 1, -1, -1):
         step = layers[position]
@@ -144,7 +146,7 @@ def _hand_backward(layers: list[LayerStep], x: np.ndarray, y: np.ndarray) -> Non
         step.dC_dW = np.outer(previous, delta)
         step.dC_db = delta.copy()
         if position:
-            delta = (step.W @ delta) * layers[position - 1].f_prime
+            delta = (delta @ step.W.T) * layers[position - 1].f_prime
 
 
 def _engine_network(model: Any, x: np.ndarray, y: np.ndarray) -> list[np.ndarray]:
@@ -170,8 +172,9 @@ def explain_network(spec: str = "2-2-1", x: ArrayLike | None = None, y: ArrayLik
                     output_activation: str | None = "sigmoid", init: str = "xavier_uniform",
                     lr: float = 0.5) -> NetworkWalkthrough:
     """Backpropagation through a small network (built with ``gradsight.mlp``) for one sample:
-    the forward z^l, a^l of each layer, the output error δ^L = ∂C/∂a^L ⊙ f′(z^L), the errors
-    carried back δ^l = (W^(l+1) δ^(l+1)) ⊙ f′(z^l), the gradients ∂C/∂W^l = (a^(l−1))ᵀ δ^l,
+    the forward z^l = a^(l−1) W^l + b^l (rows), a^l of each layer, the output error
+    δ^L = ∂C/∂a^L ⊙ f′(z^L), the errors carried back δ^l = (δ^(l+1) (W^(l+1))ᵀ) ⊙ f′(z^l),
+    the gradients ∂C/∂W^l = (a^(l−1))ᵀ δ^l,
     ∂C/∂b^l = δ^l and the update — checked against the engine and central differences.
 
     ``x`` defaults to (1, 0.5) for 2 inputs (else 1, 0.5, 0, −0.5, … ) and ``y`` to all ones.

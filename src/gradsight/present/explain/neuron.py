@@ -13,7 +13,7 @@ from numpy.typing import ArrayLike
 from ... import engine as nn
 from ... import optim
 from ...activations import sigmoid
-from ...engine.train import fit
+from ...engine.train import Callback, fit
 from ...errors import (
     ShapeError,
     UnknownNameError,
@@ -38,7 +38,8 @@ from ._common import (
     vec,
 )
 
-__all__ = ["JSON_KEYS", "NeuronWalkthrough", "explain_neuron", "NeuronTraining", "train_neuron"]
+__all__ = ["ACCURACY_RULE", "JSON_KEYS", "NeuronWalkthrough", "explain_neuron",
+           "NeuronTraining", "train_neuron", "decide", "decided_accuracy"]
 
 #: the keys of the single neuron's JSON document, in order
 JSON_KEYS = ("x", "w", "b", "y", "z", "y_hat", "dC_dyhat", "dyhat_dz", "dz_dw", "dC_dw",
@@ -189,11 +190,59 @@ def explain_neuron(x: ArrayLike = (1.0, 0.5), w: ArrayLike = (0.4, -0.6), b: flo
 # ---- the articles' neuron learning a truth table ------------------------------------------
 _TRUTH_TABLES = {"or": [0, 1, 1, 1], "and": [0, 0, 0, 1], "nand": [1, 1, 1, 0],
                  "xor": [0, 1, 1, 0]}
+_TRUTH_INPUTS = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))
+
+#: how close to the threshold 0.5 an output is "on" it: rounding noise (≈ 1e-16 around σ = ½)
+#: must not decide whether an answer counts as right
+UNDECIDED_WITHIN = 1e-9
+#: the rule by which an output ŷ answers 1, 0 or nothing, as the outputs state it
+ACCURACY_RULE = ("ŷ > 0.5 + 1e-9 answers 1 and ŷ < 0.5 − 1e-9 answers 0; a ŷ within 1e-9 of "
+                 "0.5 is undecided and counts as wrong")
+
+
+def decide(outputs: ArrayLike) -> np.ndarray:
+    """The answer of each output ŷ: 1 above 0.5 + 1e-9, 0 below 0.5 − 1e-9, −1 (undecided)
+    in between — an output exactly at the threshold is neither right nor wrong by chance.
+
+    >>> decide([0.9, 0.1, 0.5, 0.5 + 1e-16]).tolist()
+    [1, 0, -1, -1]
+    """
+    values = np.asarray(outputs, dtype=float)
+    return np.where(values > 0.5 + UNDECIDED_WITHIN, 1,
+                    np.where(values < 0.5 - UNDECIDED_WITHIN, 0, -1)).astype(int)
+
+
+def decided_accuracy(outputs: ArrayLike, targets: ArrayLike) -> float:
+    """The share of outputs whose answer (:func:`decide`) is the target; undecided is wrong.
+
+    >>> decided_accuracy([0.5, 0.5, 0.5, 0.5], [0, 1, 1, 0])
+    0.0
+    """
+    answers = decide(np.asarray(outputs, dtype=float).reshape(-1))
+    return float(np.mean(answers == np.asarray(targets).reshape(-1)))
+
+
+class _EpochAccuracy(Callback):
+    """The accuracy of each epoch's outputs before its update (one batch of all 4 inputs per
+    epoch), by :func:`decided_accuracy`; the engine's own (ŷ > 0.5) flips on rounding."""
+
+    read_only = True
+
+    def __init__(self, targets: np.ndarray) -> None:
+        self.targets = targets
+        self.accuracies: list[float | None] = []
+
+    def on_after_backward(self, ctx: Any) -> None:
+        if ctx.output is not None:
+            self.accuracies.append(decided_accuracy(ctx.output[:, 0], self.targets))
 
 
 @dataclass
 class NeuronTraining:
-    """The training curve of one sigmoid neuron ŷ = σ(wᵀx + b) with the quadratic cost."""
+    """The training curve of one sigmoid neuron ŷ = σ(wᵀx + b) with the quadratic cost.
+
+    ``predictions`` are the answers of :func:`decide` (1, 0, or −1 for undecided) and
+    ``accuracies`` follow :data:`ACCURACY_RULE`."""
 
     data: str
     epochs: int
@@ -207,6 +256,8 @@ class NeuronTraining:
     predictions: np.ndarray
     targets: np.ndarray
     stopped: str | None = None
+    w_start: tuple[float, ...] = ()
+    b_start: float = math.nan
 
     @property
     def final_cost(self) -> float:
@@ -219,22 +270,79 @@ class NeuronTraining:
 
     @property
     def learned(self) -> bool:
-        """Whether ŷ > 0.5 exactly on the inputs whose target is 1."""
+        """Whether ŷ > 0.5 exactly on the inputs whose target is 1 (and clearly: no output
+        within 1e-9 of 0.5)."""
         return bool(np.all(self.predictions == self.targets))
 
     def to_dict(self) -> dict[str, Any]:
         return {"data": self.data, "epochs": self.epochs, "lr": self.lr, "seed": self.seed,
+                "w_start": list(self.w_start), "b_start": self.b_start,
                 "losses": self.losses, "accuracies": self.accuracies, "w": list(self.w),
                 "b": self.b, "outputs": self.outputs.tolist(),
-                "predictions": self.predictions.tolist(), "learned": self.learned,
-                "final_cost": self.final_cost, "stopped": self.stopped}
+                "predictions": self.predictions.tolist(), "accuracy_rule": ACCURACY_RULE,
+                "learned": self.learned, "final_cost": self.final_cost,
+                "stopped": self.stopped}
+
+    def lines(self, plot: str | None = None) -> list[str]:
+        """The training as text: the sampled curve, the outputs, the verdict and the rule
+        by which an output counts as right."""
+        name = self.data.upper()
+        out = [f"One sigmoid neuron ŷ = σ(w₁x₁ + w₂x₂ + b) learning {name}: "
+               f"C = 1/(2N) Σ(ŷ − y)² over the N = 4 inputs",
+               f"w ← w − η ∂C/∂w on all 4 inputs per epoch, η = {fmt(self.lr)}, "
+               f"{self.epochs} epochs, random seed {self.seed}",
+               "C and accuracy at the start of each epoch (before its update); end: after the "
+               "last update",
+               f"accuracy: {ACCURACY_RULE}", "  epoch  C           accuracy"]
+        for i in _sampled_epochs(len(self.losses)):
+            accuracy = self.accuracies[i]
+            shown = "—" if accuracy is None else f"{accuracy:.0%}"
+            out.append(f"  {i:>5}  {fmt(self.losses[i]):<10}  {shown:>8}")
+        out.append(f"  {'end':>5}  {fmt(self.final_cost):<10}  {self.accuracy:>8.0%}")
+        out.append("  x1  x2  target y  ŷ       answer")
+        for (x1, x2), t, o, p in zip(_TRUTH_INPUTS, self.targets, self.outputs,
+                                     self.predictions, strict=True):
+            answer = "undecided" if p < 0 else str(int(p))
+            out.append(f"  {x1:>2g}  {x2:>2g}  {int(t):>8}  {fmt(o):<7} {answer:>9}")
+        out.append(f"w = ({fmt(self.w[0])}, {fmt(self.w[1])}), b = {fmt(self.b)}")
+        if self.stopped:
+            out.append(f"training stopped: {self.stopped}")
+        out.append(self.verdict())
+        if plot:
+            out.append(f"figure saved to {plot}")
+        return out
+
+    def verdict(self) -> str:
+        """One sentence: learned, cannot learn (XOR), saturated, or not yet."""
+        name = self.data.upper()
+        if self.learned:
+            return f"learned {name}: ŷ > 0.5 exactly on the inputs whose target is 1"
+        if self.data == "xor":
+            return ("did not learn XOR: no single neuron can — no line separates its 1s "
+                    "from its 0s (a hidden layer can: gradsight train --data xor)")
+        if all(o * (1 - o) < 0.0025 for o in self.outputs):  # σ′ < 1% of its peak ¼
+            return (f"did not learn {name}: the neuron saturated — σ′(z) = ŷ(1 − ŷ) ≈ 0 on "
+                    "every input, so ∂C/∂w ≈ 0 and it stays stuck (try a smaller --lr)")
+        return f"did not learn {name} yet: try more --epochs or another --lr"
 
 
-def train_neuron(data: str = "or", epochs: int = 1000, lr: float = 4.0,
-                 seed: int = 0) -> NeuronTraining:
+def _sampled_epochs(n: int, count: int = 12) -> list[int]:
+    """Epoch indices to print: all of a short run, else log-spaced (the slow start shows)."""
+    if n <= count:
+        return list(range(n))
+    return sorted({0, n - 1, *(int(k) - 1 for k in np.geomspace(1, n, count).round())})
+
+
+def train_neuron(data: str = "or", epochs: int = 1000, lr: float = 4.0, seed: int = 0,
+                 w_start: ArrayLike | None = None,
+                 b_start: float | None = None) -> NeuronTraining:
     """Train the articles' single neuron on a truth table ("or", "and", "nand", or "xor" — which
     no single neuron can learn) with w ← w − η ∂C/∂w on all 4 inputs per step
     (``gradsight.fit``, quadratic cost, SGD); return the loss per epoch and the result.
+
+    The neuron starts from ``Dense(2, 1, seed)``'s weights, or from ``w_start`` (2 numbers)
+    and ``b_start`` where given — e.g. a saturated start, ``w_start=(-3, -3), b_start=-2``.
+    Accuracy follows :data:`ACCURACY_RULE`.
 
     >>> train_neuron("and", epochs=500).learned
     True
@@ -243,17 +351,29 @@ def train_neuron(data: str = "or", epochs: int = 1000, lr: float = 4.0,
     if key not in _TRUTH_TABLES:
         raise UnknownNameError("truth table", data, _TRUTH_TABLES)
     require_positive_int("epochs", epochs)
-    X = np.array([[0.0, 0.0], [0.0, 1.0], [1.0, 0.0], [1.0, 1.0]])
+    X = np.array(_TRUTH_INPUTS)
     targets = np.array(_TRUTH_TABLES[key])
     model = nn.Sequential([nn.Dense(2, 1, seed=seed), nn.Activation("sigmoid")])
+    dense = model.dense_layers[0]
+    if w_start is not None:
+        start = floats("w_start", w_start)
+        if start.size != 2:
+            raise ShapeError(f"w_start needs 2 numbers (one per input), got {start.size}")
+        dense.W[:, 0] = start
+    if b_start is not None:
+        dense.b[0] = require_finite("b_start", b_start)
+    w0, b0 = as_tuple(dense.W[:, 0]), float(dense.b[0])
+    accuracy = _EpochAccuracy(targets)
     history = fit(model, X, targets.astype(float), loss="quadratic",
                   optimizer=optim.SGD(lr=require_positive("lr", lr)), epochs=epochs,
-                  batch_size=4, shuffle=False, seed=seed, progress=False)
+                  batch_size=4, shuffle=False, seed=seed, progress=False,
+                  callbacks=[accuracy])
     outputs = model.predict(X)[:, 0]
-    dense = model.dense_layers[0]
+    losses = [float(row["loss"]) for row in history.epochs]
     return NeuronTraining(
-        data=key, epochs=epochs, lr=float(lr), seed=seed,
-        losses=[float(row["loss"]) for row in history.epochs],
-        accuracies=[row.get("accuracy") for row in history.epochs],
+        data=key, epochs=epochs, lr=float(lr), seed=seed, losses=losses,
+        # one per epoch (None where a stopped step was never shown to the callback)
+        accuracies=(accuracy.accuracies + [None] * len(losses))[:len(losses)],
         w=as_tuple(dense.W[:, 0]), b=float(dense.b[0]), outputs=outputs,
-        predictions=(outputs > 0.5).astype(int), targets=targets, stopped=history.stopped)
+        predictions=decide(outputs), targets=targets, stopped=history.stopped,
+        w_start=w0, b_start=b0)

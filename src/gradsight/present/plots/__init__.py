@@ -53,6 +53,26 @@ def save_figure(fig: Figure, path: str | os.PathLike[str], dpi: int = 110) -> Pa
     return Path(path)
 
 
+def _exported() -> list[str]:
+    """The names each submodule exports (its ``__all__``), imported to read them."""
+    names: list[str] = []
+    for sub in _SUBMODULES:
+        try:
+            module = import_module(f".{sub}", __name__)
+        except ModuleNotFoundError as error:  # a submodule not written yet
+            if error.name == f"{__name__}.{sub}":
+                continue
+            raise
+        names.extend(getattr(module, "__all__", ()))
+    return names
+
+
+def __dir__() -> list[str]:
+    """The module's own names and every plot function of the submodules, so that tab
+    completion (``dir(gradsight.plots)``) lists what the lazy ``__getattr__`` can return."""
+    return sorted({*globals(), *_exported()})
+
+
 def __getattr__(name: str) -> Any:
     for sub in _SUBMODULES:
         try:

@@ -81,32 +81,41 @@ def plot_activation(name_or_names: str | Sequence[str] = "sigmoid",
 
 
 def plot_activations(names: Sequence[str] | None = None,
-                     z_range: tuple[float, float] = (-6.0, 6.0)) -> Figure:
-    """All activations on two panels: values, and derivatives with each maximum marked.
+                     z_range: tuple[float, float] = (-6.0, 6.0), columns: int = 3) -> Figure:
+    """Small multiples: one panel per activation with a = f(z) and f′(z), its maximum
+    marked, and the line f′ = 0.25 for comparison.
 
-    The right panel is the vanishing-gradient story in one picture: σ′ never exceeds 0.25,
-    so a product of L sigmoid factors shrinks at least like 0.25^L, while tanh′ and the relu
-    family reach 1."""
+    One activation per panel, so no curve hides another (relu lies on linear for z > 0, and
+    leaky ReLU on both). The panels share their axes: side by side they tell the
+    vanishing-gradient story — σ′ never exceeds 0.25, so a product of L sigmoid factors
+    shrinks at least like 0.25^L, while tanh′ and the relu family reach 1."""
     chosen, z = _names(names), _grid(z_range)
-    fig = Figure(figsize=(11.0, 4.2), layout="constrained")
-    ax_f, ax_d = fig.subplots(1, 2)
-    for index, name in enumerate(chosen):
-        color = f"C{index % 10}"
+    if not (isinstance(columns, int) and columns >= 1):
+        raise InvalidValueError(f"columns must be a positive integer, got {columns!r}")
+    cols = min(columns, len(chosen))
+    rows = math.ceil(len(chosen) / cols)
+    fig = Figure(figsize=(3.7 * cols, 2.7 * rows + 0.4), layout="constrained")
+    grid = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
+    panels = list(grid.ravel())
+    for ax, name in zip(panels, chosen, strict=False):
         act = activations.get(name)
-        ax_f.plot(z, act(z), color=color, label=name)
-        ax_d.plot(z, act.derivative(z), color=color, label=name)
+        ax.axhline(0.25, color="grey", linestyle="--", linewidth=0.8)
+        ax.plot(z, act(z), color="tab:blue", label="a = f(z)")
+        ax.plot(z, act.derivative(z), color="tab:red", label="f′(z)")
         value, where = act.max_derivative
         if math.isfinite(where) and z[0] <= where <= z[-1]:
-            ax_d.plot([where], [value], "o", color=color, markersize=4)
-    ax_d.axhline(0.25, color="grey", linestyle="--", linewidth=1)
-    ax_d.annotate("σ′ ≤ 0.25", (z[0], 0.25), xytext=(4, 4), textcoords="offset points",
-                  fontsize=8, color="grey")
-    ax_f.set_title("a = f(z)")
-    ax_d.set_title("f′(z) (dots: maximum)")
-    for ax in (ax_f, ax_d):
-        ax.set_xlabel("z")
+            ax.plot([where], [value], "o", color="tab:red", markersize=4)
+        ax.set_title(f"{name}: max f′ = {value:.3g} {act.max_derivative_where}", fontsize=9)
         ax.grid(alpha=0.3)
-    ax_d.legend(fontsize=8, ncol=2)
+        ax.set_ylim(-1.5, 2.5)
+    for ax in panels[len(chosen):]:
+        ax.set_axis_off()
+    for ax in grid[-1]:
+        ax.set_xlabel("z")
+    handles, labels = panels[0].get_legend_handles_labels()
+    handles.append(panels[0].lines[0])
+    labels.append("f′ = 0.25 (σ′ never exceeds it)")
+    fig.legend(handles, labels, loc="outside lower center", ncol=3, fontsize=8, frameon=False)
     return fig
 
 

@@ -2,7 +2,8 @@
 
 Six sections, each computed with the library's own tested functions and written to
 ``DIR/json/<id>.json`` and ``DIR/figures/*.png``, then drawn into one self-contained
-``DIR/index.html``:
+``DIR/index.html``. The page is built in a hidden folder beside DIR and moved into place at
+the end, so an interrupted tour (Ctrl-C) leaves DIR as it was and nothing else behind:
 
 1. ``sigmoid``   — σ and σ′ = σ(1−σ), its two derivations, the other activations' derivatives;
 2. ``numeric``   — why the forward difference with h = 1e-13 fails; the step-size study;
@@ -17,16 +18,19 @@ Six sections, each computed with the library's own tested functions and written 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
+import shutil
+import tempfile
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from importlib import import_module
 from pathlib import Path
 from typing import Any
 
-from ...errors import InvalidValueError, UnknownNameError
+from ...errors import InvalidValueError, OutputError, UnknownNameError
 from ...io import atomic_write_text, dumps
 from ._base import FigureFile, Section, Table, TourContext
 from ._page import render_page
@@ -86,23 +90,90 @@ class TourResult:
 
 
 def check_out_dir(out_dir: str | os.PathLike[str]) -> Path:
-    """The output folder as a Path, created if needed; a clear error if it cannot be one."""
+    """The output folder as a Path, checked before any work: not an existing file, and its
+    parent folder (created if needed) writable — the tour is built beside it."""
     path = Path(out_dir)
     if path.exists() and not path.is_dir():
         raise InvalidValueError(
             f"--out must be a folder, but {str(path)!r} is an existing file; "
             "choose a new or existing folder"
         )
-    for sub in (path, path / "figures", path / "json"):
-        try:
-            sub.mkdir(parents=True, exist_ok=True)
-        except OSError as error:
-            raise InvalidValueError(
-                f"cannot create the output folder {str(sub)!r}: {error.strerror or error}"
-            ) from None
-    if not os.access(path, os.W_OK):
-        raise InvalidValueError(f"the output folder {str(path)!r} is not writable")
+    parent = path.absolute().parent
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise InvalidValueError(
+            f"cannot create the output folder {str(path)!r}: {error.strerror or error}"
+        ) from None
+    for folder in (parent, path) if path.is_dir() else (parent,):
+        if not os.access(folder, os.W_OK):
+            raise InvalidValueError(f"the output folder {str(folder)!r} is not writable")
     return path
+
+
+#: what a tour writes into its folder; a folder holding only these is the tour's own
+_TOUR_ENTRIES = {"index.html", "figures", "json"}
+
+
+def _tour_only(path: Path) -> bool:
+    """Whether the existing folder ``path`` holds nothing but a tour's files."""
+    return all(entry.name in _TOUR_ENTRIES or entry.name.startswith(".")
+               for entry in path.iterdir())
+
+
+@contextlib.contextmanager
+def building_folder(target: Path) -> Iterator[Path]:
+    """Yield a new hidden folder beside ``target`` to build the tour in; on success move it
+    into place, on any exit by error or interrupt remove it and leave ``target`` untouched.
+
+    The move: a missing target is the renamed build folder; a target that holds only a
+    tour's files (``index.html``, ``figures/``, ``json/``) is swapped for it whole (renamed
+    aside, then deleted); a folder holding other files too keeps them — only the tour's
+    three entries are replaced, ``index.html`` last."""
+    parent = target.absolute().parent
+    try:
+        build = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".building",
+                                      dir=parent))
+    except OSError as error:
+        raise OutputError(f"cannot write the tour beside {str(target)!r}: "
+                          f"{error.strerror or error}") from None
+    try:
+        (build / "figures").mkdir()
+        (build / "json").mkdir()
+        yield build
+        os.chmod(build, 0o777 & ~_umask())  # mkdtemp makes it 0700
+        _move_into_place(build, target)
+    finally:
+        if build.exists():
+            shutil.rmtree(build, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+def _move_into_place(build: Path, target: Path) -> None:
+    try:
+        if not target.exists():
+            os.replace(build, target)
+        elif _tour_only(target) and not target.is_symlink():
+            old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old",
+                                        dir=target.absolute().parent))
+            os.replace(target, old / target.name)
+            os.replace(build, target)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            for name in ("figures", "json"):
+                if (target / name).is_dir() and not (target / name).is_symlink():
+                    aside = build / f".{name}.old"
+                    os.replace(target / name, aside)
+                os.replace(build / name, target / name)
+            os.replace(build / "index.html", target / "index.html")
+    except OSError as error:
+        raise OutputError(f"cannot move the tour into {str(target)!r}: "
+                          f"{error.strerror or error}") from None
 
 
 def tour_argv(out_dir: Path, quick: bool) -> list[str]:
@@ -129,18 +200,20 @@ def run_tour(
             raise UnknownNameError("tour section", section_id, SECTION_IDS)
     wanted = [s for s in SECTION_IDS if s in wanted]
     path = check_out_dir(out_dir)
-    ctx = TourContext(out_dir=path, quick=quick, seed=seed)
     started = time.perf_counter()
     built: list[Section] = []
-    with _Progress(progress, len(wanted)) as bar:
-        for section_id in wanted:
-            bar.describe(section_id)
-            built.append(_build_section(ctx, section_id))
-            bar.advance()
-    seconds = time.perf_counter() - started
-    html = render_page(built, path, quick=quick, seconds=seconds,
-                       tour_command=shlex.join(["gradsight", *tour_argv(path, quick)]))
-    index = atomic_write_text(path / "index.html", html)
+    with building_folder(path) as build:
+        ctx = TourContext(out_dir=build, quick=quick, seed=seed)
+        with _Progress(progress, len(wanted)) as bar:
+            for section_id in wanted:
+                bar.describe(section_id)
+                built.append(_build_section(ctx, section_id))
+                bar.advance()
+        seconds = time.perf_counter() - started
+        html = render_page(built, build, quick=quick, seconds=seconds,
+                           tour_command=shlex.join(["gradsight", *tour_argv(path, quick)]))
+        atomic_write_text(build / "index.html", html)
+    index = path / "index.html"
     files = [index, *(path / s.json_path for s in built),
              *(path / f.path for s in built for f in s.figures)]
     return TourResult(out_dir=path, index_path=index, sections=built, quick=quick,

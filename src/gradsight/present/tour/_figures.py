@@ -36,6 +36,9 @@ def plot_article_curve(x: np.ndarray, sigma: np.ndarray, estimate: np.ndarray,
     return fig
 
 
+_DASHES = ("-", "--", ":", "-.", (0, (5, 1, 1, 1)), (0, (1, 3)))
+
+
 def plot_curves(panels: Sequence[tuple[str, Mapping[str, Sequence[float]]]], title: str,
                 log_first: bool = False) -> Figure:
     """Side-by-side panels (y label, {run label: values per epoch}), e.g. the training loss
@@ -43,10 +46,15 @@ def plot_curves(panels: Sequence[tuple[str, Mapping[str, Sequence[float]]]], tit
     fig = Figure(figsize=(5.0 * len(panels), 4.0), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(panels)))
     for position, (ax, (ylabel, curves)) in enumerate(zip(axes, panels, strict=True)):
+        count = len(curves)
         for index, (label, values) in enumerate(curves.items()):
             epochs = np.arange(1, len(values) + 1)
-            ax.plot(epochs, np.asarray(values, dtype=float), "-", color=f"C{index % 10}",
-                    label=label, linewidth=1.6)
+            # runs that coincide (two nets stuck at chance) stay visible: each has its own
+            # dash pattern, and the earlier ones are drawn wider, beneath the later ones
+            ax.plot(epochs, np.asarray(values, dtype=float),
+                    linestyle=_DASHES[index % len(_DASHES)], color=f"C{index % 10}",
+                    label=label, zorder=2 + index,
+                    linewidth=1.3 + 1.7 * (count - 1 - index) / max(count - 1, 1))
         if log_first and position == 0:
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
@@ -119,7 +127,7 @@ def plot_doctor(changes: Sequence[str], losses: Sequence[float], best: str,
     ax.bar_label(bars, labels=[f"{v:.3g}" for v in values], padding=3, fontsize=8)
     ax.margins(x=0.12)
     ax.invert_yaxis()
-    ax.set_xlabel("held-out loss (same cost, data, seed and epochs for every run)")
+    ax.set_xlabel("held-out loss (same cost, data, random seed and epochs for every run)")
     ax.set_title("doctor: the original set-up (grey) and the fixes it tried", fontsize=10)
     ax.grid(alpha=0.3, axis="x")
     return fig

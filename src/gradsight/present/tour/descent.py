@@ -30,11 +30,12 @@ def build(ctx: TourContext) -> Section:
                    "y = x² − 4x + 6 with the first iterates from x = 8 (η = 0.1): the tangent "
                    "at each point and the step x_new = x_old − η·dy/dx."),
         ctx.figure(plot_loss(comparison), "descent-rates",
-                   "The same start with four learning rates — too small (0.01), right (0.1), "
+                   "The same start with four learning rates η — too small (0.01), right (0.1), "
                    "too large (0.9, zig-zags around 2) and divergent (1.1): the distance "
-                   "y − y_min to the minimum per iteration, log scale. The curves of 0.1 and "
-                   "0.9 lie on top of each other: both multiply x − 2 by |1 − 2η| = 0.8 per "
-                   "step (0.9 with a change of sign), so y − y_min falls alike."),
+                   "y − y_min to the minimum per iteration, log scale. The curves of 0.1 "
+                   "(dashed, squares) and 0.9 (dotted, triangles) run together: both multiply "
+                   "x − 2 by |1 − 2η| = 0.8 per step (0.9 with a change of sign), so "
+                   "y − y_min falls alike."),
     ]
     return Section(
         id="descent", title="Gradient descent on y = x² − 4x + 6",
@@ -58,9 +59,10 @@ def _paragraphs(run: Any, rows: list[dict[str, Any]]) -> list[str]:
         "Training a network means minimising its cost. The articles start with a function small "
         "enough to see: y = x² − 4x + 6. Its derivative dy/dx = 2x − 4 is zero at x = 2, the "
         "minimum — but a network cannot solve for its minimum, it has to walk downhill. "
-        "Gradient descent does that: x_new = x_old − ν·dy/dx, a step against the slope, "
-        "scaled by the learning rate ν (η in the later formulas).",
-        "From x = 8 with ν = 0.1 the first step is 8 − 0.1·(2·8 − 4) = 6.8, then 5.84, "
+        "Gradient descent does that: x_new = x_old − η·dy/dx, a step against the slope, "
+        "scaled by the learning rate η (the article on the derivative in training writes it "
+        "ν here and η later; gradsight writes η throughout).",
+        "From x = 8 with η = 0.1 the first step is 8 − 0.1·(2·8 − 4) = 6.8, then 5.84, "
         "5.07, 4.45, … exactly the articles' column. Each step removes 20% of the distance to "
         "the minimum, so x_k = 2 + 6·0.8^k: the run stops after "
         f"{run.n_steps} steps at x = {fixed(run.x_final[0], 6)}, "
@@ -89,7 +91,7 @@ def _iteration_table(run: Any) -> Table:
     return Table(
         caption="The iterations, as the articles print them (x rounded to 2 decimals in the "
                 "formula; full precision beside it)",
-        columns=["k", "x_new = x_old − ν·dy/dx", "dy/dx at x_old", "x_k", "y(x_k)"],
+        columns=["k", "x_new = x_old − η·dy/dx", "dy/dx at x_old", "x_k", "y(x_k)"],
         rows=rows,
         note=f"The run goes on to step {run.n_steps}; every iterate is in this step's JSON. "
              "The articles cut their values to 2 decimals (4.45 for 4.4576); here they are "
@@ -100,7 +102,7 @@ def _iteration_table(run: Any) -> Table:
 def _rates_table(rows: list[dict[str, Any]]) -> Table:
     return Table(
         caption="Learning rates compared (same function, same start, at most 1000 steps)",
-        columns=["rate ν", "", "verdict", "steps", "final x", "final y"],
+        columns=["rate η", "", "verdict", "steps", "final x", "final y"],
         rows=[[fmt(r["lr"]), _RATE_WORDS.get(r["lr"], ""), r["verdict"], str(r["iterations"]),
                fmt(r["x_final"][0], 7), fmt(r["f_final"], 6)] for r in rows],
     )

@@ -140,8 +140,8 @@ def _paragraphs(counts: dict[str, dict[str, int]], runs: list[Any], result: Any)
         f"{fmt(accuracy['sigmoid, η = 40'], 2)} of the held-out samples. For ReLU the same "
         f"mistake kills units: after training with η = 1, {_describe(counts['ReLU, η = 1'])}.",
         "Knowing what is wrong is half the job; `gradsight doctor` measures which fix helps. "
-        "It trains the original set-up and each candidate fix with the same data split, seed "
-        "and number of epochs and ranks them by the held-out loss. On a deep sigmoid net "
+        "It trains the original set-up and each candidate fix with the same data split, random "
+        "seed and number of epochs and ranks them by the held-out loss. On a deep sigmoid net "
         f"(3 × 30) with the quadratic cost the original reaches a held-out loss of "
         f"{fmt(base.loss, 3)} (accuracy {fmt(base.outcome.accuracy, 3)}); its findings: "
         f"{', '.join(base.verdicts) or 'none'}.",
@@ -173,7 +173,7 @@ def _doctor_table(result: Any) -> Table:
         rows.append(["—" if i == 0 else str(i), row["change"], fmt(row["loss"], 4),
                      fmt(row["accuracy"], 3), fmt(row["gradient_ratio"], 3),
                      ", ".join(row["verdicts"]) or "—"])
-    return Table(caption="The doctor's before/after table (same data, seed and budget)",
+    return Table(caption="The doctor's before/after table (same data, random seed and budget)",
                  columns=["rank", "change", "held-out loss", "accuracy",
                           "gradient ratio last/first", "findings"], rows=rows,
                  note=f"best: {result.best}")

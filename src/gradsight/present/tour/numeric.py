@@ -1,9 +1,8 @@
 """Tour section 2: why the forward difference with h = 1e-13 of the article on the derivative in
 training fails; the step study.
 
-The keys ``seed_h``, ``seed_forward_error``, ``seed_curve``, ... of the section's JSON name that
-article's step and curve (they predate the rule that "seed" means only the random seed, and
-the tests and users' scripts read them).
+The keys ``article_h``, ``article_forward_error``, ``article_curve``, ... of the section's JSON
+name that article's step and curve.
 """
 
 from __future__ import annotations
@@ -38,10 +37,10 @@ def build(ctx: TourContext) -> Section:
     curve_error = float(np.max(np.abs(estimate - exact)))
     rec, rec_err = study.recommended, study.recommended_error
     numbers = {
-        "seed_h": ARTICLE_STEP, "seed_forward_estimate": article_row.estimate,
-        "seed_forward_error": article_row.abs_error, "seed_curve_max_error": curve_error,
-        "seed_curve_points": int(x.size), "study_at": STUDY_AT, "exact_at_study": study.exact,
-        "study_forward_error_at_seed_h": next(
+        "article_h": ARTICLE_STEP, "article_forward_estimate": article_row.estimate,
+        "article_forward_error": article_row.abs_error, "article_curve_max_error": curve_error,
+        "article_curve_points": int(x.size), "study_at": STUDY_AT, "exact_at_study": study.exact,
+        "study_forward_error_at_article_h": next(
             r.abs_error for r in study.method_rows("forward") if r.h == ARTICLE_STEP),
         "recommended_forward_h": rec["forward"], "recommended_central_h": rec["central"],
         "forward_error_at_recommended_h": rec_err["forward"],
@@ -59,7 +58,7 @@ def build(ctx: TourContext) -> Section:
         commands=[["diffcheck", "sigmoid", "--at", "0"],
                   ["diffcheck", "sigmoid", "--at", f"{STUDY_AT:g}", "--plot", "step-study.png"]],
         numbers=numbers,
-        data={"study": study.to_dict(), "seed_study": article_study.to_dict(), "seed_curve": {
+        data={"study": study.to_dict(), "article_study": article_study.to_dict(), "article_curve": {
             "x": x.tolist(), "forward_estimate": estimate.tolist(), "exact": exact.tolist()}},
     )
 
@@ -100,9 +99,9 @@ def _paragraphs(n: dict[str, Any]) -> list[str]:
         "point it is not: σ(x + h) and σ(x) are stored with about 16 significant digits and "
         "agree in almost all of them, so their difference is mostly round-off (≈ 1e-16), and "
         f"dividing by 1e-13 magnifies it a thousandfold. At x = 0 the estimate is "
-        f"{fmt(n['seed_forward_estimate'], 8)} instead of 0.25, an error of "
-        f"{fmt(n['seed_forward_error'], 2)}; over the article's whole curve the error reaches "
-        f"{fmt(n['seed_curve_max_error'], 2)}.",
+        f"{fmt(n['article_forward_estimate'], 8)} instead of 0.25, an error of "
+        f"{fmt(n['article_forward_error'], 2)}; over the article's whole curve the error reaches "
+        f"{fmt(n['article_curve_max_error'], 2)}.",
         f"The step study at z = {n['study_at']:g} (exact σ′ = {fmt(n['exact_at_study'], 8)}) "
         "shows the trade-off. Truncation error shrinks like h (forward, backward) or h² "
         "(central) while round-off grows like ε/h (ε = 2.2e-16), so the best step balances "

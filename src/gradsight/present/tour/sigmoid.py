@@ -34,8 +34,9 @@ def build(ctx: TourContext) -> Section:
                    "The figure of the article on the derivative in training: σ(z) (left) "
                    "and σ′(z) = σ(z)(1 − σ(z)) (right), largest at z = 0 where it is 0.25."),
         ctx.figure(plot_activations(), "activations",
-                   "Every activation gradsight knows and its derivative: σ′ never exceeds 0.25 "
-                   "(dashed line); tanh′ and the ReLU family reach 1."),
+                   "Every activation gradsight knows, one panel each: a = f(z) (blue) and "
+                   "f′(z) (red) against the line 0.25 (dashed) — σ′ never exceeds it; tanh′ "
+                   "and the ReLU family reach 1."),
     ]
     return Section(
         id="sigmoid", title="The sigmoid and its derivative σ′ = σ(1 − σ)",
@@ -106,14 +107,18 @@ def _compare_table(table: list[dict[str, Any]]) -> Table:
     rows = []
     for row in table:
         peak = row["max_derivative"]
-        where = "z → ∞" if not np.isfinite(peak["at"]) else f"z = {fmt(peak['at'], 3)}"
-        formula = activations.get(row["name"]).derivative_formula
+        act = activations.get(row["name"])
+        # where the largest slope is reached: one z, every z > 0 (ReLU family), or only in
+        # the limit z → ∞ (softplus) — as the activation itself states it
+        where = (act.max_derivative_where if not np.isfinite(peak["at"])
+                 else f"at z = {fmt(peak['at'], 3)}")
+        formula = act.derivative_formula
         rows.append([row["name"], formula, fmt(peak["value"]), where,
                      "yes" if row["saturating"] else "no",
                      row["derivative_from_output"] or "— (not a function of a)"])
     return Table(
         caption="Derivatives compared: the largest slope each activation can pass back",
-        columns=["activation", "f′(z)", "max f′", "reached at", "saturating",
+        columns=["activation", "f′(z)", "max f′", "reached", "saturating",
                  "f′ from the output a"],
         rows=rows,
     )
