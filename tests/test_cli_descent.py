@@ -23,13 +23,13 @@ def test_seed_table_in_the_seeds_style():
     result = run("x^2 - 4*x + 6", "--x0", "8", "--lr", "0.1")
     assert result.exit_code == 0, result.output
     out = result.stdout
-    assert "x_new = x_old − ν·dy/dx" in out
+    assert "x_new = x_old − η·dy/dx" in out
     assert "6.8 = 8 − 0.1·(12)" in out          # seed: x_new = 8 − 0.1(2·8 − 4) = 6.8
     assert "5.84 = 6.8 − 0.1·(9.6)" in out
     assert "5.072 = 5.84 − 0.1·(7.68)" in out
     assert "iterations not shown" in out          # 62 updates: the middle is elided
     assert "converged" in out and "final x = 2.00000" in out
-    assert "variables: x" in out
+    assert "x0: x = 8" in out
 
 
 def test_json_shape_and_numbers():
@@ -71,7 +71,7 @@ def test_two_variables_without_equals_sign():
 def test_two_variable_table_prints_the_variable_order():
     result = run("y^2 + x", "--x0=1,2", "--max-iter", "3")
     assert result.exit_code == 0
-    assert "variables: x, y (the order of --x0)" in result.stdout
+    assert "x0: x = 1, y = 2 (variables in alphabetical order)" in result.stdout
     assert "(0.9, 1.6) = (1, 2) − 0.1·(1, 4)" in result.stdout
 
 

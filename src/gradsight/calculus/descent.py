@@ -25,6 +25,11 @@ Verdicts (checked at every iterate, in this order):
   x² with η = 1 bounces between ±x₀ forever, detected after 8 steps. At ``max_iter`` an
   alternating run whose steps do not shrink is also called oscillating.
 - ``max_iter`` — none of the above within ``max_iter`` updates.
+
+A ``converged`` run whose iterates jumped from one side of the minimum to the other (the step
+reversed direction at half or more of the updates: x² with η = 0.9 gives x_{k+1} = −0.8·x_k)
+says so in its reason, and its :attr:`Trajectory.verdict_label` is ``"converged,
+oscillating"``; the verdict stays ``converged``.
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ import copy
 import html
 import inspect
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -42,7 +47,7 @@ import numpy as np
 from .. import optim
 from ..errors import GradsightError, InvalidValueError, ShapeError, require_finite, require_positive
 from ..io import jsonable
-from .descent_verdict import Iterate, diverged, oscillating, stationary
+from .descent_verdict import Iterate, diverged, oscillating, stationary, zigzag
 from .expr import free_variables, make_function, parse_expression
 from .symbolic import gradient_function
 
@@ -74,6 +79,15 @@ class Trajectory:
         return self.iterations[-1].f
 
     @property
+    def verdict_label(self) -> str:
+        """The verdict in words: ``"converged, oscillating"`` for a converged run that
+        zig-zagged across the minimum (see :func:`~.descent_verdict.zigzag`), else the
+        verdict."""
+        if self.verdict == "converged" and zigzag(self.iterations) is not None:
+            return "converged, oscillating"
+        return self.verdict
+
+    @property
     def n_steps(self) -> int:
         """Number of updates made (the step of the last iterate)."""
         return self.iterations[-1].step
@@ -103,7 +117,7 @@ class Trajectory:
     def summary(self) -> str:
         point = ", ".join(f"{v} = {_fmt(c)}" for v, c in zip(self.variables, self.x_final,
                                                                  strict=True))
-        return (f"minimise {self.expression} with {self.optimizer} (lr = {_fmt(self.lr)}): "
+        return (f"minimise {self.expression} with {self.optimizer} (η = {_fmt(self.lr)}): "
                 f"{self.verdict_reason}; final {point}, f = {_fmt(self.f_final)}")
 
     def _repr_html_(self) -> str:
@@ -113,9 +127,9 @@ class Trajectory:
                 if it is not None else "<tr><td>…</td></tr>"
                 for it in _elide(self.iterations, 8, 4)]
         return (f"<p><b>{html.escape(self.expression)}</b> — {html.escape(self.optimizer)}, "
-                f"lr = {_fmt(self.lr)}</p><table><tr><th>step</th>{head}<th>f</th>"
+                f"η = {_fmt(self.lr)}</p><table><tr><th>step</th>{head}<th>f</th>"
                 f"<th>|grad|</th></tr>{''.join(rows)}</table>"
-                f"<p><b>{self.verdict}</b>: {html.escape(self.verdict_reason)}</p>")
+                f"<p><b>{self.verdict_label}</b>: {html.escape(self.verdict_reason)}</p>")
 
 
 @dataclass
@@ -125,7 +139,8 @@ class Comparison:
     runs: list[Trajectory]
 
     def table(self) -> list[dict[str, Any]]:
-        """One row per run: optimizer, lr, verdict, iterations (updates made), x_final, f_final."""
+        """One row per run: optimizer, lr (the learning rate η), verdict, iterations (updates
+        made), x_final, f_final."""
         return [{"optimizer": t.optimizer, "lr": t.lr, "verdict": t.verdict,
                  "iterations": t.n_steps, "x_final": list(t.x_final), "f_final": t.f_final}
                 for t in self.runs]
@@ -134,7 +149,7 @@ class Comparison:
         return {"runs": [t.to_dict() for t in self.runs]}
 
     def summary(self) -> str:
-        return "\n".join(f"{r['optimizer']:>9} lr={_fmt(r['lr']):<8} {r['verdict']:<11} "
+        return "\n".join(f"{r['optimizer']:>9} η = {_fmt(r['lr']):<8} {r['verdict']:<11} "
                          f"after {r['iterations']:>5} steps: x = "
                          f"({', '.join(_fmt(c) for c in r['x_final'])}), f = {_fmt(r['f_final'])}"
                          for r in self.table())
@@ -144,7 +159,7 @@ class Comparison:
                        f"<td>{r['verdict']}</td><td>{r['iterations']}</td>"
                        f"<td>({', '.join(_fmt(c) for c in r['x_final'])})</td>"
                        f"<td>{_fmt(r['f_final'])}</td></tr>" for r in self.table())
-        return ("<table><tr><th>optimizer</th><th>lr</th><th>verdict</th><th>iterations</th>"
+        return ("<table><tr><th>optimizer</th><th>η</th><th>verdict</th><th>iterations</th>"
                 f"<th>x_final</th><th>f_final</th></tr>{rows}</table>")
 
 
@@ -264,14 +279,30 @@ def _problem(f: str | Callable[..., Any], n: int, grad: Callable[..., Any] | Non
     return _from_callable(f, n, grad, variables)
 
 
-def _start(x0: float | Sequence[float], problem: _Problem) -> np.ndarray:
+def _start(x0: float | Sequence[float] | Mapping[str, float], problem: _Problem) -> np.ndarray:
+    """x0 as a vector in the order of ``problem.variables``: a number per variable in that
+    order, or a mapping variable name → number (every variable once, no other name)."""
+    names = problem.variables
+    if isinstance(x0, Mapping):
+        unknown = [str(name) for name in x0 if name not in names]
+        if unknown:
+            raise InvalidValueError(
+                f"x0 names {', '.join(unknown)}, which {'is' if len(unknown) == 1 else 'are'} "
+                f"not a variable of {problem.text!r} (its variables: {', '.join(names)})")
+        missing = [name for name in names if name not in x0]
+        if missing:
+            raise InvalidValueError(
+                f"x0 gives no value for {', '.join(missing)}; {problem.text!r} has the "
+                f"variables {', '.join(names)}")
+        return np.array([require_finite(f"x0 {name}", x0[name]) for name in names],
+                        dtype=float)
     values = np.atleast_1d(np.asarray(x0, dtype=object)).ravel()
     coords = [require_finite("x0", v) for v in values]
-    names = problem.variables
     if len(coords) != len(names):
+        order = " (in alphabetical order)" if len(names) > 1 else ""
         raise InvalidValueError(
             f"x0 has {len(coords)} value(s) but {problem.text!r} has {len(names)} "
-            f"variable(s) ({', '.join(names)})")
+            f"variable(s){order}: {', '.join(names)}")
     return np.array(coords, dtype=float)
 
 
@@ -281,7 +312,7 @@ def _make_optimizer(optimizer: str | optim.Optimizer, lr: float,
         fresh = copy.deepcopy(optimizer)     # leave the caller's object and state alone
         fresh.reset()
         return fresh
-    lr = require_positive("lr", lr)
+    lr = require_positive("lr (the learning rate η)", lr)
     extra = {} if momentum is None else {"momentum": momentum}
     return optim.get(optimizer, lr=lr, **extra)
 
@@ -289,25 +320,32 @@ def _make_optimizer(optimizer: str | optim.Optimizer, lr: float,
 # ---------------------------------------------------------------------------- the run
 
 
-def minimize(f: str | Callable[..., Any], x0: float | Sequence[float],
+def minimize(f: str | Callable[..., Any], x0: float | Sequence[float] | Mapping[str, float],
              optimizer: str | optim.Optimizer = "sgd", lr: float = 0.1, max_iter: int = 1000,
              tol: float = 1e-6, grad: Callable[..., Any] | None = None, bound: float = 1e6,
              variables: Sequence[str] | None = None,
              momentum: float | None = None) -> Trajectory:
     """Minimise ``f`` from ``x0`` with ``optimizer`` and return the :class:`Trajectory`.
 
-    ``f`` is expression text (``"x^2 - 4*x + 6"``; variables in sorted order unless
+    ``f`` is expression text (``"x^2 - 4*x + 6"``; variables in alphabetical order unless
     ``variables`` gives the order; exact symbolic gradient) or a Python function of 1 or 2
-    numbers (gradient ``grad`` if given, else central differences). ``optimizer`` is a name
-    of :func:`gradsight.optim.get` built with ``lr`` (and ``momentum``), or an optimizer
-    object (copied and reset; its own lr is used). Divergence is a verdict, not an error;
-    ``bound`` is raised to 1000·max|x0_i| for a far start.
+    numbers (gradient ``grad`` if given, else central differences). ``x0`` is a number per
+    variable in that order, or a mapping by name (``{"w": 1, "b": 2}``; for a Python
+    function its keys are the variables unless ``variables`` is given). ``optimizer`` is a
+    name of :func:`gradsight.optim.get` built with the learning rate η = ``lr`` (and
+    ``momentum``), or an optimizer object (copied and reset; its own η is used). Divergence
+    is a verdict, not an error; ``bound`` is raised to 1000·max|x0_i| for a far start.
 
     >>> t = minimize("x^2 - 4*x + 6", 8, lr=0.1)
     >>> [round(it.x[0], 2) for it in t.iterations[1:4]], t.verdict
     ([6.8, 5.84, 5.07], 'converged')
     """
-    n = int(np.size(x0))
+    if isinstance(x0, Mapping):
+        n = len(x0)
+        if variables is None and not isinstance(f, str):
+            variables = [str(name) for name in x0]
+    else:
+        n = int(np.size(x0))
     problem = _problem(f, n, grad, variables)
     x = _start(x0, problem)
     opt = _make_optimizer(optimizer, lr, momentum)
@@ -322,6 +360,9 @@ def minimize(f: str | Callable[..., Any], x0: float | Sequence[float],
     iterations = [Iterate(0, tuple(x.tolist()), f0, tuple(g0.tolist()), (0.0,) * x.size)]
     bound = max(bound, 1e3 * float(np.max(np.abs(x))))
     verdict, reason = _run(problem, opt, x, iterations, max_iter, tol, bound)
+    note = zigzag(iterations) if verdict == "converged" else None
+    if note is not None:
+        reason = f"{reason}; {note}"
     return Trajectory(iterations, verdict, reason, problem.variables, problem.text, opt.name,
                       opt.lr, opt.hyperparameters(), tol, problem.pointwise)
 
@@ -358,7 +399,7 @@ def _run(problem: _Problem, opt: optim.Optimizer, x: np.ndarray, its: list[Itera
             return found
 
 
-def compare(f: str | Callable[..., Any], x0: float | Sequence[float],
+def compare(f: str | Callable[..., Any], x0: float | Sequence[float] | Mapping[str, float],
             lrs: Sequence[float] | None = None,
             optimizers: Sequence[str | optim.Optimizer] | None = None,
             **options: Any) -> Comparison:

@@ -14,13 +14,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["PROBE", "STEADY", "VERDICTS", "WINDOW", "Iterate", "diverged", "oscillating",
-           "stationary"]
+__all__ = ["PROBE", "STEADY", "VERDICTS", "WINDOW", "ZIGZAG_SHARE", "Iterate", "diverged",
+           "oscillating", "stationary", "zigzag"]
 
 WINDOW = 8          # updates looked at by the oscillation test
 STEADY = 1e-3       # relative change of the step size that counts as "not shrinking"
 PROBE = 0.01        # probe distance, relative to max(1, |x_i|)
 VERDICTS = ("converged", "diverged", "oscillating", "stalled", "max_iter")
+ZIGZAG_SHARE = 0.5  # share of reversed steps from which a converged run "oscillated"
 
 
 @dataclass(frozen=True)
@@ -130,3 +131,26 @@ def oscillating(its: list[Iterate], final: bool) -> tuple[str, str] | None:
             f"direction and do not shrink (|Δx| = {last:.3g}, {WINDOW - 1} updates before "
             f"{first:.3g}): the learning rate is too large")
     return None
+
+
+def zigzag(its: list[Iterate]) -> str | None:
+    """A note when the iterates jumped from one side of the minimum to the other on the way.
+
+    The step reverses direction when two consecutive updates point apart (negative dot
+    product; in one variable: the step changes sign). When it does so at ZIGZAG_SHARE or more
+    of the consecutive pairs of updates, and at least 3 times, the run zig-zagged: x² with
+    η = 0.9 gives x_{k+1} = x_k − 0.9·2x_k = −0.8·x_k, every step reversed; with η = 0.1,
+    x_{k+1} = 0.8·x_k, none. A converged run says so, and that a smaller η would approach
+    from one side; None when it went (mostly) straight.
+    """
+    updates = np.array([it.update for it in its[1:]], dtype=float)
+    if len(updates) < 2:
+        return None
+    pairs = len(updates) - 1
+    reversals = int(np.sum(np.sum(updates[1:] * updates[:-1], axis=1) < 0))
+    if reversals < 3 or reversals < ZIGZAG_SHARE * pairs:
+        return None
+    return (f"oscillating on the way: the step reversed direction at {reversals} of {pairs} "
+            "updates, so the iterates jumped from one side of the minimum to the other (the "
+            "learning rate η is large for this function; a smaller η approaches from one "
+            "side)")

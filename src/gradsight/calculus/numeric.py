@@ -235,22 +235,34 @@ class StepStudy:
         return f"<tr><td>{label}</td>{''.join(cells)}</tr>"
 
 
-def _exact_value(target: _Target, x: float) -> float:
-    """f′(x) from the symbolic derivative, evaluated with 30-digit mpmath numbers.
+def _compiled(expr: sympy.Expr, variable: sympy.Symbol) -> Callable[[float], Any]:
+    """``expr`` as a function of a float evaluated with 30-digit mpmath numbers (it returns
+    an mpf or mpc and raises what mpmath raises where ``expr`` is undefined).
 
     Compiled with common subexpressions shared (``cse``): SymPy's ``evalf`` walks the tree
     and retries at higher precision, which takes seconds for ``x**x**x**x**...`` and never
     ends for a complex value such as the derivative of ``log(log(x))`` at 0.5."""
     import mpmath
 
+    modules = [{"sigmoid": lambda u: 1 / (1 + mpmath.exp(-u))}, "mpmath"]
+    compiled = sympy.lambdify([variable], expr, modules=modules, cse=True)
+
+    def evaluate(x: float) -> Any:
+        with mpmath.workdps(30):
+            return mpmath.mpmathify(compiled(mpmath.mpf(x)))
+
+    return evaluate
+
+
+def _exact_value(target: _Target, x: float) -> float:
+    """f′(x) from the symbolic derivative, evaluated with 30-digit mpmath numbers."""
+    import mpmath
+
     assert target.derivative is not None and target.variable is not None
     label = target.label if len(target.label) <= 60 else target.label[:57] + "..."
     where = f"of {label!r} at x={x!r}"
-    modules = [{"sigmoid": lambda u: 1 / (1 + mpmath.exp(-u))}, "mpmath"]
-    compiled = sympy.lambdify([target.variable], target.derivative, modules=modules, cse=True)
     try:
-        with mpmath.workdps(30):
-            value = mpmath.mpmathify(compiled(mpmath.mpf(x)))
+        value = _compiled(target.derivative, target.variable)(x)
     except (ZeroDivisionError, ValueError, TypeError, OverflowError):
         raise InvalidValueError(
             f"the exact derivative {where} is undefined; choose another --at point"
@@ -309,7 +321,67 @@ def step_study(f: Any, x: float, exact: float | None = None,
         errors[method] = _row(target, x, recommended_step(method, x), method, exact).abs_error
     if "complex" not in methods:
         recommended["complex"] = None
+    special = _special_point_note(target, x, exact)
+    if special is not None:
+        notes.append(special)
     return StepStudy(x, exact, rows, recommended, errors, target.label, source, notes)
+
+
+_SECOND_DERIVATIVE_OPS = 400  # a larger derivative is not differentiated again for a note
+
+
+def _second_derivative(target: _Target) -> Callable[[float], float | None] | None:
+    """x ↦ f″(x) from the symbolic derivative (30 digits; None where it is undefined or not
+    a finite real number), or None when the derivative is unknown or too large."""
+    import mpmath
+
+    if target.derivative is None or target.variable is None:
+        return None
+    if sympy.count_ops(target.derivative) > _SECOND_DERIVATIVE_OPS:
+        return None
+    try:
+        compiled = _compiled(sympy.diff(target.derivative, target.variable), target.variable)
+    except (TypeError, ValueError, NameError, KeyError):  # no mpmath form (DiracDelta, …)
+        return None
+
+    def second(x: float) -> float | None:
+        try:
+            value = compiled(x)
+        except (ZeroDivisionError, ValueError, TypeError, OverflowError, NameError):
+            return None
+        if isinstance(value, mpmath.mpc) and value.imag != 0:
+            return None
+        number = float(mpmath.re(value))
+        return number if math.isfinite(number) else None
+
+    return second
+
+
+def _special_point_note(target: _Target, x: float, exact: float) -> str | None:
+    """A note when f″(x) = 0: the point hides the difference between the methods.
+
+    The forward difference is (f(x+h) − f(x))/h = f′(x) + (h/2)·f″(x) + (h²/6)·f‴(x) + …,
+    the central one f′(x) + (h²/6)·f‴(x) + …: where f″(x) = 0 the forward difference loses
+    its O(h) error and is as accurate as the central one (for sigmoid at 0, which is
+    symmetric there, σ(h) − ½ = (σ(h) − σ(−h))/2, so the two are the same number). A table
+    at such a point looks as if forward differences were as good as central ones."""
+    second = _second_derivative(target)
+    value = None if second is None else second(x)
+    if value is None or abs(value) > 1e-12 * max(1.0, abs(exact)):
+        return None
+    assert second is not None
+    advice = "at a point where f″ ≠ 0"
+    for other in (x + 1.0, x - 1.0, x + 0.5, x - 0.5):
+        bend = second(other)
+        if bend is not None and abs(bend) > 1e-6:
+            advice = f"at a point where f″ ≠ 0 (e.g. x = {other:g})"
+            break
+    where = f"{x:g}"
+    return (f"x = {where} is a special point: f″({where}) = 0, so the O(h) error (h/2)·f″(x) "
+            "of the forward and backward differences vanishes and they are as accurate as "
+            "the central difference here (where f is symmetric about x, as sigmoid is about "
+            f"0, forward and central give the same numbers); {advice} the forward error "
+            "shrinks like h and the central error like h²")
 
 
 def _accepts_complex(fn: Callable[[Any], Any], x: float) -> bool:

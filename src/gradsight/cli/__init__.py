@@ -10,9 +10,11 @@ explain_cmds (explain), doctor_cmd, vanish_cmd, tour_cmd.
 from __future__ import annotations
 
 import sys
-from importlib import import_module
+from importlib import import_module, metadata
 
 import typer
+
+from ._common import Group
 
 app = typer.Typer(
     name="gradsight",
@@ -20,7 +22,33 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=Group,
 )
+
+
+def version_text() -> str:
+    """``gradsight X.Y.Z``: the installed distribution's version (the package's own when it
+    runs from a source tree that was never installed)."""
+    try:
+        number = metadata.version("gradsight")
+    except metadata.PackageNotFoundError:
+        from .. import __version__  # late: only for an uninstalled source tree
+
+        number = __version__
+    return f"gradsight {number}"
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(version_text())
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(version: bool = typer.Option(
+        False, "--version", is_eager=True, callback=_print_version,
+        help="Print gradsight's version and exit.")) -> None:
+    """Derive, check, see and fix how gradients flow through a neural network."""
 
 _COMMAND_MODULES = (
     "calculus_cmds", "descent_cmds", "train_cmds", "explain_cmds", "doctor_cmd", "vanish_cmd",

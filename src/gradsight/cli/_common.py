@@ -4,15 +4,19 @@ the option parsers more than one command uses."""
 from __future__ import annotations
 
 import functools
+import inspect
+import shlex
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from os import PathLike
 from pathlib import Path
 from typing import Any, TypeVar
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from ..errors import GradsightError, InvalidValueError, require_finite
-from ..io import dumps
+from ..io import dumps, require_folder
 from ..present.plots import check_figure_path
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -22,9 +26,101 @@ DATA_HELP = ("moons, xor, circles, spirals, gauss, digits, or a PATH.csv (header
              "target is the last column unless --target)")
 
 
+#: the help of ``--mkdir`` (every command that writes a file)
+MKDIR_HELP = "Create the folder of an output path when it does not exist (else: an error)."
+
+
+def _hide_flag_types(params: Sequence[Any]) -> None:
+    """No ``<bool>`` after a flag in ``--help``.
+
+    typer ≥ 0.2x labels every option with its type, flags too (``--json <bool>``), where
+    click printed nothing: a flag takes no value, so the label only misleads. The label is
+    the option's metavar when it has one, so flags get an empty one."""
+    for param in params:
+        if getattr(param, "is_flag", False) and not getattr(param, "metavar", None):
+            param.metavar = ""
+
+
+class Command(TyperCommand):
+    """A gradsight command: clean help, and an expression that starts with ``-``.
+
+    An expression such as ``-x^2 + x^4`` looks like an option to click, which stops at
+    ``No such option: -x``. POSIX's ``--`` ends the options, but click also takes everything
+    after it as positional, so ``descend -- "-x^2 + x^4" --x0 1`` failed with "unexpected
+    extra argument (--x0 1)". Here the arguments right after ``--`` are the command's
+    positional ones and what follows them is read as options again; the bare form gets a
+    one-line error saying how to write it."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        _hide_flag_types(params)
+        return params
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        positional = [p for p in self.params if getattr(p, "param_type_name", "") == "argument"]
+        if positional:
+            dashed = _dashed_expression(self.params, args)
+            if dashed is not None:
+                ctx.fail(_dash_hint(ctx.command_path, args, dashed))
+            args = _options_after_double_dash(args, len(positional))
+        return super().parse_args(ctx, args)
+
+
+class Group(TyperGroup):
+    """The ``gradsight`` group: its ``--help`` and ``--version`` without ``<bool>``."""
+
+    def get_params(self, ctx: Any) -> list[Any]:
+        params = super().get_params(ctx)
+        _hide_flag_types(params)
+        return params
+
+
+def _options_after_double_dash(args: list[str], n_positional: int) -> list[str]:
+    """``[…, "--", EXPR, "--x0", "1"]`` → ``[…, "--x0", "1", "--", EXPR]``: the first
+    ``n_positional`` arguments after ``--`` stay positional, the rest are options again."""
+    if "--" not in args:
+        return args
+    cut = args.index("--")
+    before, after = args[:cut], args[cut + 1:]
+    return [*before, *after[n_positional:], "--", *after[:n_positional]]
+
+
+def _dashed_expression(params: Sequence[Any], args: list[str]) -> str | None:
+    """The first argument before ``--`` that starts with a single ``-`` and is neither an
+    option nor an option's value: an expression such as ``-x^2 + x^4`` (gradsight's options
+    are all long, so ``-x`` is no option either)."""
+    takes_value = {}
+    for param in params:
+        for name in [*getattr(param, "opts", []), *getattr(param, "secondary_opts", [])]:
+            if name.startswith("-"):
+                takes_value[name] = not getattr(param, "is_flag", False)
+    index = 0
+    while index < len(args):
+        token = args[index]
+        if token == "--":
+            return None
+        name = token.split("=", 1)[0]
+        if name in takes_value:
+            index += 2 if takes_value[name] and "=" not in token else 1
+            continue
+        if token.startswith("-") and not token.startswith("--") and len(token) > 1:
+            return token
+        index += 1
+    return None
+
+
+def _dash_hint(command_path: str, args: list[str], dashed: str) -> str:
+    rest = [a for a in args if a is not dashed]
+    example = shlex.join([*command_path.split(), "--", dashed, *rest])
+    return f"an expression starting with '-' must come after '--': {example}"
+
+
 def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callable[[F], F]:
     """Register ``fn`` as a command whose :class:`GradsightError` becomes one line on stderr
-    and exit code 2 — never a traceback."""
+    and exit code 2 — never a traceback.
+
+    Its help is the docstring with each paragraph on one line: typer's rich help keeps the
+    docstring's line breaks in the list of commands, which broke sentences in the middle."""
 
     def decorate(fn: F) -> F:
         @functools.wraps(fn)
@@ -34,10 +130,18 @@ def command(app: typer.Typer, name: str | None = None, **kwargs: Any) -> Callabl
             except GradsightError as error:
                 fail(str(error))
 
+        kwargs.setdefault("cls", Command)
+        kwargs.setdefault("help", one_line_paragraphs(inspect.getdoc(fn) or ""))
         app.command(name, **kwargs)(wrapper)
         return fn
 
     return decorate
+
+
+def one_line_paragraphs(text: str) -> str:
+    """Each paragraph of ``text`` (separated by a blank line) joined into one line."""
+    paragraphs = inspect.cleandoc(text).split("\n\n")
+    return "\n\n".join(" ".join(p.split()) for p in paragraphs)
 
 
 def fail(message: str, code: int = 2) -> None:
@@ -45,6 +149,26 @@ def fail(message: str, code: int = 2) -> None:
     first_line = " ".join(str(message).split())
     typer.echo(f"error: {first_line}", err=True)
     raise typer.Exit(code)
+
+
+def wrote(path: str | PathLike[str]) -> None:
+    """The one message of every command that wrote a file: ``wrote PATH``, on stderr."""
+    typer.echo(f"wrote {path}", err=True)
+
+
+def markup_safe(text: Any) -> str:
+    """``text`` with rich markup escaped: a user's ``[b]`` or a step's ``d/dx [exp(-x)]``
+    is printed as typed, not swallowed as a style tag."""
+    from rich.markup import escape
+
+    return escape(str(text))
+
+
+def check_output_folder(path: str | PathLike[str] | None, mkdir: bool) -> None:
+    """An output path whose folder does not exist is a one-line error before any work,
+    unless ``--mkdir`` (then the folder is made). None: no output asked for."""
+    if path is not None:
+        require_folder(path, mkdir)
 
 
 def print_json(value: Any) -> None:

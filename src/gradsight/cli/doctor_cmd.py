@@ -12,7 +12,21 @@ from typing import Annotated, Any
 import typer
 
 from ..errors import InvalidValueError, require_positive_int
-from ._common import DATA_HELP, command, parse_hidden, print_json, show_progress
+from ._common import (
+    DATA_HELP,
+    MKDIR_HELP,
+    check_output_folder,
+    command,
+    markup_safe,
+    parse_hidden,
+    print_json,
+    show_progress,
+    wrote,
+)
+
+#: what the table's columns measure, said under it (one definition per number)
+RATIO_HEADER = "‖∂C/∂b‖ last/first hidden"
+ACCURACY_HEADER = "held-out accuracy"
 
 _LOSS_HELP = ("cross_entropy, bce_with_logits, quadratic or auto (cross_entropy for classes, "
               "quadratic for a numeric target)")
@@ -50,8 +64,9 @@ def run_doctor(options: dict[str, Any]) -> Any:
                       progress=lambda change: status.update(f"training: {change}"))
 
 
-def check_report_path(report: str | None) -> None:
-    """Refuse a bad --report path before any training (nothing is written on error)."""
+def check_report_path(report: str | None, mkdir: bool = False) -> None:
+    """Refuse a bad --report path before any training (nothing is written on error): a wrong
+    suffix, a folder, a folder that does not exist (unless --mkdir)."""
     if report is None:
         return
     path = Path(report)
@@ -59,6 +74,49 @@ def check_report_path(report: str | None) -> None:
         raise InvalidValueError(f"--report must be an .html path, got {report!r}")
     if path.is_dir():
         raise InvalidValueError(f"--report {report!r} is a folder, not a file path")
+    check_output_folder(path, mkdir)
+
+
+def median_speed_ratio(layer_history: Any) -> float | None:
+    """The vanishing-gradient finding's number for one run: the median over the recorded
+    training steps of ‖∂C/∂b‖(last hidden layer) / ‖∂C/∂b‖(first hidden layer) — ‖∂C/∂W‖
+    of both where either bias is missing or zero by construction — read as
+    ``gradsight.diagnostics.rules`` reads it (its ``ratio_last_first`` evidence); None
+    without a monitored history or two hidden layers.
+
+    The runner's own ``gradient_ratio`` is another quantity (one pass over ≤ 1000 training
+    samples after the last epoch): the doctor's table shows this one, the finding's."""
+    import numpy as np
+
+    from ..diagnostics.context import Context  # late: NumPy, not needed for --help
+    from ..diagnostics.findings import Thresholds  # late: NumPy, not needed for --help
+    from ..diagnostics.rules import zero_by_construction  # late: NumPy, not for --help
+    from ..diagnostics.speed import speed_ratio  # late: NumPy, not needed for --help
+
+    if not layer_history:
+        return None
+    ctx = Context.build(layer_history, None, None, None, None, Thresholds())
+    if len(ctx.hidden_params) < 2:
+        return None
+    first, last = ctx.hidden_params[0], ctx.hidden_params[-1]
+    name = "grad_b_norm"
+    if any(np.all(np.isnan(ctx.values(name, layer))) or zero_by_construction(ctx, layer)
+           is not None for layer in (first, last)):
+        name = "grad_W_norm"
+    ratios = speed_ratio(ctx.values(name, first), ctx.values(name, last))
+    ratios = ratios[~np.isnan(ratios)]
+    return float(np.median(ratios)) if ratios.size else None
+
+
+def document(result: Any) -> dict[str, Any]:
+    """``--json``: the DoctorResult's document, each row with ``ratio_last_first``: the
+    number the table shows (:func:`median_speed_ratio`)."""
+    doc = result.to_dict()
+    doc["baseline"]["ratio_last_first"] = median_speed_ratio(
+        result.baseline.outcome.layer_history)
+    for row, candidate in zip(doc["candidates"], result.candidates, strict=True):
+        row["ratio_last_first"] = median_speed_ratio(candidate.outcome.layer_history)
+    return doc
 
 
 def write_report(result: Any, path: str) -> None:
@@ -76,7 +134,7 @@ def write_report(result: Any, path: str) -> None:
         "text": (f"Held-out {result.eval_loss} cost of the original set-up and of each "
                  f"candidate fix, trained with the same data, seed and number of epochs. "
                  f"Best change: {result.best}."),
-        "tables": [result.rows()]}]
+        "tables": [_report_rows(result)]}]
     trained = base.info.get("trained_model")
     if trained is not None and base.info.get("training_data") is not None:
         import numpy as np
@@ -90,6 +148,50 @@ def write_report(result: Any, path: str) -> None:
     write_html(report, path)
 
 
+def _table(result: Any) -> Any:
+    """The before/after table: each number is one quantity, named in its header and defined
+    in the caption — the ratio is the vanishing-gradient finding's, the accuracy held-out."""
+    import math
+
+    from rich.table import Table
+
+    def number(value: Any) -> str:
+        return "—" if value is None or math.isnan(value) else f"{float(value):.4g}"
+
+    table = Table(title="gradsight doctor — same data, seed and budget for every run",
+                  caption=(f"held-out: the --test-size share of the data, never trained on, "
+                           f"after the last epoch; loss in the {result.eval_loss} cost. "
+                           f"{RATIO_HEADER}: median over the recorded training steps, the "
+                           "number of the vanishing-gradient finding (‖∂C/∂W‖ where a bias "
+                           f"is zero by construction). Best: {result.best}."))
+    for name, justify in (("#", "right"), ("change", "left"), ("held-out loss", "right"),
+                          (ACCURACY_HEADER, "right"), (RATIO_HEADER, "right"),
+                          ("verdicts", "left")):
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    runs = [result.baseline, *result.candidates]
+    for i, run in enumerate(runs):
+        style = "bold green" if run.change == result.best and i else None
+        accuracy = run.outcome.accuracy
+        table.add_row("–" if i == 0 else str(i), markup_safe(run.change), number(run.loss),
+                      "—" if accuracy is None else f"{accuracy:.1%}",
+                      number(median_speed_ratio(run.outcome.layer_history)),
+                      markup_safe(", ".join(run.verdicts) or "—"), style=style)
+    return table
+
+
+def _report_rows(result: Any) -> list[dict[str, Any]]:
+    """The report's before/after table: the same quantities, under the same names, as the
+    table on the terminal."""
+    rows = []
+    for run, row in zip([result.baseline, *result.candidates], result.rows(), strict=True):
+        rows.append({"change": row["change"], "held-out loss": row["loss"],
+                     ACCURACY_HEADER: row["accuracy"],
+                     RATIO_HEADER + " (median over steps)": median_speed_ratio(
+                         run.outcome.layer_history),
+                     "verdicts": ", ".join(row["verdicts"]) or "—"})
+    return rows
+
+
 def render(result: Any) -> None:
     """The before/after table and the best change, on stdout."""
     import sys
@@ -97,7 +199,7 @@ def render(result: Any) -> None:
     from rich.console import Console
 
     console = Console(width=None if sys.stdout.isatty() else 120)
-    console.print(result.table())
+    console.print(_table(result))
     if result.best == "no change":
         console.print("[bold]No candidate beat the original set-up on the held-out loss.[/]")
     else:
@@ -124,7 +226,7 @@ def register(app: typer.Typer) -> None:
         loss: str = typer.Option("auto", "--loss", help=_LOSS_HELP),
         optimizer: str = typer.Option("adam", "--optimizer",
                                       help="sgd, momentum, nesterov, adagrad, rmsprop, adam"),
-        lr: float = typer.Option(0.01, "--lr", help="learning rate η"),
+        lr: float = typer.Option(0.01, "--lr", help="the learning rate η"),
         epochs: int = typer.Option(50, "--epochs", help="epochs of every run (equal budget)"),
         batch_size: int = typer.Option(32, "--batch-size"),
         seed: int = typer.Option(0, "--seed", help="seed of weights, split and shuffling"),
@@ -144,14 +246,15 @@ def register(app: typer.Typer) -> None:
             "before/after table, the original set-up's findings and its per-layer evidence"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
+        mkdir: bool = typer.Option(False, "--mkdir", help=MKDIR_HELP),
     ) -> None:
         """Train the set-up and candidate fixes on an equal budget; rank what really helps."""
-        check_report_path(report)
+        check_report_path(report, mkdir)
         result = run_doctor(dict(locals()))
         if report is not None:
             write_report(result, report)
-            typer.echo(f"report saved to {report}", err=True)
+            wrote(report)
         if json_out:
-            print_json(result.to_dict())
+            print_json(document(result))
         else:
             render(result)

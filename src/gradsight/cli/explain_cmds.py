@@ -13,7 +13,19 @@ import typer
 
 from ..errors import InvalidValueError, require_positive_int
 from ..present.plots import save_figure
-from ._common import check_output_paths, command, fail, parse_floats, print_json
+from ._common import (
+    MKDIR_HELP,
+    check_output_folder,
+    check_plot_option,
+    command,
+    fail,
+    parse_floats,
+    print_json,
+    wrote,
+)
+
+#: the largest float64, for the overflow messages
+_FLOAT_MAX = 1.7976931348623157e308
 
 
 def run_explain(x: str | None, w: str | None, b: float | None, y: str | None, lr: float,
@@ -38,26 +50,110 @@ def run_explain(x: str | None, w: str | None, b: float | None, y: str | None, lr
         for key, value in (("x", xs), ("w", ws), ("b", b), ("y", ys[0] if ys else None)):
             if value is not None:
                 kwargs[key] = value
-        return explain.explain_neuron(**kwargs)
+        check_neuron_numbers(kwargs)
+        return _finite_walk(lambda: explain.explain_neuron(**kwargs), "")
     if w is not None or b is not None:
         raise InvalidValueError("--w and --b set the single neuron; with --network the "
                                 "weights are drawn from --seed")
-    return explain.explain_network(network, x=xs, y=ys, seed=seed, activation=activation,
-                                   output_activation="sigmoid", lr=lr)
+    return _finite_walk(lambda: explain.explain_network(
+        network, x=xs, y=ys, seed=seed, activation=activation, output_activation="sigmoid",
+        lr=lr), network)
+
+
+def _overflow(what: str, value: str, fix: str) -> InvalidValueError:
+    return InvalidValueError(f"{what} = {value} overflows: beyond the largest float "
+                             f"({_FLOAT_MAX:.4g}); {fix}")
+
+
+def check_neuron_numbers(given: dict[str, Any]) -> None:
+    """Refuse numbers whose walkthrough would overflow float64 — z = w·x + b, the cost
+    C = ½(ŷ − y)² and the update w − η ∂C/∂w — before the walkthrough is computed: a one-line
+    error naming the value, not NumPy's warnings and a walk through z = inf."""
+    import numpy as np
+
+    x = np.asarray(given.get("x", (1.0, 0.5)), dtype=float)
+    w = np.asarray(given.get("w", (0.4, -0.6)), dtype=float)
+    # NumPy floats: Python's float ** raises OverflowError where NumPy gives inf
+    b, y, lr = (np.float64(given.get(key, default)) for key, default in
+                (("b", 0.1), ("y", 1.0), ("lr", 0.5)))
+    if not (np.isfinite(lr) and lr > 0):
+        return  # the walkthrough's own message: lr must be a finite number > 0
+    with np.errstate(all="ignore"):  # overflow is found here and reported, never warned
+        products = w * x
+        for i, (wi, xi, product) in enumerate(zip(w, x, products, strict=True), 1):
+            if not np.isfinite(product):
+                raise _overflow(f"w{i}·x{i}", f"{wi:g}·{xi:g}", "choose smaller --w or --x")
+        z = np.sum(products) + b
+        if not np.isfinite(z):
+            raise _overflow("z = w·x + b", " + ".join([*(f"{p:g}" for p in products), f"{b:g}"]),
+                            "choose smaller --w, --x or --b")
+        y_hat = 1.0 / (1.0 + np.exp(-z))
+        if not np.isfinite(0.5 * (y_hat - y) ** 2):
+            raise _overflow("C = ½(ŷ − y)²", f"½({y_hat:g} − {y:g})²", "choose a smaller --y")
+        delta = (y_hat - y) * y_hat * (1.0 - y_hat)  # ∂C/∂z = ∂C/∂b
+        names = [*(f"w{i}" for i in range(1, x.size + 1)), "b"]
+        for name, old, grad in zip(names, np.append(w, b), delta * np.append(x, 1.0),
+                                   strict=True):
+            if not np.isfinite(old - lr * grad):
+                raise _overflow(f"the update {name} − η·∂C/∂{name}",
+                                f"{old:g} − {lr:g}·{grad:g}", "choose a smaller --lr")
+
+
+def _finite_walk(compute: Any, network: str | None) -> Any:
+    """Run the walkthrough with NumPy's warnings off and refuse it if a number in it is not
+    finite (an overflow the checks before it did not foresee): a one-line error naming the
+    first such number, never a warning or a walk through inf."""
+    import numpy as np
+
+    with np.errstate(all="ignore"):
+        walk = compute()
+        document = walk.to_dict()
+    place = _first_nonfinite(document)
+    if place is not None:
+        name, value = place
+        fix = "choose smaller --x or --y" if network else "choose smaller numbers"
+        raise InvalidValueError(f"{name} = {value} is not finite: the numbers overflow "
+                                f"float64 (largest {_FLOAT_MAX:.4g}); {fix}")
+    return walk
+
+
+def _first_nonfinite(value: Any, path: str = "") -> tuple[str, float] | None:
+    """(where, value) of the first NaN or ±inf in a walkthrough's document, else None."""
+    import math
+
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _first_nonfinite(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, (list, tuple)):
+        for i, item in enumerate(value):
+            found = _first_nonfinite(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    elif isinstance(value, float) and not math.isfinite(value):
+        return path, value
+    return None
 
 
 _TRUTH_INPUTS = ((0.0, 0.0), (0.0, 1.0), (1.0, 0.0), (1.0, 1.0))  # train_neuron's X
 
 
 def run_train_neuron(table: str, epochs: int, lr: float, seed: int,
-                     plot: Path | None) -> tuple[Any, dict[str, Any]]:
+                     plot: Path | None, mkdir: bool = False) -> tuple[Any, dict[str, Any]]:
     """``explain --train``: the articles' neuron trained on a truth table, its JSON document,
     and the training curve written to ``plot``."""
+    import numpy as np
+
     from ..present.explain import train_neuron  # late: NumPy, not needed for --help
 
     require_positive_int("--epochs", epochs)
-    check_output_paths(None, plot, None)
-    trained = train_neuron(table, epochs=epochs, lr=lr, seed=seed)
+    check_plot_option(plot)
+    if plot is not None and plot.is_dir():
+        raise InvalidValueError(f"{str(plot)!r} is a directory, not a file path")
+    check_output_folder(plot, mkdir)
+    with np.errstate(all="ignore"):  # a huge η: non-finite numbers are reported, not warned
+        trained = train_neuron(table, epochs=epochs, lr=lr, seed=seed)
     doc = {**trained.to_dict(), "inputs": [list(x) for x in _TRUTH_INPUTS],
            "targets": trained.targets.tolist(), "epochs_run": len(trained.losses),
            "plot": None if plot is None else str(plot)}
@@ -111,8 +207,6 @@ def _neuron_training_lines(trained: Any, doc: dict[str, Any]) -> list[str]:
                    "every input, so ∂C/∂w ≈ 0 and it stays stuck (try a smaller --lr)")
     else:
         out.append(f"did not learn {name} yet: try more --epochs or another --lr")
-    if doc["plot"]:
-        out.append(f"figure saved to {doc['plot']}")
     return out
 
 
@@ -142,7 +236,8 @@ def register(app: typer.Typer) -> None:
         b: float | None = typer.Option(None, "--b", help="bias (default 0.1)"),
         y: str | None = typer.Option(None, "--y", help="target (default 1)"),
         lr: float | None = typer.Option(None, "--lr",
-                                        help="learning rate η (default 0.5; 4 with --train)"),
+                                        help="the learning rate η (default 0.5; 4 with "
+                                             "--train)"),
         network: str | None = typer.Option(None, "--network",
                                            help="walk a small network instead, e.g. 2-2-1"),
         seed: int = typer.Option(0, "--seed",
@@ -159,6 +254,7 @@ def register(app: typer.Typer) -> None:
                                         help="with --train: write the training curve "
                                              "(.png/.svg/.pdf)"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
+        mkdir: bool = typer.Option(False, "--mkdir", help=MKDIR_HELP),
     ) -> None:
         """Backpropagation by the chain rule with numbers: one sigmoid neuron ŷ = σ(wᵀx + b)
         with C = ½(ŷ − y)² (or --network 2-2-1, layer by layer), checked against the engine
@@ -168,12 +264,14 @@ def register(app: typer.Typer) -> None:
         if train is not None:
             trained, doc = run_train_neuron(train, 1000 if epochs is None else epochs,
                                             4.0 if lr is None else lr, seed,
-                                            None if plot is None else Path(plot))
+                                            None if plot is None else Path(plot), mkdir)
             if json_out:
                 print_json(doc)
             else:
                 for line in _neuron_training_lines(trained, doc):
                     typer.echo(line)
+            if plot is not None:
+                wrote(plot)
             return
         walk = run_explain(x, w, b, y, 0.5 if lr is None else lr, network, seed,
                            activation or "sigmoid")

@@ -9,7 +9,15 @@ import typer
 
 from ..errors import InvalidValueError
 from ..present.plots import save_figure
-from ._common import command, print_json, show_progress
+from ._common import (
+    MKDIR_HELP,
+    check_output_folder,
+    command,
+    markup_safe,
+    print_json,
+    show_progress,
+    wrote,
+)
 
 
 def _parse_ints(text: str, option: str) -> list[int]:
@@ -85,26 +93,50 @@ def _print_vanish(result: Any) -> None:
         line += (f"; after training {data['ratio_last_first_trained']:.3g} "
                  f"(loss {data['loss_trained']:.4g}, accuracy {data['accuracy_trained']:.3f})")
     console.print(line)
-    console.print(f"[dim]{cfg['data']}, {cfg['samples']} samples, {cfg['activation']}, "
-                  f"{cfg['init']} weights, {cfg['bias_init']} biases, {cfg['loss']} cost, "
-                  f"mean of {cfg['seeds']} seed(s)[/dim]")
+    console.print("[dim]" + markup_safe(
+        f"{cfg['data']}, {cfg['samples']} samples, {cfg['activation']}, {cfg['init']} "
+        f"weights, {cfg['bias_init']} biases, {cfg['loss']} cost, mean of {cfg['seeds']} "
+        "seed(s)") + "[/dim]")
 
 
 def _print_sweep(result: Any) -> None:
     from rich.console import Console
+
+    rows = [[str(row["depth"]), markup_safe(row["activation"]), markup_safe(row["init"]),
+             f"{row['ratio_last_first_init']:.3g}", f"{row['ratio_last_first_trained']:.3g}",
+             f"{row['loss']:.4g}", f"{row['accuracy']:.3f}", str(row["diverged"])]
+            for row in result.rows]
+    table, width = _fitting_table(
+        "vanishing-gradient sweep (means over seeds; ratio = ‖∂C/∂b‖ last / first hidden "
+        "layer)", ["depth", "activation", "init", "ratio at init", "ratio trained", "loss",
+                   "accuracy", "diverged seeds"], rows, text_columns={1, 2})
+    console = Console()
+    console.print(table, width=max(console.width, width), crop=False)
+
+
+def _fitting_table(title: str, headers: list[str], rows: list[list[str]],
+                   text_columns: set[int]) -> tuple[Any, int]:
+    """A table whose cells are never cut, and the width it needs.
+
+    rich shrinks a table wider than the terminal by cutting cells (``1.49e+…`` at 80
+    columns) and drops the columns that still do not fit. Here every column is as wide as
+    its widest cell — a header is broken between its words to fit it (``ratio at`` / ``init``)
+    — and columns are two spaces apart, so the sweep of the default names fits 80 columns;
+    the caller prints it at least as wide as it needs."""
+    import textwrap
+
     from rich.table import Table
 
-    table = Table(title="vanishing-gradient sweep (means over seeds; ratio = ‖∂C/∂b‖ "
-                        "last / first hidden layer)")
-    for column in ("depth", "activation", "init", "ratio at init", "ratio trained", "loss",
-                   "accuracy", "diverged"):
-        table.add_column(column, justify="right")
-    for row in result.rows:
-        table.add_row(str(row["depth"]), row["activation"], row["init"],
-                      f"{row['ratio_last_first_init']:.3g}",
-                      f"{row['ratio_last_first_trained']:.3g}", f"{row['loss']:.4g}",
-                      f"{row['accuracy']:.3f}", str(row["diverged"]))
-    Console().print(table)
+    widths = [max([len(row[i]) for row in rows] + [max(map(len, header.split()))])
+              for i, header in enumerate(headers)]
+    table = Table(title=title, box=None, padding=(0, 1), pad_edge=False,
+                  header_style="bold underline")
+    for i, header in enumerate(headers):
+        table.add_column("\n".join(textwrap.wrap(header, widths[i])), no_wrap=True,
+                         justify="left" if i in text_columns else "right", min_width=widths[i])
+    for row in rows:
+        table.add_row(*row)
+    return table, sum(widths) + 2 * (len(widths) - 1)
 
 
 def _print_trajectory(result: Any) -> None:
@@ -215,7 +247,7 @@ def register(app: typer.Typer) -> None:
         seed: int = typer.Option(0, help="first seed"),
         train_epochs: int | None = typer.Option(
             None, help="epochs of SGD (default 0; --sweep 6; --glorot 5)"),
-        lr: float = typer.Option(0.1, help="SGD learning rate"),
+        lr: float = typer.Option(0.1, help="the learning rate η of SGD"),
         batch_size: int | None = typer.Option(
             None, help="mini-batch size (default 10; --sweep 16)"),
         run_sweep: bool = typer.Option(False, "--sweep", help="depth × activation × init"),
@@ -231,6 +263,7 @@ def register(app: typer.Typer) -> None:
         report: str | None = typer.Option(None, help="write a report: PATH.html or PATH.json"),
         as_json: bool = typer.Option(False, "--json", help="print one JSON document"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
+        mkdir: bool = typer.Option(False, "--mkdir", help=MKDIR_HELP),
     ) -> None:
         """Measure how fast each hidden layer learns (Nielsen, ch. 5), sweep depth ×
         activation × initialiser, or follow activations over training (Glorot & Bengio)."""
@@ -240,6 +273,8 @@ def register(app: typer.Typer) -> None:
             raise InvalidValueError(f"--report must end in .html or .json, got {report!r}")
         if plot is not None and Path(plot).exists() and not Path(plot).is_dir():
             raise InvalidValueError(f"--plot must be a folder, but {plot!r} is a file")
+        check_output_folder(plot, mkdir)  # the folder --plot may be made, its parent must be
+        check_output_folder(report, mkdir)
         mode = "sweep" if run_sweep else "glorot" if glorot else "protocol"
         given = {"hidden": hidden, "init": init, "bias_init": bias_init, "loss": loss,
                  "samples": samples, "train_epochs": train_epochs, "batch_size": batch_size}
@@ -248,10 +283,10 @@ def register(app: typer.Typer) -> None:
         lists = {"depths": depths, "activations": activations, "inits": inits}
         result = _compute(mode, options, lists, quiet)
         paths = _write_outputs(result, mode, plot, report)
+        for path in paths:
+            wrote(path)
         if as_json:
             print_json({**result.to_dict(), "files": paths})
             return
         {"sweep": _print_sweep, "glorot": _print_trajectory,
          "protocol": _print_vanish}[mode](result)
-        for path in paths:
-            typer.echo(f"wrote {path}")
