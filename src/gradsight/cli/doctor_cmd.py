@@ -78,34 +78,13 @@ def check_report_path(report: str | None, mkdir: bool = False) -> None:
 
 
 def median_speed_ratio(layer_history: Any) -> float | None:
-    """The vanishing-gradient finding's number for one run: the median over the recorded
-    training steps of ‖∂C/∂b‖(last hidden layer) / ‖∂C/∂b‖(first hidden layer) — ‖∂C/∂W‖
-    of both where either bias is missing or zero by construction — read as
-    ``gradsight.diagnostics.rules`` reads it (its ``ratio_last_first`` evidence); None
-    without a monitored history or two hidden layers.
-
+    """The vanishing-gradient finding's number for one run (its ``ratio_last_first``): the
+    median over the recorded training steps of ‖∂C/∂b‖(last hidden) / ‖∂C/∂b‖(first hidden).
     The runner's own ``gradient_ratio`` is another quantity (one pass over ≤ 1000 training
     samples after the last epoch): the doctor's table shows this one, the finding's."""
-    import numpy as np
+    from ..diagnostics.rules import median_hidden_ratio  # late: NumPy, not for --help
 
-    from ..diagnostics.context import Context  # late: NumPy, not needed for --help
-    from ..diagnostics.findings import Thresholds  # late: NumPy, not needed for --help
-    from ..diagnostics.rules import zero_by_construction  # late: NumPy, not for --help
-    from ..diagnostics.speed import speed_ratio  # late: NumPy, not needed for --help
-
-    if not layer_history:
-        return None
-    ctx = Context.build(layer_history, None, None, None, None, Thresholds())
-    if len(ctx.hidden_params) < 2:
-        return None
-    first, last = ctx.hidden_params[0], ctx.hidden_params[-1]
-    name = "grad_b_norm"
-    if any(np.all(np.isnan(ctx.values(name, layer))) or zero_by_construction(ctx, layer)
-           is not None for layer in (first, last)):
-        name = "grad_W_norm"
-    ratios = speed_ratio(ctx.values(name, first), ctx.values(name, last))
-    ratios = ratios[~np.isnan(ratios)]
-    return float(np.median(ratios)) if ratios.size else None
+    return median_hidden_ratio(layer_history)
 
 
 def document(result: Any) -> dict[str, Any]:

@@ -6,15 +6,17 @@ Heavy libraries (NumPy, matplotlib, the engine) are imported inside the function
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import typer
 
 from ..errors import InvalidValueError, require_positive_int
+from ..io import require_folder
 from ..present.plots import save_figure
 from ._common import (
-    DATA_HELP,
     check_output_paths,
     command,
     parse_hidden,
@@ -27,27 +29,68 @@ _LOSS_HELP = ("cross_entropy (K logits), bce_with_logits (2 classes, 1 logit), q
               "(cross_entropy for classes, quadratic for a numeric target)")
 
 
+_DATA_HELP = ("moons, xor, circles, spirals, gauss, digits, or a PATH.csv of your own (the "
+              "header row, delimiter and decimal mark are detected and said on stderr; the "
+              "target is the last column unless --target)")
+_TARGET_HELP = ("the target column of a CSV: its name, or its number counting the first "
+                "column as 1 (default: the last column)")
+_TASK_HELP = ("auto, classification or regression. auto: text is class labels, numbers with "
+              "decimals a regression target, whole numbers class labels when they have at "
+              "most 10 distinct values, or at most 20 and fewer than half the rows")
+#: train's options that only a CSV file takes: option key → its flag
+_CSV_FLAGS = {"target": "--target", "task": "--task", "header": "--header/--no-header",
+              "delimiter": "--delimiter", "decimal": "--decimal",
+              "categorical": "--categorical", "missing": "--missing"}
+_CHOICES = {"task": ("auto", "classification", "regression"), "decimal": (".", ","),
+            "categorical": ("onehot",), "missing": ("drop", "mean")}
+#: the default --lr, suggested after a divergence from a much larger one
+_DEFAULT_LR = 0.01
+#: a run whose training cost ends this many times above the cost before training diverged
+_DIVERGED_GROWTH = 1.5
+
+
 # ---- train: pieces ------------------------------------------------------------------------
-def _prepare_data(source: str, target: str | None, test_size: float, seed: int
-                  ) -> tuple[Any, dict[str, Any], tuple[Any, ...]]:
+def _csv_options(o: dict[str, Any]) -> dict[str, Any]:
+    """The CSV reader's options given on the command line (a one-line error for a value
+    outside its choices, or for one given with a built-in data set)."""
+    given = {key: o.get(key) for key in _CSV_FLAGS
+             if o.get(key) is not None and not (key == "task" and o.get(key) == "auto")}
+    for key, value in given.items():
+        if key in _CHOICES and value not in _CHOICES[key]:
+            *others, last = _CHOICES[key]
+            allowed = f"{', '.join(others)} or {last}" if others else last
+            raise InvalidValueError(f"{_CSV_FLAGS[key]} must be {allowed}, got {value!r}")
+    if given and not str(o["data"]).lower().endswith(".csv"):
+        flag = _CSV_FLAGS[next(iter(given))]
+        raise InvalidValueError(f"{flag} applies to a CSV file (--data PATH.csv), not to the "
+                                f"data set {o['data']!r}")
+    return given
+
+
+def _prepare_data(o: dict[str, Any]) -> tuple[Any, dict[str, Any], tuple[Any, ...]]:
     """Load, split (stratified) and standardise with the training statistics."""
     from ..engine import data as gdata  # late: NumPy, not needed for --help
     from ..engine.preprocess import MIN_SPLIT_SAMPLES, split_standardized  # late: NumPy
 
+    test_size = o["test_size"]
     if not 0 <= test_size < 1:
         raise InvalidValueError(f"--test-size must be in [0, 1), got {test_size}")
-    dataset = gdata.load(source, target=target)
+    dataset = gdata.load(o["data"], **_csv_options(o))
     X, y = dataset.X, dataset.y
     note = None
     if 0 < test_size and dataset.n_samples < MIN_SPLIT_SAMPLES:
         note = f"only {dataset.n_samples} samples: trained on all, no test split"
-    X_train, X_test, y_train, y_test, mean, std = split_standardized(X, y, test_size, seed)
-    info = {"data": dataset.name, "source": str(source), "target": dataset.target_name,
+    X_train, X_test, y_train, y_test, mean, std = split_standardized(X, y, test_size, o["seed"])
+    reading = dataset.reading
+    info = {"data": dataset.name, "source": str(o["data"]), "target": dataset.target_name,
+            "task": "regression" if dataset.n_classes is None else "classification",
             "n_samples": dataset.n_samples, "n_features": dataset.n_features,
             "n_classes": dataset.n_classes, "classes": dataset.classes,
             "n_train": len(y_train), "n_test": 0 if y_test is None else len(y_test),
             "test_size": test_size if y_test is not None else 0.0, "standardized": True,
-            "feature_names": dataset.feature_names, "mean": mean, "std": std, "note": note}
+            "feature_names": dataset.feature_names, "mean": mean, "std": std, "note": note,
+            "csv": None if reading is None else reading.to_dict(),
+            "read": [] if reading is None else reading.lines()}
     return dataset, info, (X_train, X_test, y_train, y_test)
 
 
@@ -63,8 +106,41 @@ def _evaluate(model: Any, loss: Any, X: Any, y: Any) -> tuple[float | None, floa
         return evaluate(model, X, y, loss)
 
 
+def _regression_errors(model: Any, X: Any, y: Any) -> tuple[float | None, float | None]:
+    """(RMSE, MAE) of the model's single output against a numeric target, in the target's
+    units; (None, None) without the split."""
+    import numpy as np
+
+    if X is None:
+        return None, None
+    with np.errstate(all="ignore"):  # a diverged run's errors are inf/nan, said as such
+        error = model.predict(X)[:, 0] - y
+        return float(np.sqrt(np.mean(error ** 2))), float(np.mean(np.abs(error)))
+
+
+def _divergence(stopped: str | None, initial_loss: float | None, train_loss: float | None,
+                config: dict[str, Any]) -> str | None:
+    """One line saying that training diverged, with η and a smaller η to try — when a step
+    made the cost non-finite or the cost ended well above where it started — else None."""
+    lr = config["lr"]
+    if (stopped or "").startswith("non-finite") or train_loss is None or not math.isfinite(
+            train_loss):
+        what = "the cost became non-finite (NaN or ∞)"
+    elif (initial_loss is not None and math.isfinite(initial_loss)
+          and train_loss > _DIVERGED_GROWTH * initial_loss):
+        what = f"the cost rose from {initial_loss:.4g} before training to {train_loss:.4g}"
+    else:
+        return None
+    hint = f"--lr {lr / 10:g} (η/10)"
+    if lr / 10 > _DEFAULT_LR:
+        hint += f", or start from the default --lr {_DEFAULT_LR:g}"
+    return (f"training diverged: {what} with the learning rate η = {lr:g} "
+            f"({config['optimizer']}); try a smaller one, e.g. {hint}")
+
+
 def _summary(config: dict[str, Any], final: dict[str, Any], stopped: str | None) -> None:
     from rich.console import Console
+    from rich.markup import escape
     from rich.table import Table
 
     def show(value: Any, percent: bool = False) -> str:
@@ -72,25 +148,38 @@ def _summary(config: dict[str, Any], final: dict[str, Any], stopped: str | None)
             return "—"
         return f"{value:.1%}" if percent else f"{value:.4g}"
 
+    regression = config["task"] == "regression"
+    metrics = (("rmse", "RMSE", False), ("mae", "MAE", False)) if regression else (
+        ("accuracy", "accuracy", True),)
     table = Table()
     table.add_column("")
     table.add_column("loss", justify="right")
-    table.add_column("accuracy", justify="right")
-    table.add_row(f"train ({config['n_train']})", show(final["train_loss"]),
-                  show(final["train_accuracy"], True))
-    if config["n_test"]:
-        table.add_row(f"test ({config['n_test']})", show(final["test_loss"]),
-                      show(final["test_accuracy"], True))
+    for _, title, _ in metrics:
+        table.add_column(title, justify="right")
+    parts = [("train", config["n_train"])] + ([("test", config["n_test"])]
+                                              if config["n_test"] else [])
+    for part, n in parts:
+        table.add_row(f"{part} ({n})", show(final[f"{part}_loss"]),
+                      *(show(final[f"{part}_{key}"], percent) for key, _, percent in metrics))
     console = Console()
-    console.print(f"[bold]{config['data']}[/]: mlp {config['spec']} ({config['activation']}), "
-                  f"{config['loss']}, {config['optimizer']} η = {config['lr']}, "
-                  f"batch {config['batch_size']}", highlight=False)
+    task = f", regression of {config['target']!r}" if regression else ""
+    console.print(f"[bold]{escape(config['data'])}[/]: mlp {config['spec']} "
+                  f"({config['activation']}), {config['loss']}, {config['optimizer']} "
+                  f"η = {config['lr']}, batch {config['batch_size']}{escape(task)}",
+                  highlight=False, soft_wrap=True)
     console.print(table)
+    if regression:
+        console.print(f"RMSE, MAE: root mean squared and mean absolute error of the predicted "
+                      f"{escape(repr(config['target']))}, in its units", highlight=False,
+                      soft_wrap=True)
     console.print(f"epochs run: {final['epochs']} of {config['epochs']}")
     if config.get("note"):
         console.print(f"note: {config['note']}")
     if stopped:
-        console.print(f"[bold yellow]training stopped:[/] {stopped}")
+        console.print(f"[bold yellow]training stopped:[/] {escape(stopped)}")
+    if final.get("diverged"):
+        console.print(f"[bold red]{escape(final['diverged'])}[/]", highlight=False,
+                      soft_wrap=True)  # one line, however narrow the terminal
     for key, label in (("save", "model saved to"), ("plot", "figure saved to"),
                        ("report", "report saved to")):
         if config.get(key):
@@ -137,18 +226,23 @@ def _neuron_table(neurons: dict[str, Any]) -> None:
                   "on ≥ 5%", highlight=False)
 
 
+def _save_model(model: Any, info: dict[str, Any], path: Path) -> None:
+    """The model with what a user needs to feed it: x′ = (x − mean)/std, class names."""
+    from ..engine.serialize import save as save_model  # late: NumPy, not for --help
+
+    keys = ("data", "source", "target", "task", "feature_names", "mean", "std", "n_classes",
+            "classes")
+    save_model(model, path, metadata={"trained_by": "gradsight train",
+                                      **{key: info[key] for key in keys}})
+
+
 def _write_outputs(model: Any, history: Any, split: tuple[Any, ...], info: dict[str, Any],
                    result: dict[str, Any], paths: dict[str, Path | None],
                    monitor: Any = None, findings: Any = None) -> None:
     """The model (with what a user needs to feed it: x′ = (x − mean)/std, class names), the
     figure and the HTML report."""
     if paths["save"] is not None:
-        from ..engine.serialize import save as save_model  # late: NumPy, not for --help
-
-        keys = ("data", "source", "target", "feature_names", "mean", "std", "n_classes",
-                "classes")
-        save_model(model, paths["save"], metadata={"trained_by": "gradsight train",
-                                                   **{key: info[key] for key in keys}})
+        _save_model(model, info, paths["save"])
     if paths["plot"] is None and paths["report"] is None:
         return
     from ..present.plots.training import plot_training  # late: matplotlib, not for --help
@@ -263,8 +357,12 @@ def _verdict_text(result: dict[str, Any], hidden: bool = True) -> str:
     parts = [f"{final['epochs']} epochs; final training cost {final['train_loss']:.4g}"]
     if final["test_accuracy"] is not None:
         parts.append(f"test accuracy {final['test_accuracy']:.1%}")
+    if final.get("test_rmse") is not None:
+        parts.append(f"test RMSE {final['test_rmse']:.4g}, MAE {final['test_mae']:.4g}")
     if result["stopped"]:
         parts.append(f"training stopped: {result['stopped']}")
+    if final.get("diverged"):
+        parts.append(final["diverged"])
     text = "; ".join(parts) + "."
     if not hidden:
         text += (" The model has no hidden layer, so there is no layer-to-layer gradient flow "
@@ -298,37 +396,83 @@ def _build(o: dict[str, Any], n_features: int, n_classes: int | None
     return model, nn.loss(loss_name), optimizer, config
 
 
-def run_train(options: dict[str, Any]) -> dict[str, Any]:
+def _check_folders(paths: dict[str, Path | None], mkdir: bool, create: bool) -> None:
+    """Every output's folder must exist (a typo is an error, not a new folder) unless
+    ``--mkdir``, which creates the missing ones — once the run is about to start."""
+    for path in paths.values():
+        if path is not None and create == mkdir:
+            require_folder(path, mkdir)
+
+
+def _stop_interrupted(model: Any, history: Any, info: dict[str, Any],
+                      paths: dict[str, Path | None], epochs: int,
+                      announce: Callable[[str], None]) -> None:
+    """Ctrl-C during training: keep the model so far only when --save asked for a model,
+    write no figure or report (they would describe a run that did not finish), and say so
+    in one line; the command then exits with code 130."""
+    done = f"interrupted after {len(history.epochs)} of {epochs} epochs"
+    if paths["save"] is not None:
+        _save_model(model, info, paths["save"])
+        extra = "" if paths["plot"] is None and paths["report"] is None else (
+            "; no figure or report is written for an interrupted run")
+        announce(f"{done}: the model so far is saved to {paths['save']}{extra}")
+    elif paths["plot"] is not None or paths["report"] is not None:
+        announce(f"{done}: no figure or report is written for an interrupted run")
+
+
+def run_train(options: dict[str, Any],
+              announce: Callable[[str], None] | None = None) -> dict[str, Any]:
     """Everything ``gradsight train`` does, minus the printing; returns the JSON document:
     ``config``, ``history``, ``final``, ``stopped``, ``diagnosis`` (the run's findings as
     :meth:`Findings.to_dict` gives them — ``worst``, ``counts``, ``findings`` —, or None
     when the model has no hidden layer) and, when ``options["neurons"]``, ``neurons``
-    (the hidden units' states)."""
+    (the hidden units' states).
+
+    ``announce`` receives, once the run is about to start, what was assumed reading a CSV
+    file (one line each), and the line about an interrupted run. Ctrl-C during training
+    raises KeyboardInterrupt after keeping the model so far (with --save only)."""
     from ..engine.train import fit  # late: NumPy, not needed for --help
 
+    say = announce or (lambda line: None)
     o = options
     for option in ("epochs", "batch_size"):
         require_positive_int(f"--{option.replace('_', '-')}", o[option])
     paths = {key: o.get(key) for key in ("save", "plot", "report")}
     check_output_paths(paths["save"], paths["plot"], paths["report"])
+    _check_folders(paths, bool(o.get("mkdir")), create=False)
     if not parse_hidden(o["hidden"]) and o.get("neurons"):  # fail before loading data
         raise InvalidValueError("--neurons classifies hidden units, but --hidden gives no "
                                 "hidden layer; use e.g. --hidden 16,16")
-    dataset, info, split = _prepare_data(o["data"], o["target"], o["test_size"], o["seed"])
+    dataset, info, split = _prepare_data(o)
     model, loss, optimizer, built = _build(o, dataset.n_features, dataset.n_classes)
     X_train, X_test, y_train, y_test = split
     monitor = _run_monitor(paths["report"], built, len(y_train))
+    _check_folders(paths, bool(o.get("mkdir")), create=True)
+    for line in info["read"]:
+        say(line)
+    initial_loss, _ = _evaluate(model, loss, X_train, y_train)
     history = fit(model, X_train, y_train, loss=loss, optimizer=optimizer, epochs=o["epochs"],
                   batch_size=o["batch_size"], seed=o["seed"],
                   validation=None if X_test is None else (X_test, y_test),
                   callbacks=[monitor], progress=show_progress(o["quiet"]))
+    if history.stopped == "interrupted":
+        _stop_interrupted(model, history, info, paths, o["epochs"], say)
+        raise KeyboardInterrupt
     train_loss, train_accuracy = _evaluate(model, loss, X_train, y_train)
     test_loss, test_accuracy = _evaluate(model, loss, X_test, y_test)
-    config = {**{k: v for k, v in info.items() if k not in ("feature_names", "mean", "std")},
+    config = {**{k: v for k, v in info.items()
+                 if k not in ("feature_names", "mean", "std", "read")},
               **built, **{k: None if v is None else str(v) for k, v in paths.items()}}
-    final = {"epochs": len(history.epochs), "train_loss": train_loss,
-             "train_accuracy": train_accuracy, "test_loss": test_loss,
-             "test_accuracy": test_accuracy}
+    final: dict[str, Any] = {"epochs": len(history.epochs), "train_loss": train_loss,
+                             "train_accuracy": train_accuracy, "test_loss": test_loss,
+                             "test_accuracy": test_accuracy}
+    regression = dataset.n_classes is None
+    for part, X, y in (("train", X_train, y_train), ("test", X_test, y_test)):
+        rmse, mae = _regression_errors(model, X, y) if regression else (None, None)
+        final.update({f"{part}_rmse": rmse, f"{part}_mae": mae})
+    final["initial_loss"] = initial_loss
+    final["diverged"] = _divergence(history.stopped, initial_loss,
+                                    train_loss, built)
     findings = _diagnose_run(monitor, model, history, split, built)
     result = {"config": config, "history": [dict(row) for row in history.epochs],
               "final": final, "stopped": history.stopped,
@@ -345,15 +489,33 @@ def register(app: typer.Typer) -> None:
 
     @command(app, "train")
     def train(
-        data: str = typer.Option("moons", "--data", help=DATA_HELP),
-        target: str | None = typer.Option(None, "--target", help="target column of a CSV"),
+        data: str = typer.Option("moons", "--data", help=_DATA_HELP),
+        target: str | None = typer.Option(None, "--target", help=_TARGET_HELP),
+        task: str = typer.Option("auto", "--task", help=_TASK_HELP),
+        header: bool | None = typer.Option(None, "--header/--no-header",
+                                           help="the CSV's first row is (or is not) a header "
+                                                "(default: detected — text above columns of "
+                                                "numbers is a header)"),
+        delimiter: str | None = typer.Option(None, "--delimiter",
+                                             help="the CSV's cell separator, e.g. ';' or tab "
+                                                  "(default: sniffed)"),
+        decimal: str | None = typer.Option(None, "--decimal",
+                                           help="the CSV's decimal mark, . or , (default: "
+                                                "sniffed)"),
+        categorical: str | None = typer.Option(None, "--categorical",
+                                               help="onehot: encode each text column of a CSV "
+                                                    "(≤ 20 values) as one 0/1 column per "
+                                                    "value"),
+        missing: str | None = typer.Option(None, "--missing",
+                                           help="drop: drop the CSV rows with empty cells; "
+                                                "mean: fill each with its column's mean"),
         hidden: str = typer.Option("16,16", "--hidden", help="hidden layer widths, e.g. 16,16"),
         activation: str = typer.Option("relu", "--activation", help="hidden activation"),
         init: str = typer.Option("he_normal", "--init", help="weight initialiser"),
         loss: str = typer.Option("auto", "--loss", help=_LOSS_HELP),
         optimizer: str = typer.Option("adam", "--optimizer",
                                       help="sgd, momentum, nesterov, adagrad, rmsprop, adam"),
-        lr: float = typer.Option(0.01, "--lr", help="learning rate η"),
+        lr: float = typer.Option(_DEFAULT_LR, "--lr", help="learning rate η"),
         epochs: int = typer.Option(200, "--epochs"),
         batch_size: int = typer.Option(32, "--batch-size"),
         seed: int = typer.Option(0, "--seed", help="seed of weights, split and shuffling"),
@@ -369,17 +531,22 @@ def register(app: typer.Typer) -> None:
         report: str | None = typer.Option(None, "--report",
                                           help="write a self-contained HTML report "
                                                "(gradsight.report)"),
+        mkdir: bool = typer.Option(False, "--mkdir",
+                                   help="create the missing folders of --save, --plot and "
+                                        "--report (default: a missing folder is an error)"),
         neurons: bool = typer.Option(False, "--neurons",
                                      help="after training, count the hidden units that are "
                                           "dead, saturated (right/wrong) or learning"),
         json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
     ) -> None:
-        """Train an MLP on a toy data set or a CSV file and report loss and accuracy."""
+        """Train an MLP on a toy data set or a CSV file and report loss and accuracy (or, for
+        a numeric target, the error). Ctrl-C stops with exit code 130, keeping the model so
+        far only with --save; a diverged run is reported and exits 0."""
         options = dict(locals())
         for key in ("save", "plot", "report"):
             options[key] = None if options[key] is None else Path(options[key])
-        result = run_train(options)
+        result = run_train(options, lambda line: typer.echo(line, err=True))
         if json_out:
             print_json(result)
         else:

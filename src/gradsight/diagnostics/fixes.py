@@ -27,6 +27,7 @@ from typing import Any
 from ..errors import InvalidValueError
 from ..io import jsonable
 from .numpy_runner import EngineRunner
+from .rules import median_hidden_ratio
 from .runner import Runner, RunOutcome
 
 __all__ = ["DoctorSetup", "RunOutcome", "Runner", "CandidateResult", "DoctorResult", "doctor",
@@ -111,8 +112,12 @@ class CandidateResult:
                 if getattr(f, "severity", "warning") != "info"]
 
     def row(self, baseline_loss: float | None = None) -> dict[str, Any]:
+        """One row: ``ratio_last_first`` is the number the vanishing-gradient finding shows
+        (median over the recorded steps, :func:`~gradsight.diagnostics.rules.
+        median_hidden_ratio`); ``gradient_ratio`` the runner's one pass after training."""
         row = {"change": self.change, "overrides": self.overrides, "loss": self.loss,
                "accuracy": self.outcome.accuracy, "gradient_ratio": self.outcome.gradient_ratio,
+               "ratio_last_first": median_hidden_ratio(self.outcome.layer_history),
                "verdicts": self.verdicts}
         if baseline_loss is not None:
             row["improvement"] = baseline_loss - self.loss
@@ -275,36 +280,41 @@ class DoctorResult:
         table = Table(title="gradsight doctor — same data, seed and budget for every run",
                       caption=f"held-out loss: {self.eval_loss} cost; best: {self.best}")
         for name, justify in (("#", "right"), ("change", "left"), ("held-out loss", "right"),
-                              ("accuracy", "right"), ("grad ratio last/first", "right"),
+                              ("held-out accuracy", "right"), (RATIO_LABEL, "right"),
                               ("verdicts", "left")):
             table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
         for i, row in enumerate(self.rows()):
             style = "bold green" if row["change"] == self.best and i else None
             table.add_row("–" if i == 0 else str(i), row["change"], _num(row["loss"]),
-                          _pct(row["accuracy"]), _num(row["gradient_ratio"]),
+                          _pct(row["accuracy"]), _num(row["ratio_last_first"]),
                           ", ".join(row["verdicts"]) or "—", style=style)
         return table
 
     def __str__(self) -> str:
-        lines = [f"{'change':<44}{'loss':>10}{'accuracy':>10}{'ratio':>10}  verdicts"]
+        lines = [f"{'change':<44}{'loss':>10}{'accuracy':>10}{'ratio':>10}  verdicts",
+                 f"(held-out loss and accuracy; ratio: {RATIO_LABEL})"]
         for row in self.rows():
             lines.append(f"{row['change'][:43]:<44}{_num(row['loss']):>10}"
-                         f"{_pct(row['accuracy']):>10}{_num(row['gradient_ratio']):>10}  "
+                         f"{_pct(row['accuracy']):>10}{_num(row['ratio_last_first']):>10}  "
                          f"{', '.join(row['verdicts']) or '—'}")
         lines.append(f"best: {self.best}")
         return "\n".join(lines)
 
     def _repr_html_(self) -> str:
-        head = "".join(f"<th>{h}</th>" for h in ("change", "held-out loss", "accuracy",
-                                                 "grad ratio last/first", "verdicts"))
+        head = "".join(f"<th>{h}</th>" for h in ("change", "held-out loss",
+                                                 "held-out accuracy", RATIO_LABEL, "verdicts"))
         bold = " style='font-weight:bold'"
         body = "".join(
             f"<tr{bold if r['change'] == self.best else ''}>"
             f"<td>{html.escape(r['change'])}</td><td>{_num(r['loss'])}</td>"
-            f"<td>{_pct(r['accuracy'])}</td><td>{_num(r['gradient_ratio'])}</td>"
+            f"<td>{_pct(r['accuracy'])}</td><td>{_num(r['ratio_last_first'])}</td>"
             f"<td>{html.escape(', '.join(r['verdicts']) or '—')}</td></tr>" for r in self.rows())
         return (f"<table><caption>gradsight doctor — best: {html.escape(self.best)}</caption>"
                 f"<tr>{head}</tr>{body}</table>")
+
+
+#: the ratio column of the tables: the vanishing-gradient finding's own number
+RATIO_LABEL = "‖∂C/∂b‖ last/first hidden (median over steps)"
 
 
 def _num(value: Any) -> str:

@@ -34,7 +34,7 @@ from .context import (
     _finding,
     _median,
 )
-from .findings import Finding
+from .findings import Finding, Thresholds
 from .loss_rules import LOSS_RULES, loss_progress
 from .neurons import state_counts
 from .speed import speed_ratio
@@ -113,6 +113,21 @@ def _hidden_ratio(ctx: Context) -> tuple[np.ndarray, dict[str, float], str] | No
     ratio = speed_ratio(ctx.values(name, first), ctx.values(name, last))
     speeds = {layer: _median(ctx.values(name, layer)) for layer in ctx.hidden_params}
     return ratio, speeds, name
+
+
+def median_hidden_ratio(history: Any) -> float | None:
+    """The vanishing-gradient finding's number for a run: the median over the recorded steps
+    of ‖∂C/∂b‖(last hidden layer) / ‖∂C/∂b‖(first) — ‖∂C/∂W‖ of both where a bias is missing
+    or zero by construction — as the ``ratio_last_first`` evidence reads it; None without
+    records or two hidden layers."""
+    if not history:
+        return None
+    ctx = Context.build(history, None, None, None, None, Thresholds())
+    measured = _hidden_ratio(ctx)
+    if measured is None:
+        return None
+    value = _median(measured[0])
+    return None if math.isnan(value) else value
 
 
 def _excluded_biases(ctx: Context) -> dict[str, str]:

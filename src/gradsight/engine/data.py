@@ -20,7 +20,6 @@ integer class labels ``0..K−1`` (or floats for a regression target):
 
 from __future__ import annotations
 
-import csv
 import inspect
 import math
 import os
@@ -39,6 +38,7 @@ from ..errors import (
     UnknownNameError,
     require_positive_int,
 )
+from .csvdata import CsvReading, read_csv
 from .preprocess import Standardized, standardize, train_test_split
 
 __all__ = [
@@ -62,6 +62,8 @@ class Dataset:
     feature_names: list[str] = field(default_factory=list)
     classes: list[Any] | None = None
     target_name: str = "y"
+    #: how a CSV file was read: every guess made (None for the built-in data sets)
+    reading: CsvReading | None = None
 
     def __post_init__(self) -> None:
         self.X = np.asarray(self.X, dtype=np.float64)
@@ -227,107 +229,39 @@ def names() -> list[str]:
 
 
 # ---- CSV ----------------------------------------------------------------------------------
-def _read_rows(path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
-    """Header and (line number, cells) of each non-blank row; ragged rows are an error."""
-    if not path.is_file():
-        raise DataError(f"CSV file {str(path)!r} not found")
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as handle:
-            reader = csv.reader(handle)
-            rows = [(reader.line_num, row) for row in reader if any(c.strip() for c in row)]
-    except (UnicodeDecodeError, csv.Error) as error:
-        raise DataError(f"CSV file {str(path)!r} cannot be read: {error}") from None
-    if not rows:
-        raise DataError(f"CSV file {str(path)!r} is empty (expected a header row and data)")
-    header = [cell.strip() for cell in rows[0][1]]
-    if len(set(header)) != len(header) or "" in header:
-        raise DataError(f"CSV file {str(path)!r}: header {header} needs distinct, non-empty "
-                        f"column names")
-    body = rows[1:]
-    if not body:
-        raise DataError(f"CSV file {str(path)!r} has a header but no data rows")
-    for line, row in body:
-        if len(row) != len(header):
-            raise DataError(f"CSV file {str(path)!r}: row {line} has {len(row)} cells, "
-                            f"the header has {len(header)}")
-    return header, body
+def from_csv(path: str | os.PathLike[str], target: str | int | None = None,
+             task: str = "auto", header: bool | None = None, delimiter: str | None = None,
+             decimal: str | None = None, categorical: str | None = None,
+             missing: str | None = None) -> Dataset:
+    """Read a CSV file; column ``target`` (a name, or a number counting the first column as
+    1; default: the last) is ``y``, the other columns are the features.
 
+    What is not given is guessed and each guess is recorded in ``Dataset.reading`` (a
+    :class:`~gradsight.engine.csvdata.CsvReading`; its ``lines()`` say it): the delimiter
+    (``csv.Sniffer``) and the decimal mark, whether the first row is a header (text above
+    columns of numbers) and whether the target is class labels (text, or whole numbers with
+    at most 10 distinct values, or at most 20 and fewer than half the rows) or a number to
+    regress (``task="classification"`` or ``"regression"`` decides). Text feature columns
+    are refused unless ``categorical="onehot"``, missing cells unless ``missing="drop"`` or
+    ``"mean"``. Errors name the row (the line number in the file) and the column.
 
-def _number(cell: str, line: int, column: str) -> float:
-    text = cell.strip()
-    if text == "":
-        raise DataError(f"row {line}, column {column!r}: empty cell (missing value)")
-    try:
-        value = float(text)
-    except ValueError:
-        raise DataError(f"row {line}, column {column!r}: {text!r} is not a number") from None
-    if not math.isfinite(value):
-        raise DataError(f"row {line}, column {column!r}: {text!r} is not a finite number")
-    return value
-
-
-def _encode_target(cells: list[str], lines: list[int], column: str,
-                   task: str) -> tuple[np.ndarray, int | None, list[Any] | None]:
-    """Targets as (y, n_classes, classes): text, or numbers that are all integers, are class
-    labels mapped to 0..K−1 in sorted order; other numbers are a regression target."""
-    texts = [c.strip() for c in cells]
-    if task != "regression" and "" not in texts and not all(map(_is_float, texts)):
-        classes: list[Any] = sorted(set(texts))
-        code = {label: k for k, label in enumerate(classes)}
-        return np.array([code[t] for t in texts]), len(classes), classes
-    values = [_number(t, line, column) for t, line in zip(texts, lines, strict=True)]
-    whole = [v.is_integer() for v in values]
-    if task == "regression" or (task == "auto" and not all(whole)):
-        return np.array(values, dtype=np.float64), None, None
-    if not all(whole):
-        bad = whole.index(False)
-        raise DataError(f"row {lines[bad]}, column {column!r}: class label {texts[bad]!r} "
-                        f"is not an integer")
-    classes = sorted({int(v) for v in values})
-    code = {label: k for k, label in enumerate(classes)}
-    return np.array([code[int(v)] for v in values]), len(classes), classes
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def from_csv(path: str | os.PathLike[str], target: str | None = None,
-             task: str = "auto") -> Dataset:
-    """Read a CSV file with a header row; column ``target`` (default: the last) is ``y``.
-
-    Feature cells must be finite numbers. The target is class labels when it holds text or
-    only integers (mapped to 0..K−1 in sorted order; ``Dataset.classes`` keeps the originals)
-    and a regression target when it holds other numbers; ``task="classification"`` or
-    ``"regression"`` overrides that guess. Errors name the row (the line number in the file,
-    the header being row 1) and the column.
+    >>> import tempfile, pathlib
+    >>> path = pathlib.Path(tempfile.mkdtemp()) / "body.csv"
+    >>> _ = path.write_text("height;weight\\n1,62;60,5\\n1,80;81\\n1,75;70,25\\n")
+    >>> ds = from_csv(path)
+    >>> ds.X.ravel().tolist(), ds.y.tolist(), ds.n_classes
+    ([1.62, 1.8, 1.75], [60.5, 81.0, 70.25], None)
+    >>> ds.reading.delimiter, ds.reading.decimal, ds.reading.header
+    (';', ',', True)
+    >>> ds.reading.task_reason
+    "target: column 2 'weight' holds numbers with decimals → regression"
     """
-    if task not in ("auto", "classification", "regression"):
-        raise InvalidValueError(f"task must be 'auto', 'classification' or 'regression', "
-                                f"got {task!r}")
-    file = Path(path)
-    header, body = _read_rows(file)
-    column = header[-1] if target is None else str(target).strip()
-    if column not in header:
-        raise DataError(f"target column {column!r} not in {str(file)!r}; "
-                        f"columns: {', '.join(header)}")
-    if len(header) < 2:
-        raise DataError(f"CSV file {str(file)!r} has only the target column {column!r}; "
-                        f"at least one feature column is needed")
-    t = header.index(column)
-    features = [name for name in header if name != column]
-    lines = [line for line, _ in body]
-    X = np.array([[_number(cell, line, name) for name, cell in zip(header, row, strict=True)
-                   if name != column] for line, row in body], dtype=np.float64)
-    y, n_classes, classes = _encode_target([row[t] for _, row in body], lines, column, task)
-    return Dataset(X, y, file.stem, n_classes, features, classes=classes, target_name=column)
+    table = read_csv(Path(path), target, task, header, delimiter, decimal, categorical, missing)
+    return Dataset(table.X, table.y, Path(path).stem, table.n_classes, table.feature_names,
+                   classes=table.classes, target_name=table.target_name, reading=table.reading)
 
 
-def load(name_or_path: str | os.PathLike[str], target: str | None = None,
+def load(name_or_path: str | os.PathLike[str], target: str | int | None = None,
          **kwargs: Any) -> Dataset:
     """A data set by name (``xor``, ``circles``, ``moons``, ``spirals``, ``gauss``,
     ``digits``; keyword arguments go to the generator) or from a ``.csv`` path.
