@@ -198,3 +198,11 @@ def test_step_study_notes_where_the_second_derivative_vanishes(f, x, special):
     assert any("special point" in n for n in notes) is special, notes
     if special:
         assert re.search(r"f″\(0\) = 0", " ".join(notes))
+
+
+def test_explain_train_text_states_the_accuracy_rule_and_calls_a_half_undecided():
+    """``explain --train xor`` printed ``int(p)``: −1 for an output at 0.5, with no rule."""
+    result = runner.invoke(app, ["explain", "--train", "xor", "--epochs", "200"])
+    assert result.exit_code == 0, result.output
+    assert "accuracy: ŷ > 0.5 + 1e-9 answers 1" in result.stdout
+    assert " -1" not in result.stdout

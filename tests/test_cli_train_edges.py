@@ -342,3 +342,19 @@ def test_mkdir_creates_the_output_folders(tmp_path, monkeypatch):
     _ok("--epochs", 2, "--plot", "a/b/x.png", "--save", "c/m.npz", "--mkdir", "--quiet")
     assert (tmp_path / "a" / "b" / "x.png").read_bytes()[:4] == b"\x89PNG"
     assert gradsight.load(tmp_path / "c" / "m.npz").metadata["task"] == "classification"
+
+
+def test_a_regression_target_is_split_without_stratifying_by_its_values():
+    """Ages repeat, but they are no classes: the split is scikit-learn's plain shuffle."""
+    import numpy as np
+    from sklearn.model_selection import train_test_split as sk_split
+
+    from gradsight.engine.preprocess import split_standardized
+
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((60, 2))
+    ages = rng.integers(18, 30, size=60).astype(float)
+    _, _, y_train, y_test, _, _ = split_standardized(X, ages, 0.25, seed=3, stratify=False)
+    _, _, expected_train, expected_test = sk_split(X, ages, test_size=15, random_state=3,
+                                                   stratify=None)
+    assert np.array_equal(y_train, expected_train) and np.array_equal(y_test, expected_test)

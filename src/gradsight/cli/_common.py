@@ -22,8 +22,8 @@ from ..present.plots import check_figure_path
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: the help of ``--data`` (train, doctor)
-DATA_HELP = ("moons, xor, circles, spirals, gauss, digits, or a PATH.csv (header row; the "
-             "target is the last column unless --target)")
+DATA_HELP = ("moons, xor, circles, spirals, gauss, digits, or a PATH.csv of your own (header, "
+             "delimiter and decimal mark detected; the target is the last column)")
 
 
 #: the help of ``--mkdir`` (every command that writes a file)

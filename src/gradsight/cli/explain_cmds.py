@@ -166,50 +166,6 @@ def run_train_neuron(table: str, epochs: int, lr: float, seed: int,
     return trained, doc
 
 
-def _sampled_epochs(n: int, count: int = 12) -> list[int]:
-    """Epoch indices to print: all of a short run, else log-spaced (the slow start shows)."""
-    import numpy as np
-
-    if n <= count:
-        return list(range(n))
-    return sorted({0, n - 1, *(int(k) - 1 for k in np.geomspace(1, n, count).round())})
-
-
-def _neuron_training_lines(trained: Any, doc: dict[str, Any]) -> list[str]:
-    from ..present.explain import fmt  # late: NumPy, not needed for --help
-
-    name = trained.data.upper()
-    out = [f"One sigmoid neuron ŷ = σ(w₁x₁ + w₂x₂ + b) learning {name}: "
-           f"C = 1/(2N) Σ(ŷ − y)² over the N = 4 inputs",
-           f"w ← w − η ∂C/∂w on all 4 inputs per epoch, η = {fmt(trained.lr)}, "
-           f"{trained.epochs} epochs, seed {trained.seed}",
-           "C and accuracy at the start of each epoch (before its update); end: after the "
-           "last update", "  epoch  C           accuracy"]
-    for i in _sampled_epochs(len(trained.losses)):
-        accuracy = trained.accuracies[i]
-        shown = "—" if accuracy is None else f"{accuracy:.0%}"
-        out.append(f"  {i:>5}  {fmt(trained.losses[i]):<10}  {shown:>8}")
-    out.append(f"  {'end':>5}  {fmt(trained.final_cost):<10}  {trained.accuracy:>8.0%}")
-    out.append("  x1  x2  target y  ŷ       ŷ > 0.5")
-    for (x1, x2), t, o, p in zip(_TRUTH_INPUTS, trained.targets, trained.outputs,
-                                 trained.predictions, strict=True):
-        out.append(f"  {x1:>2g}  {x2:>2g}  {int(t):>8}  {fmt(o):<7} {int(p):>7}")
-    out.append(f"w = ({fmt(trained.w[0])}, {fmt(trained.w[1])}), b = {fmt(trained.b)}")
-    if trained.stopped:
-        out.append(f"training stopped: {trained.stopped}")
-    if trained.learned:
-        out.append(f"learned {name}: ŷ > 0.5 exactly on the inputs whose target is 1")
-    elif trained.data == "xor":
-        out.append("did not learn XOR: no single neuron can — no line separates its 1s "
-                   "from its 0s (a hidden layer can: gradsight train --data xor)")
-    elif all(o * (1 - o) < 0.0025 for o in trained.outputs):  # σ′ < 1% of its peak ¼
-        out.append(f"did not learn {name}: the neuron saturated — σ′(z) = ŷ(1 − ŷ) ≈ 0 on "
-                   "every input, so ∂C/∂w ≈ 0 and it stays stuck (try a smaller --lr)")
-    else:
-        out.append(f"did not learn {name} yet: try more --epochs or another --lr")
-    return out
-
-
 def _explain_mode(o: dict[str, Any]) -> None:
     """Refuse options of the other mode: --train trains on a truth table's 4 inputs;
     --epochs and --plot only mean something with it."""
@@ -268,7 +224,7 @@ def register(app: typer.Typer) -> None:
             if json_out:
                 print_json(doc)
             else:
-                for line in _neuron_training_lines(trained, doc):
+                for line in trained.lines():  # the curve, the answers, the accuracy rule
                     typer.echo(line)
             if plot is not None:
                 wrote(plot)

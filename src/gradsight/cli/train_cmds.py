@@ -22,6 +22,7 @@ from ._common import (
     parse_hidden,
     print_json,
     show_progress,
+    wrote,
 )
 
 _LOSS_HELP = ("cross_entropy (K logits), bce_with_logits (2 classes, 1 logit), quadratic "
@@ -80,7 +81,9 @@ def _prepare_data(o: dict[str, Any]) -> tuple[Any, dict[str, Any], tuple[Any, ..
     note = None
     if 0 < test_size and dataset.n_samples < MIN_SPLIT_SAMPLES:
         note = f"only {dataset.n_samples} samples: trained on all, no test split"
-    X_train, X_test, y_train, y_test, mean, std = split_standardized(X, y, test_size, o["seed"])
+    # a regression target (whole numbers such as ages repeat) is no class to stratify by
+    X_train, X_test, y_train, y_test, mean, std = split_standardized(
+        X, y, test_size, o["seed"], stratify=dataset.n_classes is not None)
     reading = dataset.reading
     info = {"data": dataset.name, "source": str(o["data"]), "target": dataset.target_name,
             "task": "regression" if dataset.n_classes is None else "classification",
@@ -180,10 +183,9 @@ def _summary(config: dict[str, Any], final: dict[str, Any], stopped: str | None)
     if final.get("diverged"):
         console.print(f"[bold red]{escape(final['diverged'])}[/]", highlight=False,
                       soft_wrap=True)  # one line, however narrow the terminal
-    for key, label in (("save", "model saved to"), ("plot", "figure saved to"),
-                       ("report", "report saved to")):
+    for key in ("save", "plot", "report"):
         if config.get(key):
-            console.print(f"{label} {config[key]}")
+            wrote(config[key])  # the one message of every command: on stderr
 
 
 def _neuron_states(model: Any, loss: Any, X: Any, y: Any) -> dict[str, Any]:

@@ -71,7 +71,8 @@ class EngineRunner:
         part when the data are too small to split."""
         if seed not in self._splits:
             X_train, X_test, y_train, y_test, _, _ = split_standardized(
-                self.dataset.X, self.dataset.y, self.test_size, seed)
+                self.dataset.X, self.dataset.y, self.test_size, seed,
+                stratify=self.dataset.n_classes is not None)
             if X_test is None or y_test is None:  # too small to split: test on the training part
                 X_test, y_test = X_train, y_train
             self._splits[seed] = (X_train, X_test, y_train, y_test)

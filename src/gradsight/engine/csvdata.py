@@ -416,8 +416,11 @@ class _Table:
         if found is not None:
             r, c = found
             kind = "a number" if self.parsed[c].text[r] else "a finite number"
+            # a 'nan' cell is a missing value written out: the same way forward as a gap
+            hint = ("; if it marks a missing value, --missing drop|mean handles it"
+                    if self.parsed[c].nan_text[r] and self.missing is None else "")
             raise DataError(f"row {self.lines[r]}, column {self.names[c]!r}: "
-                            f"{self.columns[c][r]!r} is not {kind}")
+                            f"{self.columns[c][r]!r} is not {kind}{hint}")
 
     def _values(self, c: int) -> list[str]:
         return sorted({cell for cell, gap in zip(self.columns[c], self.gaps(c), strict=True)

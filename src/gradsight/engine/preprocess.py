@@ -120,12 +120,14 @@ def _matrix(X: ArrayLike, name: str) -> np.ndarray:
 MIN_SPLIT_SAMPLES = 20
 
 
-def split_standardized(X: np.ndarray, y: np.ndarray, test_size: float = 0.2, seed: int = 0
+def split_standardized(X: np.ndarray, y: np.ndarray, test_size: float = 0.2, seed: int = 0,
+                       stratify: bool = True
                        ) -> tuple[np.ndarray, np.ndarray | None, np.ndarray, np.ndarray | None,
                                   np.ndarray, np.ndarray]:
     """``X_train, X_test, y_train, y_test, mean, std``: a data set as ``gradsight train`` and
-    the doctor train on it — :func:`train_test_split` (stratified, shuffled by ``seed``),
-    then :func:`standardize` with the training part's statistics, x′ = (x − mean)/std.
+    the doctor train on it — :func:`train_test_split` (stratified by class unless
+    ``stratify`` is False, as for a regression target; shuffled by ``seed``), then
+    :func:`standardize` with the training part's statistics, x′ = (x − mean)/std.
 
     With ``test_size`` 0 or fewer than ``MIN_SPLIT_SAMPLES`` samples nothing is held out:
     all samples train and ``X_test``, ``y_test`` are None.
@@ -138,7 +140,8 @@ def split_standardized(X: np.ndarray, y: np.ndarray, test_size: float = 0.2, see
     True
     """
     if test_size > 0 and np.shape(X)[0] >= MIN_SPLIT_SAMPLES:
-        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size, seed)
+        X_train, X_test, y_train, y_test = train_test_split(X, y, test_size, seed,
+                                                            stratify=stratify)
     else:
         X_train, X_test, y_train, y_test = X, None, y, None
     scaled = standardize(X_train, X_test)

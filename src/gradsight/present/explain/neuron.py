@@ -309,7 +309,7 @@ class NeuronTraining:
             out.append(f"training stopped: {self.stopped}")
         out.append(self.verdict())
         if plot:
-            out.append(f"figure saved to {plot}")
+            out.append(f"figure: {plot}")
         return out
 
     def verdict(self) -> str:
