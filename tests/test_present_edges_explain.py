@@ -121,3 +121,18 @@ def test_walkthrough_html_wraps_long_lines() -> None:
         style = pre.group(1)
         assert "white-space: pre-wrap" in style and "overflow-x: auto" in style
     assert fmt(-0.5) == "−0.5"
+
+
+def test_a_trained_neuron_shows_its_curve_in_a_notebook():
+    """``train_neuron`` results had no HTML repr (a notebook printed the dataclass)."""
+    from gradsight.present.explain.neuron import train_neuron
+
+    trained = train_neuron("or", epochs=300, lr=4.0)
+    page = trained._repr_html_()
+    assert page.startswith("<pre style='white-space: pre-wrap'>")
+    assert "learning OR" in page and "accuracy: ŷ &gt; 0.5" in page
+    assert repr(trained) == (f"NeuronTraining(or, 300 epochs, η = 4: C {trained.final_cost:.4g}, "
+                             f"accuracy {trained.accuracy:.0%}, "
+                             f"{'learned' if trained.learned else 'not learned'})")
+    # the oracle for the cost: C = 1/(2N) Σ(ŷ − y)² recomputed from the outputs
+    assert trained.final_cost == 0.5 * float(((trained.outputs - trained.targets) ** 2).mean())

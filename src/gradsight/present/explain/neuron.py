@@ -259,6 +259,19 @@ class NeuronTraining:
     w_start: tuple[float, ...] = ()
     b_start: float = math.nan
 
+    def __repr__(self) -> str:
+        return (f"NeuronTraining({self.data}, {self.epochs} epochs, η = {self.lr:g}: "
+                f"C {self.final_cost:.4g}, accuracy {self.accuracy:.0%}, "
+                f"{'learned' if self.learned else 'not learned'})")
+
+    def _repr_html_(self) -> str:
+        """In a notebook: the text of :meth:`lines` (the sampled curve, the answers, the
+        accuracy rule and the verdict), wrapped to the cell's width."""
+        import html
+
+        text = html.escape("\n".join(self.lines()))
+        return f"<pre style='white-space: pre-wrap'>{text}</pre>"
+
     @property
     def final_cost(self) -> float:
         """C = 1/(2N) Σ(ŷ − y)² of the final weights on the 4 inputs."""
