@@ -118,7 +118,7 @@ def loss_curve(ctx: Context) -> list[Finding]:
     first = float(losses[0])
     evidence: dict[str, Any] = {"loss_first": first, "loss_start": quarters[0],
                                 "loss_end": quarters[-1], "points": int(losses.size),
-                                "accuracy": ctx.accuracy}
+                                "train_accuracy": ctx.accuracy}  # the last epoch's, on its batches
     if quarters[-1] > 1.1 * quarters[0] and quarters[-1] > 1.1 * first:
         text = (f"The loss rose from {quarters[0]:.4g} to {quarters[-1]:.4g}: gradient descent "
                 "is stepping past the minimum instead of down to it (η too large).")
