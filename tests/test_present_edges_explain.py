@@ -136,3 +136,20 @@ def test_a_trained_neuron_shows_its_curve_in_a_notebook():
                              f"{'learned' if trained.learned else 'not learned'})")
     # the oracle for the cost: C = 1/(2N) Σ(ŷ − y)² recomputed from the outputs
     assert trained.final_cost == 0.5 * float(((trained.outputs - trained.targets) ** 2).mean())
+
+
+def test_the_explain_api_refuses_overflow_in_one_line_without_a_numpy_warning():
+    """``explain_neuron`` walked through z = inf after three RuntimeWarnings."""
+    import warnings
+
+    from gradsight.errors import InvalidValueError
+    from gradsight.present.explain import explain_neuron
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(InvalidValueError, match=r"^w1·x1 = 1e\+308·1e\+308 overflows"):
+            explain_neuron(x=[1e308, 1e308], w=[1e308, 1], b=0, y=1)
+        with pytest.raises(InvalidValueError, match="update w − η·∂C/∂w overflows"):
+            explain_neuron(x=[1e308, 1], w=[-1e-308, 0], b=0, y=1, lr=1e300)
+        walk = explain_neuron(x=[1e154, 1], w=[1e-154, 0.5], b=0, y=1)  # large but finite
+    assert walk.z == pytest.approx(1.0 + 0.5)  # 1e154·1e-154 + 1·0.5, by hand

@@ -15,6 +15,7 @@ from ... import optim
 from ...activations import sigmoid
 from ...engine.train import Callback, fit
 from ...errors import (
+    InvalidValueError,
     ShapeError,
     UnknownNameError,
     require_finite,
@@ -162,7 +163,7 @@ def explain_neuron(x: ArrayLike = (1.0, 0.5), w: ArrayLike = (0.4, -0.6), b: flo
                          f"they need the same length")
     b, y = require_finite("b", b), require_finite("y", y)
     lr = require_positive("lr", lr)
-    z = float(w_arr @ x_arr + b)
+    z = _finite_z(x_arr, w_arr, b)
     y_hat = float(sigmoid(z))
     dC_dyhat = y_hat - y
     dyhat_dz = y_hat * (1.0 - y_hat)
@@ -178,13 +179,37 @@ def explain_neuron(x: ArrayLike = (1.0, 0.5), w: ArrayLike = (0.4, -0.6), b: flo
     hand = np.concatenate([dC_dw, [dC_db]])
     agree = (close(hand, np.concatenate([engine_w, [engine_b]]), ENGINE_RTOL, ENGINE_ATOL)
              and close(hand, numeric, NUMERIC_RTOL, NUMERIC_ATOL))
+    with np.errstate(over="ignore", invalid="ignore"):
+        w_new = w_arr - lr * dC_dw
+    if not np.all(np.isfinite(w_new)):
+        raise InvalidValueError(f"the update w − η·∂C/∂w overflows with η = {lr:g} and "
+                                f"x = {as_tuple(x_arr)}: beyond the largest float "
+                                f"({_LARGEST:.4g}); choose a smaller --lr or --x")
     return NeuronWalkthrough(
         x=as_tuple(x_arr), w=as_tuple(w_arr), b=b, y=y, z=z, y_hat=y_hat, dC_dyhat=dC_dyhat,
         dyhat_dz=dyhat_dz, dz_dw=as_tuple(x_arr), dC_dw=as_tuple(dC_dw), dC_db=dC_db, lr=lr,
-        w_new=as_tuple(w_arr - lr * dC_dw), b_new=b - lr * dC_db,
+        w_new=as_tuple(w_new), b_new=b - lr * dC_db,
         engine_dC_dw=as_tuple(engine_w), engine_dC_db=engine_b,
         numeric_dC_dw=as_tuple(numeric[:-1]), numeric_dC_db=float(numeric[-1]), agree=agree,
     )
+
+
+_LARGEST = float(np.finfo(np.float64).max)
+
+
+def _finite_z(x: np.ndarray, w: np.ndarray, b: float) -> float:
+    """z = wᵀx + b, or a one-line error naming the term that overflows (no NumPy warning)."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        terms = w * x
+        z = float(np.sum(terms) + b)
+    for i, term in enumerate(terms, 1):
+        if not math.isfinite(float(term)):
+            raise InvalidValueError(f"w{i}·x{i} = {w[i - 1]:g}·{x[i - 1]:g} overflows: beyond "
+                                    f"the largest float ({_LARGEST:.4g}); choose smaller w or x")
+    if not math.isfinite(z):
+        raise InvalidValueError(f"z = wᵀx + b overflows: beyond the largest float "
+                                f"({_LARGEST:.4g}); choose smaller w, x or b")
+    return z
 
 
 # ---- the articles' neuron learning a truth table ------------------------------------------
