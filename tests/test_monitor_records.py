@@ -133,3 +133,26 @@ def test_a_long_history_shows_a_summary_not_every_record():
     assert "… 30 epochs …" in table and "History(40 epochs" in table
     short = fit(mlp([3, 4, 2], seed=0), X, y, epochs=3, batch_size=16, progress=False)
     assert short._repr_html_().count("<tr>") == 4
+
+
+def test_the_monitor_keeps_every_steps_loss_in_spans_of_ten():
+    """The engine's ``history.loss_curve``, against the batch losses ``fit`` reports."""
+    import numpy as np
+
+    from gradsight import fit, mlp
+    from gradsight.diagnostics import Monitor
+
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((64, 3))
+    y = (X[:, 1] > 0).astype(int)
+    monitor = Monitor(every=25)
+    history = fit(mlp([3, 4, 2], seed=0), X, y, epochs=15, batch_size=16,
+                  callbacks=[monitor], progress=False)
+    losses = list(history.batch_losses)  # 60 steps, one loss each
+    assert len(losses) == 60
+    expected = [(0, range(0, 1)), (10, range(1, 11)), (20, range(11, 21)), (25, range(21, 26)),
+                (35, range(26, 36)), (45, range(36, 46)), (50, range(46, 51))]
+    for (step, mean), (want_step, steps) in zip(monitor.history.loss_curve, expected,
+                                                strict=True):
+        assert step == want_step
+        assert mean == pytest.approx(sum(losses[s] for s in steps) / len(steps), rel=1e-12)

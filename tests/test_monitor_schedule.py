@@ -37,4 +37,5 @@ def test_diagnose_of_a_monitor_history_uses_the_losses_on_its_records():
     assert "stalled-loss" in diagnose(monitor.history).codes  # a list: no train_history
     for record in monitor.history:
         record.loss = record.loss_window = None
+    monitor.history.loss_curve = None  # the finer curve of every step's loss too
     assert "stalled-loss" not in diagnose(monitor.history).codes

@@ -223,6 +223,7 @@ def test_diagnose_history_runs_the_loss_rules_by_itself():
     assert "rising-loss" in diagnose(watcher).codes
     for record in watcher.history:
         record.loss = record.loss_window = None
+    watcher.history.loss_curve = None  # the finer curve of every step's loss too
     assert "rising-loss" not in diagnose(watcher.history).codes
 
 

@@ -111,6 +111,11 @@ class Context:
         loss_steps = None
         if train_history is None:  # the batch losses on the records, skipped steps left out
             steps, batch_losses = _record_losses(kept)
+            curve = getattr(history, "loss_curve", None)
+            if curve and len(curve) >= len(batch_losses):  # finer: every step, in short spans
+                skipped = {r.step for r in everything if r.skipped}
+                kept_curve = [(s, v) for s, v in curve if s not in skipped]
+                steps, batch_losses = [s for s, _ in kept_curve], [v for _, v in kept_curve]
             if batch_losses:
                 losses, loss_steps = batch_losses, steps
         if data is not None:

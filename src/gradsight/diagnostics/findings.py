@@ -194,7 +194,7 @@ class Thresholds:
     skipped_run: float = 5
     skipped_search: float = 16
     skipped_share: float = 0.01
-    oscillation_share: float = 0.25
+    oscillation_share: float = 0.2
     oscillation_swing: float = 0.05
     initial_loss_factor: float = 3.0
     attention_collapse: float = 0.05

@@ -291,6 +291,9 @@ class RecordList(list[LayerStats]):
 
     coverage: Any = None  # a diagnostics.coverage.Coverage
     setup: dict[str, Any] | None = None
+    #: the loss of every step averaged over short spans — (last step, mean loss), see
+    #: ``diagnostics.schedule.LossCurve`` — where the backend kept it; None otherwise
+    loss_curve: list[tuple[int, float]] | None = None
 
     def __repr__(self) -> str:
         """A summary, not every record: a long run holds hundreds of thousands of them."""

@@ -49,7 +49,7 @@ from .history import (
     require_history,
 )
 from .run_setup import RunSetup, engine_setup
-from .schedule import RecordingSchedule
+from .schedule import LossCurve, RecordingSchedule
 from .stats import LayerStats
 
 __all__ = [
@@ -128,7 +128,10 @@ class Monitor(Callback):
         self.every = self.schedule.every  # None: the default schedule
         self.history: RecordList = RecordList()
         self.losses: list[tuple[int, float]] = []
-        self._window_sum, self._window_count = 0.0, 0  # the losses since the last record
+        self._source: Any = None  # the loop's list of every step's loss, and how far read
+        self._seen = 0
+        self._curve = LossCurve()  # every step's loss, in short spans (history.loss_curve)
+        self.history.loss_curve = self._curve.points
         self._work: dict[int, Work] = {}
         self._pending: list[tuple[LayerStats, Any, np.ndarray | None, int | None]] = []
         self._model: Any = None
@@ -165,12 +168,10 @@ class Monitor(Callback):
     def on_after_backward(self, ctx: Any) -> None:
         if self.history.setup is None:  # the first step: once, then never again
             self.history.setup = _setup_of(ctx)
-        loss = getattr(ctx, "batch_loss", None)
-        if loss is not None:  # every step's loss joins the window the next record closes
-            self._window_sum += float(loss)
-            self._window_count += 1
         if not self.schedule.records(ctx.step):
             return
+        loss = getattr(ctx, "batch_loss", None)
+        between = self._losses_between(ctx)
         if ctx.model is not self._model:
             self._prepare(ctx.model)
         step, epoch = int(ctx.step), _int_or_none(ctx.epoch)
@@ -205,10 +206,25 @@ class Monitor(Callback):
         self._pending = pending
         if loss is not None:
             self.losses.append((step, float(loss)))
-            window = self._window_sum / self._window_count
+            window = (sum(between) + float(loss)) / (len(between) + 1)
             for record in history[start:]:  # diagnose(monitor.history) sees it too
                 record.loss, record.loss_window = float(loss), window
-        self._window_sum, self._window_count = 0.0, 0
+            for i, value in enumerate(between):  # the steps since the last record, in spans
+                self._curve.add(step - len(between) + i, value)
+            self._curve.add(step, float(loss), close=True)
+
+    def _losses_between(self, ctx: Any) -> list[float]:
+        """The batch losses of the steps since the last recorded one: the training loop
+        keeps every step's loss in ``ctx.history.batch_losses`` (the fast path calls no hook
+        on the steps nobody looks at), so the window costs nothing between records."""
+        done = getattr(getattr(ctx, "history", None), "batch_losses", None)
+        if done is None:
+            return []
+        if done is not self._source:  # a new fit: its own list
+            self._source, self._seen = done, len(done)
+        between = [float(v) for v in done[self._seen:]]
+        self._seen = len(done) + 1  # this step's loss is appended after the hooks
+        return between
 
     def _work_for(self, index: int, layer: Any) -> Work:
         work = self._work.get(index)

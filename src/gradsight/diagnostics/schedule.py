@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from ..errors import require_positive_int
 
-__all__ = ["DEFAULT_SCHEDULE", "RecordingSchedule"]
+__all__ = ["DEFAULT_SCHEDULE", "LossCurve", "RecordingSchedule", "loss_span"]
 
 #: (first step, interval) of each phase of the default schedule, in order
 DEFAULT_SCHEDULE: tuple[tuple[int, int], ...] = ((0, 1), (50, 50), (5000, 500))
@@ -57,3 +57,34 @@ class RecordingSchedule:
 
     def __repr__(self) -> str:
         return "default schedule" if self.every is None else f"every={self.every}"
+
+
+def loss_span(step: int) -> int:
+    """How many steps one point of the loss curve averages at ``step``: 10 up to step 10,000,
+    100 up to 100,000, 1,000 after — about 1,000 points per decade of a run. The loss of
+    every step is known for free (it was computed anyway); this keeps the curve fine where
+    training changes fast and its memory small over a long run."""
+    return 10 if step < 10_000 else 100 if step < 100_000 else 1000
+
+
+class LossCurve:
+    """The loss of every step, averaged over spans of :func:`loss_span` steps: a point ends
+    where a span is full and where a step is recorded (a record closes its window, see
+    ``LayerStats.loss_window``). ``points`` is the list of (last step, mean loss)."""
+
+    __slots__ = ("points", "_sum", "_count", "_first")
+
+    def __init__(self) -> None:
+        self.points: list[tuple[int, float]] = []
+        self._sum, self._count = 0.0, 0
+        self._first: int | None = None
+
+    def add(self, step: int, loss: float, close: bool = False) -> None:
+        """Add one loss of ``step``; ``close`` ends the point here (a recorded step)."""
+        if self._count == 0:
+            self._first = step
+        self._sum += loss
+        self._count += 1
+        if close or step - (self._first or 0) + 1 >= loss_span(step):
+            self.points.append((step, self._sum / self._count))
+            self._sum, self._count = 0.0, 0

@@ -74,7 +74,7 @@ from typing import Any
 
 from ...diagnostics.coverage import Coverage
 from ...diagnostics.history import LayerHistory, RecordList
-from ...diagnostics.schedule import RecordingSchedule
+from ...diagnostics.schedule import RecordingSchedule, loss_span
 from ...errors import GradsightError
 from ._amp import current_scale, found_inf, loss_scale
 from ._attention import AttentionEntropy
@@ -119,6 +119,10 @@ class Watcher:
         # device (one addition per step) and their count — each record carries their mean
         self._window: Any = None
         self._window_count = 0
+        # the loss curve between records: the window's running sum at the end of each span
+        # of ``loss_span`` steps, on the device — (step, sum, count) — read at the next record
+        self._marks: list[tuple[int, Any, int]] = []
+        self._span_start: int | None = None
         self._grad_params = _trainable(self.model)
         self._grad_handles: list[Any] = []
         self._preclip: tuple[Any, Any] | None = None  # (total ‖∂C/∂θ‖, loss scale)
@@ -128,6 +132,7 @@ class Watcher:
         self._skips_between: Any = None  # skips of the steps not recorded (a device tensor)
         self.all_reduce = bool(all_reduce)
         self._history: RecordList = RecordList()
+        self._history.loss_curve = []
         self._raw: list[tuple[Any, ...]] = []  # transferred steps not yet made LayerStats
         self.skipped_steps: list[int] = []
         self.epoch: int | None = None
@@ -367,6 +372,11 @@ class Watcher:
             value = value.double()
             self._window = value if self._window is None else self._window + value
             self._window_count += 1
+            if self._span_start is None:
+                self._span_start = self.step
+            if self.step - self._span_start + 1 >= loss_span(self.step):  # a curve point
+                self._marks.append((self.step, self._window, self._window_count))
+                self._span_start = None
         return loss
 
     def _loss_hook(self, module: Any, args: Any, output: Any) -> None:
@@ -555,13 +565,17 @@ class Watcher:
             between_at = transfer.add(between.reshape(1))  # ranks agree: their mean
             self._skips_between = None
         loss_at = window_at = None
+        in_window = len(self._losses) + self._window_count
         if self._losses:
             losses = stack_scalars(self._losses).double()
             loss_at = transfer.add(losses.mean().reshape(1))
             total = losses.sum() if self._window is None else losses.sum() + self._window
-            window_at = transfer.add(
-                (total / (len(self._losses) + self._window_count)).reshape(1))
-        self._window, self._window_count = None, 0
+            window_at = transfer.add((total / in_window).reshape(1))
+        marks = [(at_step, transfer.add(running.reshape(1)), count)
+                 for at_step, running, count in self._marks]
+        self._window, self._window_count, self._marks, self._span_start = None, 0, [], None
+        curve = self._history.loss_curve
+        assert curve is not None  # made with the history
         clip_at, clip_scale = None, None
         if self._preclip is not None:
             clip_at = transfer.add(self._preclip[0].double().reshape(1))
@@ -593,6 +607,15 @@ class Watcher:
                 fields["loss"] = values[loss_at]
             if window_at is not None:
                 fields["loss_window"] = values[window_at]
+            # the loss curve: one point per full span since the last record, then the rest
+            # of the window up to this step (differences of the running sums)
+            before, counted = 0.0, 0
+            for at_step, at, count in marks:
+                curve.append((at_step, (values[at] - before) / (count - counted)))
+                before, counted = values[at], count
+            if window_at is not None and in_window > counted:
+                curve.append((step, (values[window_at] * in_window - before)
+                              / (in_window - counted)))
             if clip_at is not None:
                 divisor = values[clip_scale] if isinstance(clip_scale, int) \
                     else (clip_scale or 1.0)
