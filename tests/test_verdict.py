@@ -332,3 +332,16 @@ def test_attention_collapse_and_uniform_attention():
     moving = diagnose(_attention_history([uniform * s for s in
                                           (0.99, 0.9, 0.8, 0.7, 0.6, 0.6, 0.6)]))
     assert not {"attention-collapse", "attention-uniform"} & set(moving.codes)
+
+
+def test_a_history_cut_in_the_middle_of_a_step_is_judged_without_error():
+    """A history sliced by records (the playground's last N records) starts in the middle
+    of a step: the first layer has one record more than the last. Before, the per-step
+    ratios of the two layers failed to broadcast ((15,) against (14,))."""
+    full = [LayerStats(f"dense{i}", i, step, grad_W_norm=g, grad_b_norm=g, weight_norm=1.0,
+                       update_ratio=1e-3 * g, role="hidden" if i < 2 else "output")
+            for step in range(15) for i, g in enumerate([1e-3, 1.0, 1.0])]
+    cut = full[1:]  # step 0 keeps dense1 and dense2 only
+    findings = diagnose(cut)
+    vanishing = findings.get("vanishing-gradients")
+    assert vanishing is not None and vanishing.evidence["ratio_last_first"] == pytest.approx(1e3)

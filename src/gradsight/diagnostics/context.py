@@ -134,7 +134,15 @@ class Context:
         return context
 
     def values(self, field_name: str, layer: str, late: bool = False) -> np.ndarray:
+        """One field of one layer at every recorded step of the history (NaN where the
+        layer has no record: a history cut in the middle of a step, a layer that did not
+        run), so that two layers' series always line up step by step."""
         steps, values = self.layers.series(field_name, layer)
+        every = self.layers.steps
+        if steps.size != every.size or not np.array_equal(steps, every):
+            aligned = np.full(every.size, np.nan)
+            aligned[np.searchsorted(every, steps)] = values
+            steps, values = every, aligned
         return values[np.isin(steps, self.late_steps)] if late else values
 
     def hidden_kinds(self) -> set[str]:
