@@ -271,7 +271,7 @@ def describe_cycles(cycles: list[list[str]], imports: Iterable[Import]) -> str:
 
 BASE = {"gradsight", "gradsight.errors", "gradsight.io", "gradsight.activations",
         "gradsight.optim"}
-WINGS = ("calculus", "engine", "diagnostics", "adapters", "lab", "present", "cli")
+WINGS = ("calculus", "engine", "diagnostics", "adapters", "lab", "present", "play", "cli")
 ALL_WINGS = {"base", *WINGS}
 #: wing → the wings its modules may import
 ALLOWED = {
@@ -281,7 +281,9 @@ ALLOWED = {
     "diagnostics": {"base", "engine", "calculus", "diagnostics"},
     "adapters": {"base", "engine", "diagnostics", "adapters"},
     "lab": {"base", "engine", "diagnostics", "calculus", "lab"},
-    "present": ALL_WINGS - {"cli"},
+    "present": ALL_WINGS - {"cli", "play"},
+    # the playground's server: it may use the wings below the presentation, never the cli
+    "play": {"base", "engine", "calculus", "diagnostics", "present", "play"},
     "cli": ALL_WINGS,
 }
 
@@ -354,7 +356,7 @@ def private_imports(imports: Iterable[Import], modules: dict[str, Path]) -> list
 
 
 #: the wings whose modules may import a gradsight module inside a function
-LATE_WINGS = {"cli", "present", "adapters", "lab"}
+LATE_WINGS = {"cli", "present", "play", "adapters", "lab"}
 
 
 def uncommented_late_imports(imports: Iterable[Import]) -> list[str]:

@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 # The wings (see the README's Architecture section) and the shared modules beneath them.
 _SUBMODULES = {
     "errors", "io", "activations", "optim", "calculus", "engine", "diagnostics", "adapters",
-    "lab", "present", "cli",
+    "lab", "present", "play", "cli",
 }
 
 # The short names users import: each is another name of a module in its wing
