@@ -15,6 +15,13 @@ starts); this script is the page, over a real WebSocket on loopback:
   fresh server warmed by one session: the libraries loaded on first use are not a session's).
 
     .venv/bin/python benchmarks/bench_play.py [--seconds 3] [--sessions 10]
+
+``--load``: ``--sessions`` (default 20, the limit) sessions of the default network playing at
+once for ``--seconds`` (default 30) while ``/api/health`` is asked every 50 ms: its p50/p95
+latency, the open sessions, and the server's RSS before, during and after (every socket
+closed).
+
+    .venv/bin/python benchmarks/bench_play.py --load [--seconds 30] [--sessions 20]
 """
 
 from __future__ import annotations
@@ -27,7 +34,9 @@ import re
 import statistics
 import subprocess
 import sys
+import threading
 import time
+import urllib.request
 from typing import Any
 
 from websockets.sync.client import ClientConnection, connect
@@ -132,13 +141,90 @@ def memory(pid: int, address: str, token: str, count: int, config: dict[str, Any
     return before, opened, rss_mib(pid)
 
 
+def load(seconds: float, count: int) -> None:
+    """``count`` sessions playing at once for ``seconds``: /api/health's latency, memory."""
+    process, address, token, _ = start_server()
+    health = f"{address.replace('ws://', 'http://')[:-3]}/api/health?token={token}"
+
+    def ask() -> tuple[float, dict[str, Any]]:
+        start = time.perf_counter()
+        with urllib.request.urlopen(health, timeout=30) as answer:  # noqa: S310 - loopback
+            body = json.loads(answer.read())
+        return 1000 * (time.perf_counter() - start), body
+
+    try:
+        with session(address, token) as ws:  # warm: the libraries a session loads once
+            ws.send(json.dumps({"type": "configure"}))
+            receive(ws, "configured")
+        time.sleep(1.0)
+        before = rss_mib(process.pid)
+        idle = sorted(ask()[0] for _ in range(20))
+        stop = threading.Event()
+        frames = [0] * count
+
+        def drain(ws: ClientConnection, k: int) -> None:  # the pages read every frame
+            with contextlib.suppress(Exception):
+                while not stop.is_set():
+                    if json.loads(ws.recv(timeout=5))["type"] == "frame":
+                        frames[k] += 1
+
+        with contextlib.ExitStack() as stack:
+            sockets = [stack.enter_context(session(address, token)) for _ in range(count)]
+            readers = []
+            for k, ws in enumerate(sockets):
+                ws.send(json.dumps({"type": "configure"}))
+                ws.send(json.dumps({"type": "play"}))
+                readers.append(threading.Thread(target=drain, args=(ws, k), daemon=True))
+                readers[-1].start()
+            latencies, sessions, during = [], set(), 0.0
+            start = time.perf_counter()
+            while time.perf_counter() - start < seconds:
+                took, body = ask()
+                latencies.append(took)
+                sessions.add(body["sessions"])
+                time.sleep(0.05)
+            during = rss_mib(process.pid)
+            elapsed = time.perf_counter() - start
+            stop.set()
+        closed_at = time.perf_counter()
+        while ask()[1]["sessions"]:
+            time.sleep(0.05)
+        freed = time.perf_counter() - closed_at
+        time.sleep(1.0)
+        after = rss_mib(process.pid)
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    latencies.sort()
+
+    def pct(values: list[float], q: float) -> float:
+        return values[min(len(values) - 1, int(q * len(values)))]
+
+    print(f"load: {count} sessions of the default network playing for {elapsed:.0f} s")
+    print(f"/api/health idle: p50 {pct(idle, 0.5):.1f} ms, p95 {pct(idle, 0.95):.1f} ms")
+    print(f"/api/health under load ({len(latencies)} requests): p50 {pct(latencies, 0.5):.1f} "
+          f"ms, p95 {pct(latencies, 0.95):.1f} ms, max {latencies[-1]:.1f} ms")
+    print(f"sessions seen by health: {sorted(sessions)}; frames per session per second: "
+          f"{sum(frames) / count / elapsed:.1f}")
+    print(f"RSS: before {before:.1f} MiB, during {during:.1f} MiB, after {after:.1f} MiB "
+          f"({100 * (after - before) / before:+.1f}%); all sessions freed {freed:.2f} s after "
+          "the sockets closed")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=3.0)
-    parser.add_argument("--sessions", type=int, default=10)
+    parser.add_argument("--seconds", type=float, default=None)
+    parser.add_argument("--sessions", type=int, default=None)
+    parser.add_argument("--load", action="store_true",
+                        help="20 sessions playing at once: health latency and memory")
     options = parser.parse_args()
     print(f"cpus: {os.cpu_count()}, load average: "
           f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    if options.load:
+        load(options.seconds or 30.0, options.sessions or 20)
+        return
+    options.seconds = options.seconds or 3.0
+    options.sessions = options.sessions or 10
     for label, config in (("default", {}), ("4×64 on 1,000 points", BIG)):
         process, address, token, _ = start_server()  # a fresh server: its own heap
         try:

@@ -222,6 +222,10 @@ class FloorReader:
 
 
 
+#: whether the watchers get ``loss_fn=`` (``--loss-fn``)
+WATCH_LOSS = False
+
+
 class Way:
     """One copy of the model, its optimizer and (unless plain) its watcher, kept for the
     whole benchmark so that the watcher's step counter runs on between timed runs."""
@@ -247,8 +251,13 @@ class Way:
             self.watcher = FloorReader(self.model, self.optimizer)
             return
         every = {"default": None, "every=1": 1, "every=10": 10}[self.name]
-        self.watcher = gradsight.watch(self.model, optimizer=self.optimizer, every=every) \
-            if every is not None else gradsight.watch(self.model, optimizer=self.optimizer)
+        # --loss-fn: the watcher also hooks the loss (its value at records, the mean of every
+        # step since the last record and the loss curve: one addition per step)
+        extra = {"loss_fn": self.loss} if WATCH_LOSS else {}
+        self.watcher = gradsight.watch(self.model, optimizer=self.optimizer, every=every,
+                                       **extra) \
+            if every is not None else gradsight.watch(self.model, optimizer=self.optimizer,
+                                                      **extra)
 
     def run(self, steps: int) -> float:
         """Train ``steps`` steps (and read the history); seconds."""
@@ -336,10 +345,14 @@ def main(argv: list[str] | None = None) -> int:
                         help="steps per repeat of plain, every=1 and every=10")
     parser.add_argument("--warmup", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2, help="torch.set_num_threads")
+    parser.add_argument("--loss-fn", action="store_true",
+                        help="watch with loss_fn= (the loss hooked at every step)")
     parser.add_argument("--quick", action="store_true",
                         help="a smoke run: 3 repeats, 10 steps, 150 schedule steps (the dense "
                              "start of the schedule only: a pessimistic 'default')")
     args = parser.parse_args(argv)
+    global WATCH_LOSS
+    WATCH_LOSS = args.loss_fn
     if args.quick:
         args.repeats, args.steps, args.schedule_steps = 3, 10, 150
     torch.set_num_threads(args.threads)

@@ -282,8 +282,9 @@ ALLOWED = {
     "adapters": {"base", "engine", "diagnostics", "adapters"},
     "lab": {"base", "engine", "diagnostics", "calculus", "lab"},
     "present": ALL_WINGS - {"cli", "play"},
-    # the playground's server: it may use the wings below the presentation, never the cli
-    "play": {"base", "engine", "calculus", "diagnostics", "present", "play"},
+    # the playground's server: it may use the wings below it (the lab's experiments for the
+    # vanishing view, the presentation's walkthroughs), never the cli
+    "play": {"base", "engine", "calculus", "diagnostics", "lab", "present", "play"},
     "cli": ALL_WINGS,
 }
 

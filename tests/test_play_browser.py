@@ -349,3 +349,210 @@ def test_every_key_the_page_uses_is_in_the_catalogue_and_the_markup_has_no_text(
     english = catalogue("en")
     assert sorted(used - set(english)) == []
     assert sorted(set(english) - used) == [], "keys no page element uses"
+
+
+# ---- a CSV of one's own ---------------------------------------------------------------
+def _csv(path: Path, features: int, delimiter: str = ";", decimal: str = ",") -> Path:
+    rows = [delimiter.join([*(f"x{i + 1}" for i in range(features)), "label"])]
+    for k in range(120):
+        cells = [f"{((k * (7 + 3 * i)) % 23 - 11) / 5:g}".replace(".", decimal)
+                 for i in range(features)]
+        rows.append(delimiter.join([*cells, str(int(k * 7 % 23 > 11))]))
+    path.write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return path
+
+
+@needs_browser
+def test_an_uploaded_csv_is_read_shown_and_trained(server: PlayServer, tab: Page,
+                                                   tmp_path: Path) -> None:
+    page = tab.open(server.url)
+    first_frame(page)
+    assert by(page, "upload").is_enabled()
+    by(page, "upload").set_input_files(str(_csv(tmp_path / "mine.csv", 2)))
+    wait_for(page, "() => document.querySelector('[data-testid=upload-info]').textContent"
+                   ".startsWith('read mine.csv: 120 rows, 3 columns, header: ')")
+    assert "decimal mark ','" in text_of(page, "upload-info")
+    assert page.input_value("[data-testid=dataset]") == "upload"
+    assert page.locator("[data-testid=dataset] option[value=upload]").text_content() == (
+        "your CSV: mine.csv")
+    wait_for(page, "() => document.querySelector('[data-testid=step-count]').textContent"
+                   " === '0'")
+    by(page, "play").click()
+    wait_for(page, "() => Number(document.querySelector('[data-testid=step-count]')"
+                   ".textContent) >= 50")
+    by(page, "pause").click()
+    assert page.get_attribute("[data-testid=boundary]", "data-note") is None
+    screenshot(page, tmp_path, "play-upload", docs=False)
+    # Not a CSV: one line in the page's message area; the session trains on.
+    (tmp_path / "notes.txt").write_text("hello\n", encoding="utf-8")
+    by(page, "upload").set_input_files(str(tmp_path / "notes.txt"))
+    wait_for(page, "() => !document.querySelector('[data-testid=message]').hidden")
+    assert text_of(page, "message") == (
+        "Your CSV was not used: only CSV files can be uploaded (a name ending in .csv), got "
+        "'notes.txt'")
+    # Four features: the network trains, the boundary panel says why it draws nothing.
+    by(page, "upload").set_input_files(str(_csv(tmp_path / "four.csv", 4, ",", ".")))
+    wait_for(page, "() => document.querySelector('[data-testid=boundary]').dataset.note")
+    assert "cannot be drawn in more than 2 dimensions" in (
+        page.get_attribute("[data-testid=boundary]", "data-note") or "")
+    assert page.locator("[data-testid=network] circle.node").count() == 4 + 8 + 8 + 2
+    by(page, "step").click()
+    wait_for(page, "() => document.querySelector('[data-testid=step-count]').textContent"
+                   " === '1'")
+    assert tab.problems == []
+
+
+# ---- the click panels and the vanishing view (issue 16) --------------------------------
+def _twin_after(steps: int) -> Any:
+    """The page's default network after ``steps`` steps, built here (the oracle's weights)."""
+    from gradsight.play.protocol import DEFAULT_CONFIG
+    from gradsight.play.sessions import NetworkSession
+
+    twin = NetworkSession(dict(DEFAULT_CONFIG))
+    for _ in range(steps):
+        assert twin.step()
+    return twin
+
+
+def _step_once(page: Any) -> None:
+    first_frame(page)
+    by(page, "step").click()
+    wait_for(page, "() => document.querySelector('[data-testid=step-count]')"
+                   ".textContent === '1'")
+
+
+@needs_browser
+def test_clicking_a_unit_shows_its_ability_to_learn(server: PlayServer, tab: Page,
+                                                   tmp_path: Path) -> None:
+    import numpy as np
+
+    page = tab.open(server.url)
+    _step_once(page)
+    assert not by(page, "unit-panel").is_visible()
+    page.locator("[data-testid=network] circle[data-layer=dense1][data-unit='3']").click()
+    wait_for(page, "() => !document.querySelector('[data-testid=unit-panel]').hidden")
+    assert text_of(page, "unit-title").startswith("dense1, neuron 3 (tanh)")
+    # the oracle: f′(z) = 1 − tanh²(z) of this unit, recomputed with NumPy from the weights
+    twin = _twin_after(1)
+    a = twin.split.X_train
+    for dense in twin.model.dense_layers[:2]:
+        z = a @ dense.W + dense.b
+        a = np.tanh(z)
+    derivatives = 1 - np.tanh(z[:, 3]) ** 2
+    counts = page.get_attribute("[data-testid=unit-histogram]", "data-counts") or ""
+    shown = [int(c) for c in counts.split(",")]
+    assert sum(shown) == 160 == len(derivatives)
+    expected, _ = np.histogram(derivatives, bins=len(shown), range=(0.0, 1.0))
+    assert shown == expected.tolist()
+    assert page.get_attribute("[data-testid=unit-strip]", "data-samples") == "160"
+    values = page.eval_on_selector_all("[data-testid=unit-evidence] dd",
+                                       "dds => dds.map(d => d.dataset.value)")
+    assert float(values[0]) == pytest.approx(np.mean(derivatives >= 0.01))
+    assert float(values[1]) == pytest.approx(derivatives.mean())
+    state = by(page, "unit-state").get_attribute("data-state")
+    assert state == "learning" and text_of(page, "unit-state").startswith("learning: ")
+    screenshot(page, tmp_path, "play-unit")
+    by(page, "unit-close").click()
+    assert not by(page, "unit-panel").is_visible()
+    assert tab.problems == []
+
+
+@needs_browser
+def test_clicking_a_weight_shows_its_chain_rule_checked_against_the_engine(
+        server: PlayServer, tab: Page, tmp_path: Path) -> None:
+    import copy
+
+    import numpy as np
+
+    page = tab.open(server.url)
+    _step_once(page)
+    page.locator("[data-testid=network] line[data-layer=dense1][data-row='2'][data-col='5']"
+                 ).dispatch_event("click")
+    wait_for(page, "() => !document.querySelector('[data-testid=weight-panel]').hidden")
+    assert text_of(page, "weight-sample-info").startswith("sample 0: x = (")
+    assert text_of(page, "weight-title").startswith("dense1: the weight W[2, 5] = ")
+    by(page, "weight-sample").fill("7")
+    by(page, "weight-sample").dispatch_event("change")
+    wait_for(page, "() => document.querySelector('[data-testid=weight-sample-info]')"
+                   ".textContent.startsWith('sample 7:')")
+    assert text_of(page, "weight-sample-info").startswith("sample 7: x = (")
+    check = by(page, "weight-check")
+    assert check.get_attribute("data-matches") == "true"
+    assert text_of(page, "weight-check").startswith("matches the engine: yes.")
+    factors = page.eval_on_selector_all(
+        "[data-testid=weight-factors] tr",
+        "rows => rows.map(r => [r.dataset.kind, Number(r.lastChild.dataset.value)])")
+    shown = dict(factors)
+    assert [kind for kind, _ in factors] == ["input", "carried", "local", "delta", "gradient"]
+    # the oracles: the engine's backward on sample 7, and central differences of its cost
+    twin = _twin_after(1)
+    x, label = twin.split.X_train[7], int(twin.split.y_train[7])
+    model = copy.deepcopy(twin.model)
+    model.backward(twin.loss.gradient(model.forward(x[None, :]), np.array([label])))
+    engine = model.dense_layers[1].grad_W[2, 5]
+
+    def cost(shift: float) -> float:
+        probe = copy.deepcopy(twin.model)
+        probe.dense_layers[1].W[2, 5] += shift
+        return twin.loss.value(probe.predict(x[None, :]), np.array([label]))
+
+    numeric = (cost(1e-6) - cost(-1e-6)) / 2e-6
+    assert shown["gradient"] == pytest.approx(engine, rel=1e-9, abs=1e-13)
+    assert shown["gradient"] == pytest.approx(numeric, rel=1e-5, abs=1e-9)
+    a1 = np.tanh(x @ twin.model.dense_layers[0].W + twin.model.dense_layers[0].b)
+    z2 = a1 @ twin.model.dense_layers[1].W + twin.model.dense_layers[1].b
+    assert shown["input"] == pytest.approx(a1[2], rel=1e-12)
+    assert shown["local"] == pytest.approx(1 - np.tanh(z2[5]) ** 2, rel=1e-9)
+    assert shown["input"] * shown["delta"] == pytest.approx(shown["gradient"], rel=1e-12)
+    assert "∂C/∂W²[2, 5] = a¹[2] · δ²[5]" in text_of(page, "weight-chain")
+    # another sample: the panel follows
+    by(page, "weight-sample").fill("8")
+    by(page, "weight-sample").dispatch_event("change")
+    wait_for(page, "() => document.querySelector('[data-testid=weight-sample-info]')"
+                   ".textContent.startsWith('sample 8:')")
+    assert by(page, "weight-check").get_attribute("data-matches") == "true"
+    screenshot(page, tmp_path, "play-weight")
+    assert tab.problems == []
+
+
+@needs_browser
+def test_the_vanishing_view_shows_one_bar_per_layer_and_trains(
+        server: PlayServer, tab: Page, tmp_path: Path) -> None:
+    from gradsight.lab import nielsen_speeds
+
+    page = tab.open(server.url)
+    by(page, "tab-vanishing").click()
+    assert by(page, "view-vanishing").is_visible() and not by(page, "view-network").is_visible()
+    bars = page.locator("[data-testid=vanishing-bars] rect.speed")
+    wait_for(page, "() => document.querySelectorAll("
+                   "'[data-testid=vanishing-bars] rect.speed').length === 4")
+    assert text_of(page, "vanishing-step") == "0"
+    speeds = [float(v) for v in bars.evaluate_all("rs => rs.map(r => r.dataset.value)")]
+    lab = nielsen_speeds(hidden=(30,) * 4, seed=0)
+    assert speeds == [layer["speed_at_init"] for layer in lab.layers]
+    bounds = page.locator("[data-testid=vanishing-bars] rect.bound").evaluate_all(
+        "rs => rs.map(r => Number(r.dataset.value))")
+    assert bounds == pytest.approx([speeds[-1] * 0.25 ** (3 - l) for l in range(4)])
+    # the depth slider: one bar per hidden layer
+    by(page, "depth").fill("7")
+    wait_for(page, "() => document.querySelectorAll("
+                   "'[data-testid=vanishing-bars] rect.speed').length === 7")
+    assert text_of(page, "depth-value") == "7"
+    assert page.locator("[data-testid=vanishing-table] tr").count() == 1 + 7
+    by(page, "depth").fill("2")
+    wait_for(page, "() => document.querySelectorAll("
+                   "'[data-testid=vanishing-bars] rect.speed').length === 2")
+    # live: play, the steps rise and the bars follow
+    by(page, "vanishing-play").click()
+    wait_for(page, "() => Number(document.querySelector('[data-testid=vanishing-step]')"
+                   ".textContent) >= 50")
+    by(page, "vanishing-pause").click()
+    assert by(page, "vanishing-play").is_enabled()
+    init = page.locator("[data-testid=vanishing-bars] rect.init").evaluate_all(
+        "rs => rs.map(r => Number(r.dataset.value))")
+    now = bars.evaluate_all("rs => rs.map(r => Number(r.dataset.value))")
+    assert init == [layer["speed_at_init"] for layer in
+                    nielsen_speeds(hidden=(30,) * 2, seed=0).layers]
+    assert now != init
+    screenshot(page, tmp_path, "play-vanishing")
+    assert tab.problems == []

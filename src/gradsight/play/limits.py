@@ -36,3 +36,5 @@ class Limits:
     max_start: float = 1e6  # |x₀| of the descent view
     max_steps_per_frame: int = 1000
     max_steps: int = 10_000_000  # optimizer steps of one session before it stops itself
+    max_upload_bytes: int = 5 * 1024 * 1024  # a CSV upload: 5 MB at most ...
+    max_upload_rows: int = 100_000  # ... and 100,000 rows

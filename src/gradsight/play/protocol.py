@@ -26,19 +26,28 @@ import numpy as np
 from ..errors import GradsightError
 from .limits import Limits
 
-__all__ = ["DEFAULT_CONFIG", "MESSAGE_TYPES", "ProtocolError", "error_message", "jsonable",
-           "read_message", "to_text"]
+__all__ = ["DEFAULT_CONFIG", "MESSAGE_TYPES", "ProtocolError", "VANISHING_DEFAULTS",
+           "error_message", "jsonable", "read_message", "to_text"]
 
 #: what the page starts with (and what a ``configure`` leaves out takes)
 DEFAULT_CONFIG: dict[str, Any] = {
     "dataset": "moons", "hidden": [8, 8], "activation": "tanh", "init": "xavier_uniform",
     "loss": "cross_entropy", "optimizer": "adam", "lr": 0.03, "batch_size": 16, "seed": 0,
     "n_samples": 200, "steps_per_frame": 10,
+    "upload": None,  # or the id POST /api/upload answered: train on that CSV (not dataset)
 }
 DATASETS = ("xor", "circles", "moons", "spirals", "gauss")
 LOSSES = ("cross_entropy", "quadratic")
 DESCENT_DEFAULTS: dict[str, Any] = {"expression": "x^2 - 4*x + 6", "optimizer": "sgd",
                                     "lr": 0.1, "x0": [8.0], "steps": 100}
+#: the vanishing view's network (Nielsen's chapter 5 on the first 1,000 ``digits``, as the
+#: vanishing-gradient lab measures it) and what a ``vanishing`` message leaves out takes
+VANISHING_DEFAULTS: dict[str, Any] = {
+    "depth": 4, "width": 30, "activation": "sigmoid", "init": "scaled_normal",
+    "bias_init": "normal", "loss": "cross_entropy", "lr": 0.1, "batch_size": 10, "seed": 0,
+    "samples": 1000,
+}
+VANISHING_LOSSES = ("cross_entropy", "softmax", "quadratic")  # the lab's costs
 #: type → the fields it may carry (besides "type")
 MESSAGE_TYPES: dict[str, tuple[str, ...]] = {
     "descent": ("expression", "optimizer", "lr", "lrs", "x0", "steps"),
@@ -46,6 +55,10 @@ MESSAGE_TYPES: dict[str, tuple[str, ...]] = {
     "play": (), "pause": (), "reset": (),
     "step": ("count",),
     "set": ("lr", "steps_per_frame"),
+    "unit": ("layer", "index"),
+    "weight": ("layer", "row", "col", "sample"),
+    "vanishing": tuple(VANISHING_DEFAULTS),
+    "vanishing_step": ("count",),
 }
 LR_NAME = "lr (the learning rate η)"
 
@@ -157,7 +170,14 @@ def _check_configure(fields: dict[str, Any], limits: Limits) -> dict[str, Any]:
                                       f"{limits.max_hidden_layers}")
     config["hidden"] = [integer({"hidden": size}, "hidden", 1, limits.max_units)
                         for size in hidden]
-    config["dataset"] = name(config, "dataset", DATASETS)
+    upload = config["upload"]
+    if upload is None:
+        config["dataset"] = name(config, "dataset", DATASETS)
+    elif isinstance(upload, str) and 0 < len(upload) <= 64:
+        config["dataset"] = "csv"  # the uploaded file's rows, not a generated data set
+    else:
+        raise ProtocolError("upload", f"upload must be null or the id that /api/upload "
+                                      f"answered, got {_shown(upload)}")
     config["loss"] = name(config, "loss", LOSSES)
     for key in ("activation", "init", "optimizer"):
         config[key] = name(config, key)  # the engine knows the names
@@ -217,11 +237,48 @@ def _check_descent(fields: dict[str, Any], limits: Limits) -> dict[str, Any]:
     return request
 
 
+def _check_unit(fields: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    if "layer" not in fields or "index" not in fields:
+        raise ProtocolError(None, "a unit message needs \"layer\" (e.g. \"dense0\") and "
+                                  "\"index\" (the unit's number)")
+    return {"layer": name(fields, "layer"),
+            "index": integer(fields, "index", 0, limits.max_units - 1)}
+
+
+def _check_weight(fields: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    for key in ("layer", "row", "col"):
+        if key not in fields:
+            raise ProtocolError(key, "a weight message needs \"layer\" (e.g. \"dense1\"), "
+                                     "\"row\" and \"col\" (the weight W[row, col])")
+    biggest = max(limits.max_units, 2) - 1  # rows of dense0 are the 2 inputs
+    return {"layer": name(fields, "layer"), "row": integer(fields, "row", 0, biggest),
+            "col": integer(fields, "col", 0, biggest),
+            "sample": integer({"sample": fields.get("sample", 0)}, "sample", 0,
+                              limits.max_points - 1)}
+
+
+def _check_vanishing(fields: dict[str, Any], limits: Limits) -> dict[str, Any]:
+    request = {**VANISHING_DEFAULTS, **fields}
+    request["depth"] = integer(request, "depth", 1, limits.max_hidden_layers)
+    request["width"] = integer(request, "width", 1, limits.max_units)
+    for key in ("activation", "init", "bias_init"):
+        request[key] = name(request, key)  # the engine knows the names
+    request["loss"] = name(request, "loss", VANISHING_LOSSES)
+    request["lr"] = number(request, "lr", 0.0, limits.max_lr, open_low=True, label=LR_NAME)
+    request["batch_size"] = integer(request, "batch_size", limits.min_batch_size,
+                                    limits.max_batch_size)
+    request["seed"] = integer(request, "seed", 0, limits.max_seed)
+    request["samples"] = integer(request, "samples", limits.min_points, limits.max_points)
+    return request
+
+
 _CHECKS = {
     "descent": _check_descent, "configure": _check_configure, "set": _check_set,
     "step": _check_step,
     "play": lambda fields, limits: {}, "pause": lambda fields, limits: {},
     "reset": lambda fields, limits: {},
+    "unit": _check_unit, "weight": _check_weight, "vanishing": _check_vanishing,
+    "vanishing_step": _check_step,
 }
 
 

@@ -9,6 +9,7 @@ Routes (every one needs the token, as ``?token=`` or the ``gradsight_token`` coo
     GET /api/health     {"status": "ok", "version": ..., "sessions": N, "lang": ...,
                          "limits": {...}}
     GET /api/i18n/LANG  the message catalogue of LANG (en when LANG has none)
+    POST /api/upload    a CSV file of one's own (:mod:`.upload`), for ``configure``'s upload
     WS  /ws             one session: the messages of :mod:`.protocol`
 
 A session's work (a burst of training steps, a descent run, building a data set) runs in a
@@ -44,6 +45,8 @@ from .descent import descent_message
 from .limits import Limits
 from .protocol import DEFAULT_CONFIG, ProtocolError, error_message, read_message, to_text
 from .sessions import NetworkSession, SessionCounter
+from .upload import Upload, UploadStore, upload_route
+from .vanishing import VanishingSession
 
 __all__ = ["COOKIE", "FRAME_SECONDS", "LANGUAGES", "STATIC", "make_app", "new_token"]
 
@@ -56,7 +59,7 @@ FORBIDDEN = ("403 forbidden: this playground needs the session token that `grads
              "printed (open the URL it printed, with ?token=...)\n")
 #: UnknownNameError.kind → the configure field that named it
 _NAME_FIELDS = {"activation": "activation", "initialiser": "init", "optimizer": "optimizer",
-                "loss": "loss", "dataset": "dataset"}
+                "loss": "loss", "dataset": "dataset", "bias initialiser": "bias_init"}
 log = logging.getLogger("gradsight.play")
 
 
@@ -149,6 +152,8 @@ class Connection:
     def __init__(self, websocket: WebSocket, limits: Limits) -> None:
         self.websocket, self.limits = websocket, limits
         self.session: NetworkSession | None = None
+        self.vanishing: VanishingSession | None = None  # the vanishing view's own network
+        self.upload: Upload | None = None  # the uploaded CSV this socket trains on
         self.playing = False
         self.steps_per_frame = DEFAULT_CONFIG["steps_per_frame"]
         self.next_frame = 0.0
@@ -201,7 +206,7 @@ class Connection:
             pass
         finally:
             reader.cancel()
-            self.session = None  # the model and data go with the socket
+            self.session = self.vanishing = None  # the models and data go with the socket
 
     async def handle(self, text: str | bytes) -> None:
         """One message: checked, done, answered — or refused with an ``error`` message."""
@@ -230,11 +235,24 @@ class Connection:
         await self.send(await to_thread.run_sync(descent_message, fields))
 
     async def on_configure(self, fields: dict[str, Any]) -> None:
-        session = await to_thread.run_sync(NetworkSession, fields, self.limits)
+        data = None if fields["upload"] is None else self._upload(fields["upload"]).dataset
+        session = await to_thread.run_sync(
+            lambda: NetworkSession(fields, self.limits, data=data))
         self.session, self.playing = session, False
         self.steps_per_frame = fields["steps_per_frame"]
         await self.send(session.configured())
         await self.send(await to_thread.run_sync(session.frame))
+
+    def _upload(self, upload_id: str) -> Upload:
+        """The uploaded CSV this socket claimed (it owns it until it closes)."""
+        mine = self.upload
+        if mine is None or mine.id != upload_id:
+            mine = self.websocket.app.state.uploads.take(upload_id)
+            if mine is None:
+                raise ProtocolError("upload", f"unknown upload {upload_id[:64]!r} (an upload "
+                                              "trains one tab); upload the CSV file again")
+            self.upload = mine
+        return mine
 
     async def on_play(self, fields: dict[str, Any]) -> None:
         session = await self._network()
@@ -276,6 +294,26 @@ class Connection:
             self.steps_per_frame = session.config["steps_per_frame"] = fields["steps_per_frame"]
         await self.send({"type": "set", "lr": session.optimizer.lr,
                          "steps_per_frame": self.steps_per_frame})
+
+    async def on_unit(self, fields: dict[str, Any]) -> None:
+        session = await self._network()
+        await self.send(await to_thread.run_sync(session.unit, fields["layer"],
+                                                 fields["index"]))
+
+    async def on_weight(self, fields: dict[str, Any]) -> None:
+        session = await self._network()
+        await self.send(await to_thread.run_sync(
+            session.weight, fields["layer"], fields["row"], fields["col"], fields["sample"]))
+
+    async def on_vanishing(self, fields: dict[str, Any]) -> None:
+        self.vanishing = await to_thread.run_sync(VanishingSession, fields, self.limits)
+        await self.send(await to_thread.run_sync(self.vanishing.message))
+
+    async def on_vanishing_step(self, fields: dict[str, Any]) -> None:
+        if self.vanishing is None:
+            raise ProtocolError(None, "send a vanishing message (the network) before "
+                                      "vanishing_step")
+        await self.send(await to_thread.run_sync(self.vanishing.advance, fields["count"]))
 
     async def play_frame(self) -> None:
         session = self.session
@@ -334,11 +372,13 @@ def make_app(token: str, lang: str = "en", limits: Limits | None = None) -> Star
         Route("/", _index),
         Route("/api/health", _health),
         Route("/api/i18n/{lang}", _i18n),
+        Route("/api/upload", upload_route, methods=["POST"]),
         WebSocketRoute("/ws", _socket),
         Mount("/static", StaticFiles(directory=STATIC, check_dir=False), name="static"),
     ])
     app.state.limits = limits
     app.state.lang = lang if lang in LANGUAGES else "en"
     app.state.sessions = SessionCounter(limits.max_sessions)
+    app.state.uploads = UploadStore()
     app.add_middleware(TokenGate, token=token)
     return app

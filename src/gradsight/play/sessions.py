@@ -48,10 +48,11 @@ from ..engine.preprocess import split_standardized
 from ..engine.step import PlainStep
 from ..engine.train import evaluate
 from ..errors import GradsightError
+from .inspect import unit_panel, weight_panel
 from .limits import Limits
 
 __all__ = ["BOUNDARY_POINTS", "FINDINGS_WINDOW", "NetworkSession", "SessionCounter",
-           "TEST_SIZE", "make_split"]
+           "TEST_SIZE", "make_split", "split_arrays"]
 
 BOUNDARY_POINTS = 40  # the decision boundary's grid is 40 × 40
 TEST_SIZE = 0.2  # the held-out share, as `gradsight train`'s default
@@ -74,7 +75,7 @@ class Split:
     X_test: np.ndarray | None
     y_train: np.ndarray
     y_test: np.ndarray | None
-    bounds: tuple[tuple[float, float], tuple[float, float]]
+    bounds: tuple[tuple[float, float], tuple[float, float]] | None  # None: not 2 features
 
 
 def make_split(dataset: str, n_samples: int, seed: int) -> Split:
@@ -83,7 +84,15 @@ def make_split(dataset: str, n_samples: int, seed: int) -> Split:
     training part's statistics."""
     options = {"n": n_samples, **DATA_OPTIONS[dataset]}
     data = gdata.load(dataset, **options)
-    X_train, X_test, y_train, y_test, _, _ = split_standardized(data.X, data.y, TEST_SIZE, seed)
+    return split_arrays(data.X, data.y, seed)
+
+
+def split_arrays(X: np.ndarray, y: np.ndarray, seed: int) -> Split:
+    """Class-labelled samples (a data set, an uploaded CSV) split and standardised as
+    ``gradsight train`` does; the box to draw when there are two features (else None)."""
+    X_train, X_test, y_train, y_test, _, _ = split_standardized(X, y, TEST_SIZE, seed)
+    if X_train.shape[1] != 2:
+        return Split(X_train, X_test, y_train, y_test, None)
     every = X_train if X_test is None else np.vstack([X_train, X_test])
     low, high = every.min(axis=0), every.max(axis=0)
     margin = np.maximum(0.1 * (high - low), 0.5)
@@ -92,10 +101,11 @@ def make_split(dataset: str, n_samples: int, seed: int) -> Split:
     return Split(X_train, X_test, y_train, y_test, box)
 
 
-def build_model(config: dict[str, Any], n_classes: int = 2) -> tuple[Sequential, Any, Any]:
+def build_model(config: dict[str, Any], n_classes: int = 2,
+                n_inputs: int = 2) -> tuple[Sequential, Any, Any]:
     """(model, loss, optimizer) as ``gradsight train`` builds them from a configuration."""
     loss_name, n_out, output_activation = resolve_loss(config["loss"], n_classes)
-    spec = [2, *config["hidden"], n_out]
+    spec = [n_inputs, *config["hidden"], n_out]
     model = mlp(spec, activation=config["activation"], output_activation=output_activation,
                 init=config["init"], seed=config["seed"])
     return model, get_loss(loss_name), optim.get(config["optimizer"], lr=config["lr"])
@@ -105,16 +115,22 @@ class NetworkSession:
     """The network of one tab. Not thread-safe: one caller at a time (the server awaits
     each call before the next)."""
 
-    def __init__(self, config: dict[str, Any], limits: Limits | None = None) -> None:
+    def __init__(self, config: dict[str, Any], limits: Limits | None = None,
+                 data: gdata.Dataset | None = None) -> None:
         self.limits = limits or Limits()
         self.config = dict(config)
-        self.split = make_split(config["dataset"], config["n_samples"], config["seed"])
+        #: an uploaded CSV's data set (``configure`` with ``upload``), else None
+        self.data = data
+        self.split = (make_split(config["dataset"], config["n_samples"], config["seed"])
+                      if data is None else split_arrays(data.X, data.y, config["seed"]))
+        self.n_classes = 2 if data is None else int(data.n_classes or 2)
         self.reset()
 
     # ---- set-up --------------------------------------------------------------------------
     def reset(self) -> None:
         """Fresh weights from the seed, a fresh optimizer and batch order: step 0."""
-        self.model, self.loss, self.optimizer = build_model(self.config)
+        self.model, self.loss, self.optimizer = build_model(
+            self.config, self.n_classes, int(self.split.X_train.shape[1]))
         self.monitor = Monitor(every=1)
         model, loss, optimizer, monitor = self.model, self.loss, self.optimizer, self.monitor
         X = model.check_input(self.split.X_train, "training X")
@@ -239,10 +255,13 @@ class NetworkSession:
             "diverged": self.diverged, "stopped": self.stopped,
         }
 
-    def boundary(self) -> dict[str, Any]:
+    def boundary(self) -> dict[str, Any] | None:
         """P(class 1) on a 40 × 40 grid over the data, in row order (rows follow x₂): the
         softmax of the two logits (cross-entropy) or ½ + (ŷ₁ − ŷ₀)/2 for the two sigmoid
-        outputs of the quadratic cost — above ½ exactly where the network predicts class 1."""
+        outputs of the quadratic cost — above ½ exactly where the network predicts class 1.
+        None when it cannot be drawn: not two features, or not two classes (an upload)."""
+        if self.split.bounds is None or self.n_classes != 2:
+            return None
         (x_low, x_high), (y_low, y_high) = self.split.bounds
         xs = np.linspace(x_low, x_high, BOUNDARY_POINTS)
         ys = np.linspace(y_low, y_high, BOUNDARY_POINTS)
@@ -297,6 +316,20 @@ class NetworkSession:
         return [{"code": f.code, "severity": f.severity, "title": f.title,
                  "layers": f.layers, "evidence": f.evidence} for f in found]
 
+    def unit(self, layer: str, index: int) -> dict[str, Any]:
+        """The ``unit`` message: one hidden unit's f′(z) over the training part, its
+        histogram and state (:func:`gradsight.play.inspect.unit_panel`)."""
+        with np.errstate(all="ignore"):
+            return unit_panel(self.model, self.loss, self.split.X_train, self.split.y_train,
+                              layer, index)
+
+    def weight(self, layer: str, row: int, col: int, sample: int) -> dict[str, Any]:
+        """The ``weight`` message: the chain rule of ∂C/∂W[row, col] for one training sample,
+        checked against the engine (:func:`gradsight.play.inspect.weight_panel`)."""
+        with np.errstate(all="ignore"):
+            return weight_panel(self.model, self.loss, self.split.X_train, self.split.y_train,
+                                layer, row, col, sample)
+
     def playing_frame(self) -> dict[str, Any]:
         """A frame while playing: units every :data:`UNITS_EVERY` frames, findings about once
         a second."""
@@ -311,7 +344,7 @@ class NetworkSession:
         split = self.split
 
         def points(X: np.ndarray | None, y: np.ndarray | None) -> list[list[float]]:
-            if X is None or y is None:
+            if X is None or y is None or split.bounds is None:
                 return []
             return np.column_stack([X, y]).tolist()
 
@@ -319,8 +352,18 @@ class NetworkSession:
                 "points": {"train": points(split.X_train, split.y_train),
                            "test": points(split.X_test, split.y_test)},
                 "layers": [layer.name for layer in self.model.dense_layers],
-                "sizes": self.model.sizes, "bounds": {"x": list(split.bounds[0]),
-                                                      "y": list(split.bounds[1])}}
+                "sizes": self.model.sizes, "bounds": None if split.bounds is None else {
+                    "x": list(split.bounds[0]), "y": list(split.bounds[1])},
+                "data": None if self.data is None else self.data_info()}
+
+    def data_info(self) -> dict[str, Any]:
+        """An upload's data set in the ``configured`` message: what the page says of it."""
+        data = self.data
+        assert data is not None
+        return {"name": data.name, "rows": data.n_samples, "features": data.n_features,
+                "feature_names": list(data.feature_names), "target": data.target_name,
+                "classes": [str(c) for c in data.classes or []],
+                "drawable": self.split.bounds is not None and self.n_classes == 2}
 
 
 class SessionCounter:

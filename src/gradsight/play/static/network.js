@@ -115,6 +115,7 @@ export class NetworkView {
 
   onConfigured(message) {
     this.points = message.points;
+    this.data = message.data || null; // an uploaded CSV: its features and classes
     this.history = [];
     this.frame = null;
     this.showLr();
@@ -167,6 +168,11 @@ export class NetworkView {
   drawBoundary(boundary) {
     const canvas = this.el("boundary");
     const { ctx, width, height } = prepare(canvas);
+    if (!boundary) { // an uploaded CSV with other than 2 features or 2 classes
+      this.boundaryNote(ctx, width, height);
+      return;
+    }
+    delete canvas.dataset.note;
     const n = boundary.n;
     const grid = document.createElement("canvas");
     [grid.width, grid.height] = [n, n];
@@ -210,6 +216,27 @@ export class NetworkView {
     draw(this.points.test, true);
   }
 
+  // Why there is no boundary to draw (an uploaded CSV), wrapped on the canvas.
+  boundaryNote(ctx, width, height) {
+    const data = this.data || { features: 2, classes: [] };
+    const text = data.features !== 2
+      ? t("network.boundary_features", { n: data.features })
+      : t("network.boundary_classes", { k: data.classes.length });
+    this.el("boundary").dataset.note = text;
+    ctx.fillStyle = "#f3f4f6";
+    ctx.fillRect(0, 0, width, height);
+    ctx.fillStyle = "#374151";
+    ctx.font = "14px system-ui, sans-serif";
+    const lines = [""];
+    for (const word of text.split(" ")) {
+      const next = lines.at(-1) ? `${lines.at(-1)} ${word}` : word;
+      if (ctx.measureText(next).width > width - 24 && lines.at(-1)) lines.push(word);
+      else lines[lines.length - 1] = next;
+    }
+    const top = height / 2 - (lines.length - 1) * 9;
+    lines.forEach((line, i) => ctx.fillText(line, 12, top + i * 18));
+  }
+
   drawCurves() {
     const pick = (key) => this.history.map((h) => [h.step, h[key]]);
     const titles = (y) => ({ x: t("network.step_axis"), y });
@@ -249,6 +276,8 @@ export class NetworkView {
         edge.setAttribute("y2", row(l + 1, j));
         edge.setAttribute("class", w >= 0 ? "edge positive" : "edge negative");
         edge.setAttribute("stroke-width", (0.3 + 3.2 * Math.abs(w) / biggest).toFixed(2));
+        // the weight W[i, j] of this layer: a click opens its chain rule (panels.js)
+        Object.assign(edge.dataset, { layer: frame.weights[l].layer, row: i, col: j });
         edges.push(edge);
       }
     });

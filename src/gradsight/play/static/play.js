@@ -5,7 +5,10 @@
 import { DescentView } from "./descent.js";
 import { LANGUAGES, applyCatalogue, loadCatalogue, t } from "./i18n.js";
 import { NetworkView } from "./network.js";
+import { PanelsView } from "./panels.js";
 import { Connection } from "./socket.js";
+import { UploadControl } from "./upload.js";
+import { VanishingView } from "./vanishing.js";
 
 const query = new URLSearchParams(window.location.search);
 const token = query.get("token");
@@ -33,7 +36,14 @@ function clearRefusal() {
 }
 
 const descent = new DescentView(byTestId("view-descent"), (m) => connection.send(m));
-const network = new NetworkView(byTestId("view-network"), (m) => connection.send(m));
+const upload = new UploadControl(byTestId("view-network"),
+  { withToken, say, configure: () => network.configure() });
+const network = new NetworkView(byTestId("view-network"),
+  (m) => connection.send(upload.amend(m)));
+
+const panels = new PanelsView(byTestId("view-network"), (m) => connection.send(m));
+const vanishing = new VanishingView(byTestId("view-vanishing"), (m) => connection.send(m));
+const VIEWS = { descent, network, vanishing };
 
 const DESCENT_FIELDS = new Set(["expression", "x0", "lrs", "steps"]);
 
@@ -46,18 +56,28 @@ const connection = new Connection(
     },
     configured: (m) => {
       network.onConfigured(m);
+      panels.onConfigured(m);
       clearRefusal();
     },
     set: (m) => network.onSessionLr(m.lr),
     frame: (m) => {
       network.onFrame(m);
+      panels.onFrame(m);
       if (m.diverged || m.stopped) say("message.stopped", {}, m.diverged || m.stopped);
+    },
+    unit: (m) => panels.onUnit(m),
+    weight: (m) => panels.onWeight(m),
+    vanishing: (m) => {
+      vanishing.onMessage(m);
+      clearRefusal();
     },
     error: (m) => {
       if (DESCENT_FIELDS.has(m.field)) {
         descent.onError(m);
       } else {
         network.onError(m);
+        panels.onError(m);
+        vanishing.onError(m);
         say("message.refused", {}, m.message);
       }
     },
@@ -68,6 +88,7 @@ const connection = new Connection(
     // A refusal that came just before the close (too many sessions) stays in the message.
     const refusal = notice && notice[0] === "message.refused" ? notice[2] : "";
     if (status !== "open") network.disconnected();
+    if (status !== "open") vanishing.disconnected();
     if (status === "open") say(null);
     else say(`message.${status === "failed" ? "no_connection" : "connection_lost"}`, {}, refusal);
     byTestId("reconnect").hidden = status === "open";
@@ -75,11 +96,12 @@ const connection = new Connection(
 );
 
 function showView(name) {
-  for (const view of ["descent", "network"]) {
+  for (const view of Object.keys(VIEWS)) {
     byTestId(`view-${view}`).hidden = view !== name;
     byTestId(`tab-${view}`).setAttribute("aria-selected", String(view === name));
   }
-  (name === "descent" ? descent : network).draw();
+  if (name === "vanishing") vanishing.shown(); // its network is built when first shown
+  else VIEWS[name].draw();
 }
 
 async function setLanguage(lang) {
@@ -90,11 +112,14 @@ async function setLanguage(lang) {
     return;
   }
   applyCatalogue();
+  upload.relabel();
   byTestId("lang").value = lang;
   byTestId("connection").textContent = t(`connection.${byTestId("connection").dataset.status}`);
   if (notice && notice[0]) say(...notice);
   descent.draw();
   network.draw();
+  panels.draw();
+  vanishing.draw();
 }
 
 // The first language: ?lang= in the page's URL, else the server's --lang (from /api/health).
@@ -112,17 +137,19 @@ async function firstLanguage() {
 async function start() {
   byTestId("tab-descent").addEventListener("click", () => showView("descent"));
   byTestId("tab-network").addEventListener("click", () => showView("network"));
+  byTestId("tab-vanishing").addEventListener("click", () => showView("vanishing"));
   byTestId("lang").addEventListener("change", (event) => setLanguage(event.target.value));
   byTestId("reconnect").addEventListener("click", () => {
     connection.open();
     network.configure();
     descent.request();
+    if (vanishing.started) vanishing.request();
   });
   await setLanguage(await firstLanguage());
   connection.open();
   network.configure();
   descent.request();
-  showView(query.get("view") === "descent" ? "descent" : "network");
+  showView(Object.hasOwn(VIEWS, query.get("view") ?? "") ? query.get("view") : "network");
   document.body.dataset.ready = "true";
 }
 

@@ -17,11 +17,13 @@ whether the three agree.
 
 from __future__ import annotations
 
-from ._common import fmt
+from ._common import ENGINE_ATOL, ENGINE_RTOL, NUMERIC_ATOL, NUMERIC_RTOL, fmt
 from .network import LayerStep, NetworkWalkthrough, explain_network
 from .neuron import NeuronTraining, NeuronWalkthrough, explain_neuron, train_neuron
 
 __all__ = [
     "NeuronWalkthrough", "explain_neuron", "LayerStep", "NetworkWalkthrough", "explain_network",
     "NeuronTraining", "train_neuron", "fmt",
+    # how close the hand-made gradient must be to the engine's and to central differences
+    "ENGINE_ATOL", "ENGINE_RTOL", "NUMERIC_ATOL", "NUMERIC_RTOL",
 ]
