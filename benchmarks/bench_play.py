@@ -12,7 +12,8 @@ starts); this script is the page, over a real WebSocket on loopback:
   default network configured and its first frame received);
 * the server's resident memory (VmRSS of /proc) before and after opening ``--sessions``
   sessions (each configured and stepped once), per session, and after closing them (on a
-  fresh server warmed by one session: the libraries loaded on first use are not a session's).
+  fresh server warmed by one session that played 2 s: the libraries and caches loaded on
+  first use are not a session's).
 
     .venv/bin/python benchmarks/bench_play.py [--seconds 3] [--sessions 10]
 
@@ -156,6 +157,10 @@ def load(seconds: float, count: int) -> None:
         with session(address, token) as ws:  # warm: the libraries a session loads once
             ws.send(json.dumps({"type": "configure"}))
             receive(ws, "configured")
+            ws.send(json.dumps({"type": "play"}))  # the findings and unit states too
+            deadline = time.perf_counter() + 2.0
+            while time.perf_counter() < deadline:
+                receive(ws, "frame")
         time.sleep(1.0)
         before = rss_mib(process.pid)
         idle = sorted(ask()[0] for _ in range(20))

@@ -615,3 +615,13 @@ def test_a_diverging_rate_beside_a_converging_one_does_not_stretch_the_curve(ser
     curve = reply["curve"]["x"]
     assert low - 0.2 * (high - low) == pytest.approx(curve[0])
     assert high + 0.2 * (high - low) == pytest.approx(curve[-1])
+
+
+def test_a_weight_message_may_name_any_sample_of_an_upload():
+    """An upload holds up to 100,000 rows: the protocol accepted samples below 2,000 only."""
+    kind, request = read_message('{"type": "weight", "layer": "dense0", "row": 0, "col": 1, '
+                                 '"sample": 50000}', Limits())
+    assert kind == "weight" and request["sample"] == 50000
+    with pytest.raises(ProtocolError, match="sample"):
+        read_message('{"type": "weight", "layer": "dense0", "row": 0, "col": 1, '
+                     '"sample": 100000}', Limits())

@@ -253,8 +253,10 @@ def _check_weight(fields: dict[str, Any], limits: Limits) -> dict[str, Any]:
     biggest = max(limits.max_units, 2) - 1  # rows of dense0 are the 2 inputs
     return {"layer": name(fields, "layer"), "row": integer(fields, "row", 0, biggest),
             "col": integer(fields, "col", 0, biggest),
+            # any training sample of the largest data set (an upload); the session refuses
+            # one beyond its own training set, naming its size
             "sample": integer({"sample": fields.get("sample", 0)}, "sample", 0,
-                              limits.max_points - 1)}
+                              max(limits.max_points, limits.max_upload_rows) - 1)}
 
 
 def _check_vanishing(fields: dict[str, Any], limits: Limits) -> dict[str, Any]:

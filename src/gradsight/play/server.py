@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs
 
-from anyio import to_thread
+from anyio import CapacityLimiter, to_thread
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import FileResponse, HTMLResponse, JSONResponse, Response
@@ -227,22 +227,22 @@ class Connection:
 
     async def _network(self) -> NetworkSession:
         if self.session is None:
-            self.session = await to_thread.run_sync(NetworkSession, dict(DEFAULT_CONFIG),
+            self.session = await _in_worker(NetworkSession, dict(DEFAULT_CONFIG),
                                                     self.limits)
         return self.session
 
     # -- the messages --------------------------------------------------------------------
     async def on_descent(self, fields: dict[str, Any]) -> None:
-        await self.send(await to_thread.run_sync(descent_message, fields))
+        await self.send(await _in_worker(descent_message, fields))
 
     async def on_configure(self, fields: dict[str, Any]) -> None:
         data = None if fields["upload"] is None else self._upload(fields["upload"]).dataset
-        session = await to_thread.run_sync(
+        session = await _in_worker(
             lambda: NetworkSession(fields, self.limits, data=data))
         self.session, self.playing = session, False
         self.steps_per_frame = fields["steps_per_frame"]
         await self.send(session.configured())
-        await self.send(await to_thread.run_sync(session.frame))
+        await self.send(await _in_worker(session.frame))
 
     def _upload(self, upload_id: str) -> Upload:
         """The uploaded CSV this socket claimed (it owns it until it closes)."""
@@ -266,7 +266,7 @@ class Connection:
     async def on_pause(self, fields: dict[str, Any]) -> None:
         self.playing = False
         session = await self._network()
-        await self.send(await to_thread.run_sync(session.frame))
+        await self.send(await _in_worker(session.frame))
 
     async def on_step(self, fields: dict[str, Any]) -> None:
         session = await self._network()
@@ -279,13 +279,13 @@ class Connection:
                     break
             return session.frame()
 
-        await self.send(await to_thread.run_sync(steps))
+        await self.send(await _in_worker(steps))
 
     async def on_reset(self, fields: dict[str, Any]) -> None:
         session = await self._network()
         self.playing = False
-        await to_thread.run_sync(session.reset)
-        await self.send(await to_thread.run_sync(session.frame))
+        await _in_worker(session.reset)
+        await self.send(await _in_worker(session.frame))
 
     async def on_set(self, fields: dict[str, Any]) -> None:
         session = await self._network()
@@ -298,23 +298,23 @@ class Connection:
 
     async def on_unit(self, fields: dict[str, Any]) -> None:
         session = await self._network()
-        await self.send(await to_thread.run_sync(session.unit, fields["layer"],
+        await self.send(await _in_worker(session.unit, fields["layer"],
                                                  fields["index"]))
 
     async def on_weight(self, fields: dict[str, Any]) -> None:
         session = await self._network()
-        await self.send(await to_thread.run_sync(
+        await self.send(await _in_worker(
             session.weight, fields["layer"], fields["row"], fields["col"], fields["sample"]))
 
     async def on_vanishing(self, fields: dict[str, Any]) -> None:
-        self.vanishing = await to_thread.run_sync(VanishingSession, fields, self.limits)
-        await self.send(await to_thread.run_sync(self.vanishing.message))
+        self.vanishing = await _in_worker(VanishingSession, fields, self.limits)
+        await self.send(await _in_worker(self.vanishing.message))
 
     async def on_vanishing_step(self, fields: dict[str, Any]) -> None:
         if self.vanishing is None:
             raise ProtocolError(None, "send a vanishing message (the network) before "
                                       "vanishing_step")
-        await self.send(await to_thread.run_sync(self.vanishing.advance, fields["count"]))
+        await self.send(await _in_worker(self.vanishing.advance, fields["count"]))
 
     async def play_frame(self) -> None:
         session = self.session
@@ -326,7 +326,7 @@ class Connection:
             return session.playing_frame()
 
         try:
-            frame = await to_thread.run_sync(burst)
+            frame = await _in_worker(burst)
         except Exception as error:  # a frame that fails stops the play, not the socket
             log.exception("gradsight play: a frame failed")
             self.playing = False
@@ -366,6 +366,20 @@ async def _socket(websocket: WebSocket) -> None:
         log.debug("session closed after %.1f s", time.perf_counter() - started)
         if state.sessions.open == 0:
             _give_memory_back()
+
+
+#: the threads every session's computations share: as many as the cores. With anyio's
+#: default pool (up to 40 threads) 20 playing sessions ran in 20 threads, which competed
+#: with the event loop and each kept its own BLAS buffers after the sessions closed
+WORKERS = 2
+_LIMITER: list[Any] = []
+
+
+async def _in_worker(function: Any, *args: Any) -> Any:
+    """``function(*args)`` in one of the :data:`WORKERS` threads shared by all sessions."""
+    if not _LIMITER:
+        _LIMITER.append(CapacityLimiter(WORKERS))
+    return await to_thread.run_sync(function, *args, limiter=_LIMITER[0])
 
 
 def _libc() -> Any:
