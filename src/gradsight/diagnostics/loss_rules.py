@@ -63,11 +63,9 @@ def _loss_quarters(ctx: Context) -> list[float] | None:
     return [float(np.median(q)) for q in np.array_split(losses, 4)]
 
 
-def _windows(ctx: Context, count: int = 12) -> tuple[np.ndarray, np.ndarray] | None:
+def _windows(ctx: Context, count: int) -> np.ndarray | None:
     """The loss averaged over ``count`` equal spans of training steps (of the points when the
-    steps are unknown), and the standard error of each mean (the spread of its points over
-    √n; NaN for a span of one point); spans without a point are left out. None with fewer
-    than 8 points."""
+    steps are unknown); spans without a point are left out. None with fewer than 8 points."""
     finite = [(i, v) for i, v in enumerate(ctx.losses) if math.isfinite(v)]
     if len(finite) < 8:
         return None
@@ -79,14 +77,8 @@ def _windows(ctx: Context, count: int = 12) -> tuple[np.ndarray, np.ndarray] | N
     count = min(count, losses.size // 2)
     edges = np.linspace(steps[0], steps[-1], count + 1)
     which = np.clip(np.searchsorted(edges, steps, side="right") - 1, 0, count - 1)
-    means, errors = [], []
-    for k in range(count):
-        points = losses[which == k]
-        if points.size:
-            means.append(float(np.mean(points)))
-            errors.append(float(np.std(points, ddof=1) / math.sqrt(points.size))
-                          if points.size > 1 else math.nan)
-    return np.array(means), np.array(errors)
+    return np.array([float(np.mean(losses[which == k])) for k in range(count)
+                     if np.any(which == k)])
 
 
 def _gradients_small(ctx: Context) -> bool:
@@ -154,10 +146,9 @@ def oscillating(ctx: Context) -> list[Finding]:
     rise, each by more than ``oscillation_swing`` of the first loss (a rise measured against
     the first loss, so the relative noise of a loss near 0 is no swing), and it turns at
     least twice. The spans average the loss curve (every step's loss, in short means)."""
-    windows = _windows(ctx, OSCILLATION_WINDOWS)
-    if windows is None or windows[0].size < 4 or not windows[0][0] > 0:
+    means = _windows(ctx, OSCILLATION_WINDOWS)
+    if means is None or means.size < 4 or not means[0] > 0:
         return []
-    means = windows[0]
     first = float(ctx.losses[0]) if math.isfinite(ctx.losses[0]) else float(means[0])
     steps = np.diff(means)
     swing = ctx.limits.oscillation_swing * max(first, float(means[0]))
