@@ -345,3 +345,21 @@ def test_a_history_cut_in_the_middle_of_a_step_is_judged_without_error():
     findings = diagnose(cut)
     vanishing = findings.get("vanishing-gradients")
     assert vanishing is not None and vanishing.evidence["ratio_last_first"] == pytest.approx(1e3)
+
+
+def test_the_spike_is_measured_against_the_running_median_in_linear_time():
+    """The spike of a run recorded at every step: the same as re-taking the median of every
+    prefix (the oracle, quadratic), computed with two heaps."""
+    from gradsight.diagnostics.rules import _spike
+
+    rng = np.random.default_rng(3)
+    for n in (2, 7, 60, 401):
+        totals = rng.lognormal(size=n)
+        totals[n // 2] *= 500.0
+        best, where = 1.0, -1
+        for i in range(1, n):
+            before = float(np.median(totals[:i]))
+            if totals[i] / before > best:
+                best, where = float(totals[i] / before), i
+        spike, at = _spike(totals)
+        assert at == where and spike == pytest.approx(best, rel=1e-12)

@@ -7,6 +7,7 @@ on, the mechanism in the articles' terms and ranked fixes.
 
 from __future__ import annotations
 
+import heapq
 import math
 from collections.abc import Callable
 from typing import Any
@@ -303,12 +304,27 @@ def _step_totals(ctx: Context) -> np.ndarray:
 def _spike(totals: np.ndarray) -> tuple[float, int]:
     """The largest ratio of a total gradient norm to the median of the norms recorded before
     it, and its position: a transient explosion — in the first steps (Adam at a too large η)
-    or in the middle of a run — which the start/end comparison of ``growth`` cannot see."""
+    or in the middle of a run — which the start/end comparison of ``growth`` cannot see.
+
+    The running median is kept in two heaps (the lower half as a max-heap, the upper half as
+    a min-heap): O(n log n) over a run recorded at every step, where re-sorting each prefix
+    would be quadratic."""
+    low: list[float] = []  # the lower half, negated (a max-heap)
+    high: list[float] = []  # the upper half (a min-heap)
     best, where = 1.0, -1
-    for i in range(1, totals.size):
-        before = float(np.median(totals[:i]))
-        if before > 0 and np.isfinite(totals[i]) and totals[i] / before > best:
-            best, where = float(totals[i] / before), i
+    for i, value in enumerate(float(v) for v in totals):
+        if i:
+            before = -low[0] if len(low) > len(high) else (-low[0] + high[0]) / 2
+            if before > 0 and math.isfinite(value) and value / before > best:
+                best, where = value / before, i
+        if not low or value <= -low[0]:
+            heapq.heappush(low, -value)
+        else:
+            heapq.heappush(high, value)
+        if len(low) > len(high) + 1:
+            heapq.heappush(high, -heapq.heappop(low))
+        elif len(high) > len(low):
+            heapq.heappush(low, -heapq.heappop(high))
     return best, where
 
 
