@@ -81,6 +81,14 @@ class Context:
     loss_steps: list[int] | None = None  # the step of each of ``losses``, when known
     skips_between: dict[int, int] = field(default_factory=dict)  # step → skips not recorded
     setup: Any = None  # what the backend saw of the run: output activation, loss, classes...
+    _memo: dict[str, Any] = field(default_factory=dict)  # results one rule asks of another
+
+    def once(self, key: str, compute: Any) -> Any:
+        """``compute()`` the first time ``key`` is asked for, the kept result after: a rule
+        that reads another's finding does not judge the run twice."""
+        if key not in self._memo:
+            self._memo[key] = compute()
+        return self._memo[key]
 
     def neuron_states(self) -> Any:
         """classify_neurons on the training data (once), or None without model and data."""

@@ -143,6 +143,12 @@ def _excluded_biases(ctx: Context) -> dict[str, str]:
 
 
 def vanishing(ctx: Context) -> list[Finding]:
+    """The vanishing-gradient finding (see :func:`_vanishing`), judged once per run: the
+    small-updates rule reads it too."""
+    return list(ctx.once("vanishing", lambda: _vanishing(ctx)))
+
+
+def _vanishing(ctx: Context) -> list[Finding]:
     """The first hidden layer's gradient far below the last's.
 
     Judged by what it does to learning, not by the ratio alone: when dead ReLU units block
@@ -255,6 +261,10 @@ def _relu_family(ctx: Context) -> list[str]:
 
 
 def _dead_shares(ctx: Context, late: bool = True) -> dict[str, float]:
+    return dict(ctx.once(f"dead_shares_{late}", lambda: _measure_dead_shares(ctx, late)))
+
+
+def _measure_dead_shares(ctx: Context, late: bool) -> dict[str, float]:
     """The median share of dead units per ReLU layer (over the last fifth of the recorded
     steps, or the first fifth with ``late=False``), raised to the share dead over the whole
     training data when the model and data were given (``late`` only)."""
