@@ -271,7 +271,8 @@ def describe_cycles(cycles: list[list[str]], imports: Iterable[Import]) -> str:
 
 BASE = {"gradsight", "gradsight.errors", "gradsight.io", "gradsight.activations",
         "gradsight.optim"}
-WINGS = ("calculus", "engine", "diagnostics", "adapters", "lab", "present", "play", "cli")
+WINGS = ("calculus", "engine", "diagnostics", "adapters", "lab", "present", "play",
+         "integrations", "cli")
 ALL_WINGS = {"base", *WINGS}
 #: wing → the wings its modules may import
 ALLOWED = {
@@ -281,7 +282,10 @@ ALLOWED = {
     "diagnostics": {"base", "engine", "calculus", "diagnostics"},
     "adapters": {"base", "engine", "diagnostics", "adapters"},
     "lab": {"base", "engine", "diagnostics", "calculus", "lab"},
-    "present": ALL_WINGS - {"cli", "play"},
+    "present": ALL_WINGS - {"cli", "play", "integrations"},
+    # the training-framework callbacks and trackers: they watch (adapters) and write the
+    # report of a run (present)
+    "integrations": {"base", "engine", "diagnostics", "adapters", "present", "integrations"},
     # the playground's server: it may use the wings below it (the lab's experiments for the
     # vanishing view, the presentation's walkthroughs), never the cli
     "play": {"base", "engine", "calculus", "diagnostics", "lab", "present", "play"},
@@ -357,7 +361,7 @@ def private_imports(imports: Iterable[Import], modules: dict[str, Path]) -> list
 
 
 #: the wings whose modules may import a gradsight module inside a function
-LATE_WINGS = {"cli", "present", "play", "adapters", "lab"}
+LATE_WINGS = {"cli", "present", "play", "adapters", "lab", "integrations"}
 
 
 def uncommented_late_imports(imports: Iterable[Import]) -> list[str]:

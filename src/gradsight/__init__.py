@@ -30,7 +30,7 @@ __version__ = "0.1.0"
 # The wings (see the README's Architecture section) and the shared modules beneath them.
 _SUBMODULES = {
     "errors", "io", "activations", "optim", "calculus", "engine", "diagnostics", "adapters",
-    "lab", "present", "play", "cli",
+    "lab", "present", "play", "integrations", "cli",
 }
 
 # The short names users import: each is another name of a module in its wing
@@ -76,6 +76,7 @@ _LAZY = {
     "diagnose": "diagnostics.verdict",
     "classify_neurons": "adapters",
     "doctor": "diagnostics.fixes",
+    "load_history": "diagnostics.history",
     "watch": "adapters.torch",
     "diagnose_torch": "adapters.torch",
     "classify_neurons_torch": "adapters.torch",

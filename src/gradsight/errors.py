@@ -7,9 +7,11 @@ and exits with code 2 (never a traceback).
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Iterable
 from numbers import Integral
+from typing import Any
 
 
 class GradsightError(ValueError):
@@ -97,3 +99,19 @@ def require_positive_int(name: str, value: object, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, Integral) or value < minimum:
         raise InvalidValueError(f"{name} must be an integer ≥ {minimum}, got {value!r}")
     return int(value)
+
+
+class MissingExtraError(GradsightError, ImportError):
+    """An optional dependency is not installed; the message names the install command."""
+
+
+def require_extra(module: str, extra: str, purpose: str) -> Any:
+    """Import the optional ``module`` that ``purpose`` needs, or raise
+    :class:`MissingExtraError` with the one line that installs it (``pip install
+    'gradsight[extra]'``)."""
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise MissingExtraError(
+            f"{purpose} needs {module.split('.')[0]}, which is not installed: "
+            f"pip install 'gradsight[{extra}]'") from None

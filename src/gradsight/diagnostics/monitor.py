@@ -50,6 +50,7 @@ from .history import (
 )
 from .run_setup import RunSetup, engine_setup
 from .schedule import LossCurve, RecordingSchedule
+from .sinks import as_sinks, emit, flush_all
 from .stats import LayerStats
 
 __all__ = [
@@ -109,7 +110,10 @@ class Monitor(Callback):
     ‖W_new − W_old‖/‖W_old‖ (all from ``ctx.norms``). Per activation layer it
     stores the mean and spread of a, the saturated fraction (sigmoid/tanh: f′ < 1% of max)
     and the dead fraction (ReLU family: units with z ≤ 0 on every sample of the batch).
-    ``losses`` holds (step, batch loss) for the recorded steps. ``history.setup`` (also
+    ``losses`` holds (step, batch loss) for the recorded steps. ``sinks`` (a
+    ``TensorBoardSink``, a ``WandbSink`` or any ``write(step, scalars)``) get each recorded
+    step's readings once the step is complete (:mod:`~gradsight.diagnostics.sinks`).
+    ``history.setup`` (also
     ``monitor.setup``) is the run's set-up seen at its first step — output activation, loss,
     classes, first loss, whether the output looks like probabilities, optimizer
     (:class:`~gradsight.diagnostics.run_setup.RunSetup`).
@@ -123,8 +127,10 @@ class Monitor(Callback):
 
     read_only = True  # it changes neither weights nor gradients
 
-    def __init__(self, every: int | None = None) -> None:
+    def __init__(self, every: int | None = None, sinks: Any = None) -> None:
         self.schedule = RecordingSchedule(every)
+        self.sinks = as_sinks(sinks)
+        self._emitted = 0  # records already handed to the sinks
         self.every = self.schedule.every  # None: the default schedule
         self.history: RecordList = RecordList()
         self.losses: list[tuple[int, float]] = []
@@ -246,6 +252,12 @@ class Monitor(Callback):
                     continue
                 record.update_ratio = _ratio(change, record.weight_norm)
         self._pending = []
+        if self.sinks and len(self.history) > self._emitted:  # the step is complete now
+            fresh, self._emitted = self.history[self._emitted:], len(self.history)
+            emit(self.sinks, fresh)
+
+    def on_train_end(self, ctx: Any) -> None:
+        flush_all(self.sinks)
 
     def layer_history(self) -> LayerHistory:
         """The recorded history pivoted per layer."""

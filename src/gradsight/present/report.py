@@ -31,6 +31,7 @@ from markupsafe import Markup
 
 from ..diagnostics.history import history_records
 from ..diagnostics.neurons import classify_neurons, neuron_derivative_map
+from ..diagnostics.verdict import diagnose
 from ..errors import InvalidValueError
 from ..io import atomic_write_text, dumps, jsonable
 from .plots.diagnostics import (
@@ -43,7 +44,8 @@ from .plots.diagnostics import (
 
 __all__ = [
     "EmbeddedFigure", "Table", "Section", "Report", "build_report", "embed_figure",
-    "hidden_units_section", "layer_summary", "render_html", "write_html", "write_json",
+    "hidden_units_section", "history_report", "layer_summary", "render_html", "write_html",
+    "write_json",
 ]
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -374,6 +376,16 @@ def build_report(title: str, findings: Iterable[Any] | None = None,
         report.sections.append(Section("Figures", figures=_as_figures(dict(figures), "fig")))
     report.data.update(dict(data or {}))
     return report
+
+
+def history_report(history: Any, title: str = "gradsight report",
+                   findings: Iterable[Any] | None = None, dpi: int = 100) -> Report:
+    """The report of a recorded run: its diagnosis (``diagnose(history)`` unless ``findings``
+    are given) and the per-layer evidence — what the training callbacks write at the end of a
+    run and ``gradsight report HISTORY`` writes from a saved history."""
+    if findings is None:
+        findings = diagnose(history)
+    return build_report(title, findings=findings, layer_history=history, dpi=dpi)
 
 
 def _fmt(value: Any) -> str:

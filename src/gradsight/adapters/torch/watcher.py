@@ -75,7 +75,8 @@ from typing import Any
 from ...diagnostics.coverage import Coverage
 from ...diagnostics.history import LayerHistory, RecordList
 from ...diagnostics.schedule import RecordingSchedule, loss_span
-from ...errors import GradsightError
+from ...diagnostics.sinks import as_sinks, emit, flush_all
+from ...errors import GradsightError, InvalidValueError
 from ._amp import current_scale, found_inf, loss_scale
 from ._attention import AttentionEntropy
 from ._compiled import CompileSafeHook, ForwardBatch, guard_hooks, make_hook, release_all
@@ -99,8 +100,17 @@ class Watcher:
     """
 
     def __init__(self, model: Any, every: int | None = None, optimizer: Any = None,
-                 scaler: Any = None, all_reduce: bool = False, loss_fn: Any = None) -> None:
+                 scaler: Any = None, all_reduce: bool = False, loss_fn: Any = None,
+                 sinks: Any = None, read_gradients: str = "at-step") -> None:
         torch = require_torch()
+        self.sinks = as_sinks(sinks)
+        if read_gradients not in ("at-step", "by-caller"):
+            raise InvalidValueError(f"read_gradients must be 'at-step' or 'by-caller', got "
+                                    f"{read_gradients!r}")
+        # "by-caller": a trainer runs the forward and backward inside optimizer.step(closure)
+        # (Lightning), so the step's pre-hook comes before the gradients exist; the trainer's
+        # own hook calls read_gradients() once they are final
+        self._by_caller = read_gradients == "by-caller"
         self._torch = torch
         self.model = unwrap(model)
         # a compiled graph keeps the hooks it was traced with: they stay installed
@@ -171,6 +181,7 @@ class Watcher:
         self._backward_queued = False
         self._scaler_saved: tuple[bool, Any] | None = None
         self._active = True
+        self._emitted = 0  # records already handed to the sinks
         if self._compiled:
             guard_hooks(True)  # a twin instance must not share the watched model's graph
         try:
@@ -258,6 +269,9 @@ class Watcher:
         self._active = False
         self._drain()  # the last step copied without blocking (GPU): read now
         self._uninstall()
+        if self.sinks:
+            self._emit()
+            flush_all(self.sinks)
         self._calls, self._reading, self._delta = [], None, None
         self._losses, self._preclip = [], None
         self._param_reader.plan = None
@@ -432,9 +446,20 @@ class Watcher:
         self._stepped = True
         if not self._recording():
             return
-        if not self._in_scaler_step:
+        if not self._in_scaler_step and not self._by_caller:
             self._reading = self._param_reader.read()
         self._param_reader.before_step(args, kwargs)
+
+    def read_gradients(self) -> None:
+        """Read this step's gradients now (``read_gradients="by-caller"``): call it once the
+        gradients are final and before the optimizer step — Lightning's
+        ``on_before_optimizer_step``, after AMP unscaling and before clipping. Does nothing
+        on a step that is not recorded."""
+        if not (self._active and self._recording()):
+            return
+        scale = loss_scale(self.scaler, self.optimizer) \
+            if self.scaler is not None and self.optimizer is not None else None
+        self._reading = self._param_reader.read(scale)
 
     def _after_step(self, optimizer: Any, args: Any, kwargs: Any) -> None:
         if self._param_reader.plan is not None:
@@ -456,7 +481,7 @@ class Watcher:
 
     def _scaler_step(self, original: Any, optimizer: Any, *args: Any, **kwargs: Any) -> Any:
         recording = self._recording()
-        if recording:
+        if recording and not (self._by_caller and self._reading is not None):
             self._reading = self._param_reader.read(loss_scale(self.scaler, optimizer))
         self._in_scaler_step, self._stepped = True, False
         try:
@@ -518,9 +543,11 @@ class Watcher:
 
     # ---- recording ------------------------------------------------------------------------
     def _end_step(self, inf_flags: Any = None) -> None:
+        recorded = False
         try:
             if self._recording() and self._reading is not None:
                 self._record(self._reading, inf_flags)
+                recorded = True
         finally:
             self._calls, self._reading, self._delta = [], None, None
             self._losses, self._preclip = [], None
@@ -533,6 +560,16 @@ class Watcher:
                 self._act_hooks(self._record_now or self._compiled)
                 if self.optimizer is not None or self.scaler is not None:
                     self._grad_hooks(self._record_now or self._compiled)
+        if recorded and self.sinks:
+            self._emit()
+
+    def _emit(self) -> None:
+        """Hand the records made since the last call to the sinks (reads the step's values:
+        on a GPU this waits for the copy that would otherwise be read at the next record)."""
+        records = self.history
+        fresh, self._emitted = records[self._emitted:], len(records)
+        if fresh:
+            emit(self.sinks, fresh)
 
     def _drain(self) -> None:
         """Read the values of a step copied without blocking (GPU), if one is on its way."""
@@ -716,7 +753,8 @@ def _check_scaler(scaler: Any) -> Any:
 
 
 def watch(model: Any, every: int | None = None, optimizer: Any = None, scaler: Any = None,
-          all_reduce: bool = False, loss_fn: Any = None) -> Watcher:
+          all_reduce: bool = False, loss_fn: Any = None, sinks: Any = None,
+          read_gradients: str = "at-step") -> Watcher:
     """Watch a ``torch.nn.Module``'s training: one :class:`LayerStats` per layer per step.
 
     model : the module (DistributedDataParallel / DataParallel, FSDP1 and ``torch.compile``
@@ -745,8 +783,16 @@ def watch(model: Any, every: int | None = None, optimizer: Any = None, scaler: A
     loss_fn : the loss module the loop calls (``nn.CrossEntropyLoss()``, ...): a forward hook
         keeps its value, so the records carry the batch loss and ``diagnose`` judges the
         loss curve. For a loss computed by hand call ``watcher.record_loss(loss)``.
+    sinks : where each recorded step's readings go as soon as they are made: a
+        ``TensorBoardSink``, a ``WandbSink``, or any ``write(step, scalars)`` object or
+        function (:mod:`gradsight.diagnostics.sinks`; tags such as ``grad_norm/fc1``).
+    read_gradients : ``"at-step"`` (default): the optimizer's step pre-hook reads the
+        gradients. ``"by-caller"``: the training framework calls
+        :meth:`Watcher.read_gradients` when they are final — for trainers that run the
+        forward and backward inside ``optimizer.step(closure)`` (the Lightning callback).
 
     Returns a :class:`Watcher` (a context manager; ``.history``, ``.remove()``).
     """
     return Watcher(model, every=every, optimizer=optimizer, scaler=scaler,
-                   all_reduce=all_reduce, loss_fn=loss_fn)
+                   all_reduce=all_reduce, loss_fn=loss_fn, sinks=sinks,
+                   read_gradients=read_gradients)
