@@ -360,16 +360,20 @@ class Watcher:
         self.history  # noqa: B018 — brings the pending steps over
         return self._time_grads.profiles
 
-    def record_loss(self, loss: Any) -> Any:
+    def record_loss(self, loss: Any, factor: float = 1.0) -> Any:
         """Note the batch loss of the current step (a tensor stays on its device until the
         step's one transfer; a number is taken as it is) and return it unchanged, so that
         ``watcher.record_loss(loss).backward()`` reads as one line. Use it for a loss computed
-        by hand, or pass ``loss_fn=`` to :func:`watch` — not both for the same loss."""
+        by hand, or pass ``loss_fn=`` to :func:`watch` — not both for the same loss.
+
+        factor : the noted value is ``loss × factor`` — for a trainer that divides the loss
+            by its number of accumulated batches before backward (Lightning), so that the
+            records carry the batch loss itself."""
         if self._setup.pending and self._active:
             self._probe_loss(loss)
-        return self._note_loss(loss)
+        return self._note_loss(loss, factor)
 
-    def _note_loss(self, loss: Any) -> Any:
+    def _note_loss(self, loss: Any, factor: float = 1.0) -> Any:
         if not self._active:
             return loss
         torch = self._torch
@@ -380,6 +384,8 @@ class Watcher:
             value = value if value.dim() == 0 else value.float().mean()
         else:
             value = torch.tensor(float(loss), dtype=torch.float64)
+        if factor != 1.0:
+            value = value * factor
         if self._record_now:
             self._losses.append(value)
         else:  # a step not recorded: only added to the window's sum, on the device
