@@ -181,7 +181,8 @@ def test_dead_units_are_found_printed_and_reported(tmp_path: Path,
     printed = capsys.readouterr().out
     codes = [f.code for f in callback.findings]
     assert "dead-units" in codes, codes
-    assert "gradsight findings:" in printed and str(callback.findings) in printed
+    assert "gradsight — diagnosis of the Lightning run" in printed
+    assert all(f.title in printed for f in callback.findings)
     page = report.read_text(encoding="utf-8")
     dead_finding = next(f for f in callback.findings if f.code == "dead-units")
     assert dead_finding.title in page and "net.0" in page

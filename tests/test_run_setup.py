@@ -24,7 +24,7 @@ from gradsight import optim  # noqa: E402
 from gradsight.adapters.torch import watch  # noqa: E402
 from gradsight.adapters.torch._setup import SetupProbe  # noqa: E402
 from gradsight.diagnostics import Monitor, history_from_json, history_to_json  # noqa: E402
-from gradsight.diagnostics.coverage import RecordList  # noqa: E402
+from gradsight.diagnostics.history import RecordList  # noqa: E402
 from gradsight.diagnostics.run_setup import (  # noqa: E402
     RunSetup,
     engine_setup,

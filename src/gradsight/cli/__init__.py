@@ -4,7 +4,8 @@ renders the result. Command modules import heavy libraries inside the command fu
 
 Command modules (one per area, each with a ``register(app)`` function):
 calculus_cmds (activations, derive, diffcheck), descent_cmds (descend), train_cmds (train),
-explain_cmds (explain), doctor_cmd, vanish_cmd, tour_cmd, play_cmd.
+explain_cmds (explain), doctor_cmd, vanish_cmd, tour_cmd, play_cmd, history_cmds (diagnose,
+report: a saved history).
 """
 
 from __future__ import annotations
@@ -52,7 +53,7 @@ def _root(version: bool = typer.Option(
 
 _COMMAND_MODULES = (
     "calculus_cmds", "descent_cmds", "train_cmds", "explain_cmds", "doctor_cmd", "vanish_cmd",
-    "tour_cmd", "play_cmd",
+    "tour_cmd", "play_cmd", "history_cmds",
 )
 
 for _module in _COMMAND_MODULES:

@@ -297,24 +297,10 @@ def _diagnose_run(monitor: Any, model: Any, history: Any, split: tuple[Any, ...]
 def _diagnosis_section(diagnosis: dict[str, Any] | None) -> None:
     """A "Diagnosis" heading, then one line per finding (severity, title; the first fix of
     a warning or a critical finding), or "no problem found"."""
-    from rich.console import Console
-    from rich.markup import escape
+    from ..present.console import print_findings  # late: rich, not needed for --help
 
-    console = Console()
-    console.print("[bold]Diagnosis[/]")
-    if diagnosis is None:
-        console.print(f"  {escape(_NO_HIDDEN)}", highlight=False)
-        return
-    if not diagnosis["findings"]:
-        console.print("  no problem found", highlight=False)
-        return
-    colour = {"critical": "bold red", "warning": "yellow", "info": "blue"}
-    for finding in diagnosis["findings"]:
-        severity = finding["severity"]
-        console.print(f"  [{colour.get(severity, 'bold')}]{escape(severity):<8}[/] "
-                      f"{escape(finding['title'])}", highlight=False)
-        if severity in ("critical", "warning") and finding["fixes"]:
-            console.print(f"           fix: {escape(finding['fixes'][0])}", highlight=False)
+    print_findings(None if diagnosis is None else diagnosis["findings"], "Diagnosis",
+                   empty=_NO_HIDDEN)
 
 
 # ---- train --report: findings first, then the evidence -------------------------------------

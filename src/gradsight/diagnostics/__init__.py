@@ -17,6 +17,8 @@ _LAZY = {
     "history_records": "history",
     "history_from_json": "history",
     "history_from_csv": "history",
+    "load_history": "history",
+    "save_history": "history",
     "classify_neurons": "neurons",
     "neuron_derivative_map": "neurons",
     "NeuronState": "neurons",

@@ -12,9 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .findings import Finding
-from .history import RecordList
 
-__all__ = ["Coverage", "RecordList", "coverage_findings"]
+__all__ = ["Coverage", "coverage_findings"]
 
 
 @dataclass

@@ -1,6 +1,8 @@
-"""Histories of LayerStats: pivot per layer, export to dicts, JSON and CSV, and back.
+"""Histories of LayerStats: pivot per layer, export to dicts, JSON and CSV, and back; save a
+run (records and metadata) to a Parquet or JSON Lines file and load it for its diagnosis.
 
-Re-exported by :mod:`gradsight.diagnostics.monitor`, where users find them.
+Re-exported by :mod:`gradsight.diagnostics.monitor`, where users find them. The file formats
+themselves are :mod:`gradsight.diagnostics.history_files`.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import json
 import math
 import os
 from collections.abc import Iterable
+from dataclasses import fields
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +22,15 @@ import numpy as np
 
 from ..errors import DataError, GradsightError, InvalidValueError
 from ..io import atomic_path, atomic_write_text, dumps, jsonable
+from .coverage import Coverage
+from .history_files import read_history_file, write_history_file
+from .run_setup import RunSetup
 from .stats import LayerStats
+from .trackers import history_to_tensorboard
 
 __all__ = ["LayerHistory", "RecordList", "history_records", "history_to_json", "history_from_json",
-           "history_to_csv", "history_from_csv", "require_history"]
+           "history_to_csv", "history_from_csv", "require_history", "save_history",
+           "load_history"]
 
 
 def _escape(text: str) -> str:
@@ -309,3 +317,142 @@ class RecordList(list[LayerStats]):
         if not self:
             return "<p>RecordList(0 records)</p>"
         return f"<p>{html.escape(repr(self))}</p>{LayerHistory(self)._repr_html_()}"
+
+    def save(self, path: str | os.PathLike[str], format: str | None = None) -> Path:
+        """Write the records and the run's metadata to ``path`` (see :func:`save_history`)."""
+        return save_history(self, path, format)
+
+    def to_tensorboard(self, log_dir: str | os.PathLike[str]) -> Any:
+        """Write the history as TensorBoard event files in ``log_dir`` (see
+        :func:`gradsight.diagnostics.trackers.history_to_tensorboard`)."""
+        return history_to_tensorboard(self, log_dir)
+
+
+# ---- saved histories ---------------------------------------------------------------------------
+def save_history(history: Any, path: str | os.PathLike[str], format: str | None = None) -> Path:
+    """Save a history — a list of LayerStats, a RecordList, a Monitor's or a Watcher's — with
+    its set-up, loss curve and coverage, so that :func:`load_history` gives back what
+    ``diagnose`` needs to judge the run as it would have where it ran.
+
+    format : ``"parquet"`` (pyarrow, the ``parquet`` extra: a typed table pandas reads) or
+        ``"jsonl"`` (JSON Lines, no dependency); by default the one ``path``'s suffix names
+        (``.parquet``, ``.jsonl``), and for a path without a suffix Parquet where pyarrow is
+        installed, else JSON Lines.
+
+    The file is written atomically: a failure leaves no half-written file and an older file at
+    ``path`` intact. Returns the path.
+    """
+    holder = history.history if _has_history(history) else history
+    records = _as_records(history)
+    setup = getattr(holder, "setup", None)
+    curve = getattr(holder, "loss_curve", None)
+    coverage = getattr(holder, "coverage", None)
+    if coverage is None and holder is not history:  # a Watcher keeps it too
+        coverage = getattr(history, "coverage", None)
+    metadata = {"setup": None if setup is None else dict(setup),
+                "loss_curve": None if curve is None else [[int(s), float(v)] for s, v in curve],
+                "coverage": None if coverage is None else _coverage_to_dict(coverage)}
+    return write_history_file(path, records, metadata, format)
+
+
+def load_history(path: str | os.PathLike[str]) -> RecordList:
+    """The history at ``path``: one :func:`save_history` wrote (``.parquet``, ``.jsonl``; with
+    its set-up, loss curve and coverage), or one exported by :func:`history_to_json` /
+    :func:`history_to_csv` (``.json``, ``.csv``: the records only).
+
+    A file that is missing, empty, truncated, corrupt or not a gradsight history is one
+    :class:`~gradsight.errors.DataError` naming the path and what was expected.
+    """
+    suffix = Path(path).suffix.lower()
+    if suffix in (".json", ".csv"):
+        return RecordList(_read_export(Path(path), suffix))
+    records, metadata = read_history_file(path)
+    history = RecordList(records)
+    where = f"cannot read history {os.fspath(path)!r}"
+    history.setup = _setup_from(metadata.get("setup"), where)
+    history.loss_curve = _curve_from(metadata.get("loss_curve"), where)
+    history.coverage = _coverage_from(metadata.get("coverage"), where)
+    return history
+
+
+def _has_history(value: Any) -> bool:
+    return hasattr(value, "history") and not isinstance(value, (list, tuple))
+
+
+def _read_export(path: Path, suffix: str) -> list[LayerStats]:
+    """The records of a JSON or CSV export, every failure one line naming the path."""
+    where = f"cannot read history {str(path)!r}"
+    expected = "a JSON list of records (history_to_json)" if suffix == ".json" \
+        else "a CSV table of records (history_to_csv)"
+    if path.is_dir():
+        raise DataError(f"{where}: it is a folder; expected {expected}")
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as error:
+        reason = getattr(error, "strerror", None) or "not UTF-8 text"
+        raise DataError(f"{where}: {reason}; expected {expected}") from None
+    if not text.strip():
+        raise DataError(f"{where}: the file is empty; expected {expected}")
+    if suffix == ".json" and not text.lstrip().startswith(("[", "{")):
+        raise DataError(f"{where}: not JSON; expected {expected}")
+    try:
+        return history_from_json(text) if suffix == ".json" else history_from_csv(path)
+    except GradsightError as error:
+        raise DataError(f"{where}: {error}; expected {expected}") from None
+
+
+#: the set-up's keys that hold a float (JSON keeps a non-finite one as "nan", "inf", "-inf")
+_SETUP_FLOATS = {f.name for f in fields(RunSetup) if "float" in str(f.type)}
+
+
+def _setup_from(value: Any, where: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    if not isinstance(value, dict):
+        raise DataError(f"{where}: its set-up is not a JSON object")
+    setup = dict(value)
+    for key in _SETUP_FLOATS & set(setup):
+        if isinstance(setup[key], str):
+            setup[key] = _json_float(setup[key], f"{where}: set-up {key!r}")
+    return setup
+
+
+def _json_float(value: Any, what: str) -> float:
+    """A number as JSON keeps it: a number, or "nan", "inf", "-inf"."""
+    if isinstance(value, str) and value.lower() in ("nan", "inf", "-inf"):
+        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise DataError(f"{what} must be a number, got {value!r}")
+
+
+def _curve_from(value: Any, where: str) -> list[tuple[int, float]] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(
+            isinstance(p, list) and len(p) == 2 and isinstance(p[0], int) for p in value):
+        raise DataError(f"{where}: its loss curve is not a list of [step, mean loss] pairs")
+    return [(int(step), _json_float(mean, f"{where}: loss curve")) for step, mean in value]
+
+
+def _coverage_to_dict(coverage: Any) -> dict[str, Any]:
+    """A Coverage as JSON, from its public attributes."""
+    return {"watched": int(coverage.watched), "total": int(coverage.total),
+            "left_out": {str(k): str(v) for k, v in coverage.left_out.items()},
+            "shared": {str(k): [str(n) for n in v] for k, v in coverage.shared.items()}}
+
+
+def _coverage_from(value: Any, where: str) -> Any:
+    """The Coverage a saved history carries, or None."""
+    if value is None:
+        return None
+    try:
+        watched, total = value["watched"], value["total"]
+        left_out, shared = dict(value.get("left_out", {})), dict(value.get("shared", {}))
+        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (watched, total)):
+            raise TypeError
+    except (TypeError, KeyError, ValueError, AttributeError):
+        raise DataError(f"{where}: its coverage is not a JSON object with the counts "
+                        "'watched' and 'total'") from None
+    return Coverage(watched=watched, total=total, left_out=left_out,
+                         shared={k: list(v) for k, v in shared.items()})

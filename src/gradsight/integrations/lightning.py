@@ -38,13 +38,13 @@ numbers; the findings are printed and the report written on global rank 0 only.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Any
 
 from ..adapters.torch import Watcher
 from ..diagnostics.sinks import by_step, scalars
 from ..diagnostics.verdict import diagnose
 from ..errors import require_extra
+from ..present.console import print_findings
 from ..present.report import history_report, write_html
 
 _pl = require_extra("lightning.pytorch", "lightning", "gradsight.integrations.lightning")
@@ -127,7 +127,8 @@ class GradsightCallback(_Callback):
         if not trainer.is_global_zero:
             return
         if self.print_findings:
-            print(_findings_text(self.findings), file=sys.stdout, flush=True)
+            print_findings(self.findings, "gradsight — diagnosis of the Lightning run",
+                           empty="nothing was recorded")
         if self.report is not None:
             path = write_html(history_report(self.history, self.title, self.findings),
                               self.report)
@@ -145,10 +146,3 @@ class GradsightCallback(_Callback):
         self.watcher = None
         if judge and self.history:
             self.findings = diagnose(self.history)
-
-
-def _findings_text(findings: Any) -> str:
-    """The findings as the callback prints them: a heading, then each finding."""
-    if findings is None:
-        return "gradsight: nothing was recorded"
-    return f"gradsight findings:\n{findings}"
