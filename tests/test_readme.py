@@ -56,3 +56,40 @@ def test_torch_examples_run_and_print_what_the_readme_shows(tmp_path: Path) -> N
     assert shown == {"no change": (0.349, 0.85), "activation=relu, init=he_normal": (0.0026, 1.0),
                      "activation=tanh": (0.255, 0.925)}
     assert out.strip().splitlines()[-1] == "best: activation=relu, init=he_normal"
+
+
+@pytest.mark.slow
+def test_trainer_and_tracker_examples_run_and_print_what_the_readme_shows(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The section "Use it with Lightning / Hugging Face / TensorBoard / W&B": each example
+    runs as written, and the saved history's commands run on the installed entry point."""
+    for module in ("lightning", "transformers", "tensorboard", "wandb", "pyarrow"):
+        pytest.importorskip(module)
+    lightning, hugging_face, tensorboard, wandb = _python_blocks(
+        "Use it with Lightning / Hugging Face / TensorBoard / W&B")
+    out = _run(lightning, tmp_path)
+    assert "Vanishing gradients" in out and "critical" in out
+    assert (tmp_path / "lightning_run.html").exists()
+    metrics = (tmp_path / "logs" / "lightning_logs" / "version_0" / "metrics.csv").read_text()
+    assert "grad_norm/net.0" in metrics.splitlines()[0]
+    out = _run(hugging_face, tmp_path)
+    assert out.strip().splitlines()[-1] == "True" and (tmp_path / "hf_run.html").exists()
+    out = _run(tensorboard, tmp_path)
+    assert out.strip().splitlines()[-1] == str(
+        ["grad_b_norm/0", "grad_norm/0", "nonfinite/0", "update_ratio/0", "weight_norm/0"])
+    text = README.read_text(encoding="utf-8")
+    section = text[text.index("## Use it with Lightning"):text.index("## Architecture")]
+    (commands,) = re.findall(r"```console\n(.*?)```", section, flags=re.S)
+    entry = Path(sys.executable).parent / "gradsight"
+    for line in commands.strip().splitlines():
+        done = subprocess.run([str(entry), *line.split()[1:]], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=300)
+        assert done.returncode == 0, done.stderr
+    assert "Diagnosis" in subprocess.run([str(entry), "diagnose", "relu.parquet"], cwd=tmp_path,
+                                         capture_output=True, text=True).stdout
+    assert (tmp_path / "relu.html").exists()
+    # W&B offline, its files and caches kept in tmp_path
+    for name in ("WANDB_DIR", "WANDB_CACHE_DIR", "WANDB_CONFIG_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path))
+    out = _run(wandb, tmp_path)
+    assert out.strip().splitlines()[-1] == str(["grad_norm/0", "grad_norm/2"])
