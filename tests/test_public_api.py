@@ -44,3 +44,25 @@ def test_classify_neurons_dispatches_torch_models_to_the_adapter():
     assert via_dispatch.to_dict() == direct.to_dict()
     assert via_dispatch.counts()["1"]["dead"] == 1  # layer "1" is the ReLU module
     assert via_dispatch[0].unit == 0 and via_dispatch[0].state == "dead"
+
+
+def test_import_gradsight_stays_light_of_the_optional_extras():
+    """``import gradsight`` — and the modules that only mention an extra (the sinks, the
+    trackers' re-exports, saved histories) — load none of the optional libraries: each is
+    imported when it is used."""
+    import subprocess
+    import sys
+
+    extras = ["torch", "lightning", "transformers", "tensorboard", "wandb", "dask",
+              "distributed", "pyarrow"]
+    code = (
+        "import sys, gradsight\n"
+        "import gradsight.diagnostics.sinks, gradsight.diagnostics.trackers\n"
+        "import gradsight.integrations.tensorboard, gradsight.integrations.wandb\n"
+        "gradsight.load_history, gradsight.diagnose\n"
+        f"print([m for m in {extras!r} if m in sys.modules])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
