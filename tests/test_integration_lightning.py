@@ -134,6 +134,42 @@ def test_readings_equal_the_gradients_and_updates_measured_by_hand(tmp_path: Pat
     assert [r.act_mean for r in acts] == pytest.approx(module.act_means, rel=1e-4)
 
 
+class PoisonedModule(Module):
+    """Its second batch's loss is multiplied by inf: every gradient of that step is inf/NaN."""
+
+    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+        loss = super().training_step(batch, batch_idx)
+        return loss * float("inf") if batch_idx == 1 else loss
+
+
+def test_fp16_with_a_grad_scaler_reads_unscaled_gradients_and_flags_the_skipped_step(
+        tmp_path: Path) -> None:
+    """Lightning maps "16-mixed" to bf16 on a CPU; its MixedPrecision plugin given a
+    GradScaler runs fp16 autocast with loss scaling all the same. The readings are the
+    unscaled gradients (the module's own hook runs after Lightning's unscale_), and the step
+    whose gradients are inf — the scaler skips it, and lowers its scale — is flagged."""
+    from lightning.pytorch.plugins import MixedPrecision
+
+    torch.manual_seed(0)
+    module = PoisonedModule()
+    scaler = torch.amp.GradScaler("cpu", init_scale=2.0 ** 16)
+    callback = GradsightCallback(every=1, print_findings=False)
+    _fit(module, tmp_path, callback, epochs=1,
+         plugins=[MixedPrecision("16-mixed", "cpu", scaler=scaler)])
+    records = _param(callback.history, "net.0")
+    assert [r.skipped for r in records] == [False, True, False, False]
+    assert scaler.get_scale() == 2.0 ** 15  # halved once, at the skipped step
+    assert not math.isfinite(module.grads[1]["net.0"]) and records[1].nonfinite > 0
+    assert records[1].update_ratio == 0.0  # the optimizer did not step
+    for k in (0, 2, 3):
+        assert records[k].grad_W_norm == pytest.approx(module.grads[k]["net.0"], rel=1e-5)
+        assert records[k].grad_W_norm < 10  # unscaled: the scaled norms are ~65,536× larger
+    # the loss Lightning hands to on_before_backward is the scaled one: recorded unscaled
+    assert [r.loss for r in records if not r.skipped] == pytest.approx(
+        [module.losses[k] for k in (0, 2, 3)], rel=1e-6)
+    assert "bad-initial-loss" not in {f.code for f in callback.findings}
+
+
 def test_the_logger_gets_every_reading_under_per_layer_tags(tmp_path: Path) -> None:
     module = Module()
     callback = GradsightCallback(every=2, print_findings=False)

@@ -17,7 +17,8 @@ unscaling and before gradient clipping is applied, where Lightning's own
 around the optimizer's own step (its pre- and post-hooks), and the total norm before
 clipping at the end of the backward pass, as in a plain loop. The batch loss is the one
 Lightning hands to ``on_before_backward``, multiplied back by ``accumulate_grad_batches``
-(Lightning divides it before backward).
+(Lightning divides it before backward) and, under a GradScaler, divided by the loss scale
+(Lightning hands over the scaled loss).
 
 **What is logged.** At every recorded step (``every``; the default schedule records every
 step for the first 50, then every 50th up to step 5,000, then every 500th) the step's
@@ -99,7 +100,8 @@ class GradsightCallback(_Callback):
 
     def on_before_backward(self, trainer: Any, pl_module: Any, loss: Any) -> None:
         if self.watcher is not None:
-            self.watcher.record_loss(loss, factor=float(self._accumulate))
+            # under a GradScaler Lightning hands over the scaled loss: scaled=True undoes it
+            self.watcher.record_loss(loss, factor=float(self._accumulate), scaled=True)
 
     def on_before_optimizer_step(self, trainer: Any, pl_module: Any, optimizer: Any) -> None:
         if self.watcher is not None:

@@ -360,7 +360,7 @@ class Watcher:
         self.history  # noqa: B018 — brings the pending steps over
         return self._time_grads.profiles
 
-    def record_loss(self, loss: Any, factor: float = 1.0) -> Any:
+    def record_loss(self, loss: Any, factor: float = 1.0, scaled: bool = False) -> Any:
         """Note the batch loss of the current step (a tensor stays on its device until the
         step's one transfer; a number is taken as it is) and return it unchanged, so that
         ``watcher.record_loss(loss).backward()`` reads as one line. Use it for a loss computed
@@ -368,9 +368,18 @@ class Watcher:
 
         factor : the noted value is ``loss × factor`` — for a trainer that divides the loss
             by its number of accumulated batches before backward (Lightning), so that the
-            records carry the batch loss itself."""
+            records carry the batch loss itself.
+        scaled : the loss was multiplied by the watched GradScaler's scale (Lightning hands
+            the scaled loss to ``on_before_backward``): it is divided by the current scale,
+            on the device."""
         if self._setup.pending and self._active:
             self._probe_loss(loss)
+        if scaled and self.scaler is not None and self._active:
+            scale = current_scale(self.scaler)
+            if isinstance(loss, self._torch.Tensor):
+                loss = loss.detach() / scale
+            else:
+                loss = float(loss) / float(scale)
         return self._note_loss(loss, factor)
 
     def _note_loss(self, loss: Any, factor: float = 1.0) -> Any:
