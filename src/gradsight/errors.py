@@ -28,6 +28,10 @@ class UnknownNameError(GradsightError, KeyError):
     def __str__(self) -> str:  # KeyError would otherwise quote the message
         return str(self.args[0])
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Rebuilt from its three arguments: it travels pickled from a worker process."""
+        return (type(self), (self.kind, self.name, self.known))
+
 
 class ExpressionError(GradsightError):
     """Expression text that is malformed, unsafe or too large to parse."""

@@ -39,10 +39,16 @@ def run_doctor(options: dict[str, Any]) -> Any:
     ``runner(config) -> RunOutcome``, e.g. a torch runner) replaces the engine runner.
     """
     from ..diagnostics.fixes import DoctorSetup, doctor  # late: NumPy, not needed for --help
+    from ..diagnostics.parallel import (  # late: with fixes, for the same reason
+        ParallelRuns,
+        check_parallel,
+    )
 
     o = options
     for option in ("epochs", "batch_size", "limit"):
         require_positive_int(f"--{option.replace('_', '-')}", o[option])
+    pool = ParallelRuns(*check_parallel(o.get("jobs", 1), o.get("scheduler"),
+                                        ("--jobs", "--scheduler")))
     setup = DoctorSetup(
         data=o["data"], target=o["target"], hidden=parse_hidden(o["hidden"]),
         activation=o["activation"], init=o["init"], bias_init=o["bias_init"], loss=o["loss"],
@@ -52,16 +58,59 @@ def run_doctor(options: dict[str, Any]) -> Any:
     if o.get("factory"):  # the user's PyTorch model (torch imported only here)
         from ..adapters.torch.runner import runner_from_spec  # late: torch is optional
 
-        o = {**o, "runner": runner_from_spec(o["factory"], o["data"], target=o["target"],
-                                             test_size=o["test_size"])}
+        runner: Any = runner_from_spec(o["factory"], o["data"], target=o["target"],
+                                  test_size=o["test_size"])
+        if not pool.serial:  # the workers import the factory themselves
+            runner = FactoryRunner(o["factory"], runner, o["test_size"])
+        o = {**o, "runner": runner}
+    parallel: dict[str, Any] = {"jobs": pool.jobs, "scheduler": pool.scheduler}
     if not show_progress(o["quiet"]):
-        return doctor(setup, candidates, runner=o.get("runner"), limit=o["limit"])
+        return doctor(setup, candidates, runner=o.get("runner"), limit=o["limit"], **parallel)
     from rich.console import Console
 
     console = Console(stderr=True)
+    verb = "training" if pool.serial else "finished"  # parallel runs report as they end
     with console.status("training…") as status:
         return doctor(setup, candidates, runner=o.get("runner"), limit=o["limit"],
-                      progress=lambda change: status.update(f"training: {change}"))
+                      progress=lambda change: status.update(f"{verb}: {change}"), **parallel)
+
+
+class FactoryRunner:
+    """``--factory`` in parallel runs: the torch runner, rebuilt in each worker process.
+
+    A worker cannot unpickle the user's factory unless it can import the user's module; so
+    what travels is the ``MODULE:FUNCTION`` text, the loaded data and the folder the module
+    was found in (put on the worker's import path, as :func:`load_factory` does here). The
+    runner answers ``resolve`` and ``classification`` as the one built here does.
+    """
+
+    def __init__(self, spec: str, runner: Any, test_size: float) -> None:
+        import os
+
+        self.spec, self.test_size, self.folder = spec, test_size, os.getcwd()
+        self.dataset = runner.data.dataset
+        self.classification = runner.classification
+        self._runner: Any = runner
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_runner": None}
+
+    def resolve(self, config: dict[str, Any]) -> dict[str, Any]:
+        return self._built().resolve(config)
+
+    def __call__(self, config: dict[str, Any]) -> Any:
+        return self._built()(config)
+
+    def _built(self) -> Any:
+        if self._runner is None:
+            import sys
+
+            from ..adapters.torch.runner import runner_from_spec  # late: torch is optional
+
+            if self.folder not in sys.path:
+                sys.path.insert(0, self.folder)
+            self._runner = runner_from_spec(self.spec, self.dataset, test_size=self.test_size)
+        return self._runner
 
 
 def check_report_path(report: str | None, mkdir: bool = False) -> None:
@@ -154,7 +203,7 @@ def _table(result: Any) -> Any:
         table.add_row("–" if i == 0 else str(i), markup_safe(run.change), number(run.loss),
                       "—" if accuracy is None else f"{accuracy:.1%}",
                       number(median_speed_ratio(run.outcome.layer_history)),
-                      markup_safe(", ".join(run.verdicts) or "—"), style=style)
+                      markup_safe(_verdicts(run)), style=style)
     return table
 
 
@@ -167,8 +216,15 @@ def _report_rows(result: Any) -> list[dict[str, Any]]:
                      ACCURACY_HEADER: row["accuracy"],
                      RATIO_HEADER + " (median over steps)": median_speed_ratio(
                          run.outcome.layer_history),
-                     "verdicts": ", ".join(row["verdicts"]) or "—"})
+                     "verdicts": _verdicts(run)})
     return rows
+
+
+def _verdicts(run: Any) -> str:
+    """The verdicts cell: the run's finding codes, or why it has none (its worker died)."""
+    if run.failed:
+        return f"failed: {run.failed}"
+    return ", ".join(run.verdicts) or "—"
 
 
 def render(result: Any) -> None:
@@ -226,6 +282,12 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
         mkdir: bool = typer.Option(False, "--mkdir", help=MKDIR_HELP),
+        jobs: int = typer.Option(
+            1, "--jobs", help="train the runs in this many local processes (-1: one per "
+            "core); the results are those of one process"),
+        scheduler: str | None = typer.Option(
+            None, "--scheduler", help="train the runs on the workers of the Dask scheduler "
+            "at this address (tcp://HOST:PORT; needs gradsight[dask])"),
     ) -> None:
         """Train the set-up and candidate fixes on an equal budget; rank what really helps."""
         check_report_path(report, mkdir)

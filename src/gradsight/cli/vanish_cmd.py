@@ -200,6 +200,19 @@ def _write_outputs(result: Any, mode: str, plot: str | None, report: str | None)
     return paths
 
 
+def _parallel_options(mode: str, jobs: int, scheduler: str | None) -> dict[str, Any]:
+    """``--jobs``/``--scheduler`` checked (before any training) as the sweep's keywords;
+    refused for the other experiments, which run one after the other."""
+    if mode != "sweep":
+        if jobs != 1 or scheduler is not None:
+            raise InvalidValueError("--jobs and --scheduler apply to --sweep only")
+        return {}
+    from ..diagnostics.parallel import check_parallel  # late: NumPy, not needed for --help
+
+    jobs, scheduler = check_parallel(jobs, scheduler, ("--jobs", "--scheduler"))
+    return {"jobs": jobs, "scheduler": scheduler}
+
+
 def _compute(mode: str, options: dict[str, Any], lists: dict[str, str], quiet: bool) -> Any:
     """Run the experiment of ``mode`` with the options given on the command line (the others
     keep the experiment's defaults)."""
@@ -264,6 +277,12 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print one JSON document"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
         mkdir: bool = typer.Option(False, "--mkdir", help=MKDIR_HELP),
+        jobs: int = typer.Option(
+            1, "--jobs", help="--sweep: train the networks in this many local processes (-1: "
+            "one per core); the results are those of one process"),
+        scheduler: str | None = typer.Option(
+            None, "--scheduler", help="--sweep: train the networks on the workers of the "
+            "Dask scheduler at this address (tcp://HOST:PORT; needs gradsight[dask])"),
     ) -> None:
         """Measure how fast each hidden layer learns (Nielsen, ch. 5), sweep depth ×
         activation × initialiser, or follow activations over training (Glorot & Bengio)."""
@@ -276,12 +295,13 @@ def register(app: typer.Typer) -> None:
         check_output_folder(plot, mkdir)  # the folder --plot may be made, its parent must be
         check_output_folder(report, mkdir)
         mode = "sweep" if run_sweep else "glorot" if glorot else "protocol"
+        parallel = _parallel_options(mode, jobs, scheduler)
         given = {"hidden": hidden, "init": init, "bias_init": bias_init, "loss": loss,
                  "samples": samples, "train_epochs": train_epochs, "batch_size": batch_size}
         options = {"data": data, "activation": activation, "seed": seed, "lr": lr,
                    "seeds": seeds, **{k: v for k, v in given.items() if v is not None}}
         lists = {"depths": depths, "activations": activations, "inits": inits}
-        result = _compute(mode, options, lists, quiet)
+        result = _compute(mode, {**options, **parallel}, lists, quiet)
         paths = _write_outputs(result, mode, plot, report)
         for path in paths:
             wrote(path)

@@ -14,6 +14,10 @@ keys activation, init, bias_init, loss, optimizer, lr, epochs, batch_size, hidde
 momentum when the set-up gives one) and ``eval_loss``: the cost in which the held-out
 ``loss`` must be reported (the baseline's), so that a candidate trained with another cost is
 still compared in the same units.
+
+The runs are independent — each seeds its network, split and shuffling from its own
+config — so ``jobs`` local processes or a Dask ``scheduler`` can train them side by side
+(:mod:`.parallel`) with the same numbers, findings and ranking as one after the other.
 """
 
 from __future__ import annotations
@@ -24,9 +28,10 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, fields
 from typing import Any
 
-from ..errors import InvalidValueError
+from ..errors import GradsightError, InvalidValueError
 from ..io import jsonable
 from .numpy_runner import EngineRunner
+from .parallel import Outcome, ParallelRuns, parallel_runs
 from .rules import median_hidden_ratio
 from .runner import Runner, RunOutcome
 
@@ -94,12 +99,26 @@ class DoctorSetup:
 
 @dataclass
 class CandidateResult:
-    """One row of the doctor's table: a change, its overrides and what it measured."""
+    """One row of the doctor's table: a change, its overrides and what it measured.
+
+    ``failed`` says why a run has no measurement (its worker process died, in parallel
+    runs); its outcome then holds a NaN loss, so it ranks last.
+    """
 
     change: str
     overrides: dict[str, Any]
     config: dict[str, Any]
     outcome: RunOutcome
+    failed: str | None = None
+
+    @classmethod
+    def of(cls, change: str, overrides: dict[str, Any], config: dict[str, Any],
+           outcome: Outcome) -> CandidateResult:
+        """The result of a run that came back as ``outcome`` (a value or a failure)."""
+        if outcome.failed is not None:
+            return cls(change, overrides, config, RunOutcome(math.nan, None, None),
+                       outcome.failed)
+        return cls(change, overrides, config, outcome.value)
 
     @property
     def loss(self) -> float:
@@ -119,6 +138,8 @@ class CandidateResult:
                "accuracy": self.outcome.accuracy, "gradient_ratio": self.outcome.gradient_ratio,
                "ratio_last_first": median_hidden_ratio(self.outcome.layer_history),
                "verdicts": self.verdicts}
+        if self.failed is not None:
+            row["failed"] = self.failed
         if baseline_loss is not None:
             row["improvement"] = baseline_loss - self.loss
         return row
@@ -287,7 +308,7 @@ class DoctorResult:
             style = "bold green" if row["change"] == self.best and i else None
             table.add_row("–" if i == 0 else str(i), row["change"], _num(row["loss"]),
                           _pct(row["accuracy"]), _num(row["ratio_last_first"]),
-                          ", ".join(row["verdicts"]) or "—", style=style)
+                          _verdicts(row), style=style)
         return table
 
     def __str__(self) -> str:
@@ -296,7 +317,7 @@ class DoctorResult:
         for row in self.rows():
             lines.append(f"{row['change'][:43]:<44}{_num(row['loss']):>10}"
                          f"{_pct(row['accuracy']):>10}{_num(row['ratio_last_first']):>10}  "
-                         f"{', '.join(row['verdicts']) or '—'}")
+                         f"{_verdicts(row)}")
         lines.append(f"best: {self.best}")
         return "\n".join(lines)
 
@@ -308,13 +329,20 @@ class DoctorResult:
             f"<tr{bold if r['change'] == self.best else ''}>"
             f"<td>{html.escape(r['change'])}</td><td>{_num(r['loss'])}</td>"
             f"<td>{_pct(r['accuracy'])}</td><td>{_num(r['ratio_last_first'])}</td>"
-            f"<td>{html.escape(', '.join(r['verdicts']) or '—')}</td></tr>" for r in self.rows())
+            f"<td>{html.escape(_verdicts(r))}</td></tr>" for r in self.rows())
         return (f"<table><caption>gradsight doctor — best: {html.escape(self.best)}</caption>"
                 f"<tr>{head}</tr>{body}</table>")
 
 
 #: the ratio column of the tables: the vanishing-gradient finding's own number
 RATIO_LABEL = "‖∂C/∂b‖ last/first hidden (median over steps)"
+
+
+def _verdicts(row: dict[str, Any]) -> str:
+    """The verdicts cell: the run's finding codes, or why it failed."""
+    if row.get("failed"):
+        return f"failed: {row['failed']}"
+    return ", ".join(row["verdicts"]) or "—"
 
 
 def _num(value: Any) -> str:
@@ -346,7 +374,8 @@ def _checked_setup(setup: DoctorSetup | dict[str, Any], epochs: int | None, seed
 def doctor(setup: DoctorSetup | dict[str, Any], candidates: Iterable[Any] | None = None,
            epochs: int | None = None, runner: Runner | None = None, seed: int | None = None,
            *, limit: int = 8, min_improvement: float = 0.01,
-           progress: Callable[[str], None] | None = None) -> DoctorResult:
+           progress: Callable[[str], None] | None = None, jobs: int = 1,
+           scheduler: str | None = None) -> DoctorResult:
     """Train ``setup`` and each candidate fix with the same data, seed and epochs; rank them.
 
     candidates : changes to try — dicts ({"activation": "relu"}), strings
@@ -356,30 +385,39 @@ def doctor(setup: DoctorSetup | dict[str, Any], candidates: Iterable[Any] | None
     runner : ``runner(config) -> RunOutcome``; default :func:`engine_runner` on setup.data.
     min_improvement : ``best`` names the top candidate only if its held-out loss is lower
         than the baseline's by more than this fraction; otherwise ``best`` is "no change".
+    jobs, scheduler : train the runs in ``jobs`` local processes (−1: one per core) or on
+        the workers of the Dask scheduler at ``scheduler`` (``tcp://HOST:PORT``) — see
+        :func:`~gradsight.diagnostics.parallel.parallel_runs`; the runner must then pickle.
+        Proposed candidates wait for the baseline (they come from its findings); given ones
+        run together with it. The result is the serial one, number for number. A run whose
+        worker process dies is run again, and reported as ``failed`` if it keeps dying.
+    progress : called with each run's change label — as the run starts when serial, as
+        it finishes (in the order they finish) when parallel.
     """
     setup = _checked_setup(setup, epochs, seed, runner is None)
     if not (0 <= min_improvement < 1):
         raise InvalidValueError(f"min_improvement must be in [0, 1), got {min_improvement!r}")
+    ParallelRuns(jobs, scheduler)  # bad values refused before any training
     run = runner or engine_runner(setup.data, target=setup.target, test_size=setup.test_size)
     config = setup.config()
     resolve = getattr(run, "resolve", None)
     if resolve is not None:
         config = resolve(config)
     config["eval_loss"] = config["loss"]
-    say = progress or (lambda _: None)
-    say(NO_CHANGE)
-    baseline = CandidateResult(NO_CHANGE, {}, config, run(config))
-    if candidates is None:
-        changes = propose_candidates(config, baseline.outcome.findings,
-                                     getattr(run, "classification", True), limit)
-    else:
-        changes = [parse_change(c) if isinstance(c, str) else dict(c) for c in candidates]
-    results = []
-    for change in changes:
-        label = _label(config, change)
-        say(label)
-        candidate_config = {**_apply(config, change), "eval_loss": config["eval_loss"]}
-        results.append(CandidateResult(label, change, candidate_config, run(candidate_config)))
+    given = None if candidates is None else [
+        parse_change(c) if isinstance(c, str) else dict(c) for c in candidates]
+    with parallel_runs(jobs, scheduler) as runs:
+        if given is None:
+            baseline = _baseline(runs, run, config, progress)
+            changes = propose_candidates(config, baseline.outcome.findings,
+                                         getattr(run, "classification", True), limit)
+            results = _candidates(runs, run, config, _labelled(config, changes), progress)
+        else:
+            baseline, *results = _candidates(runs, run, config,
+                                             [(NO_CHANGE, {}), *_labelled(config, given)],
+                                             progress)
+            if baseline.failed is not None:
+                raise _baseline_failed(baseline.failed)
     results.sort(key=_rank_key)
     best = NO_CHANGE
     base = baseline.loss
@@ -387,6 +425,41 @@ def doctor(setup: DoctorSetup | dict[str, Any], candidates: Iterable[Any] | None
             not math.isfinite(base) or results[0].loss < base - min_improvement * abs(base)):
         best = results[0].change
     return DoctorResult(baseline, results, best, min_improvement)
+
+
+def _baseline(runs: ParallelRuns, run: Runner, config: dict[str, Any],
+              progress: Callable[[str], None] | None) -> CandidateResult:
+    """The original set-up's run (alone: the candidates are proposed from its findings)."""
+    [baseline] = _candidates(runs, run, config, [(NO_CHANGE, {})], progress)
+    if baseline.failed is not None:
+        raise _baseline_failed(baseline.failed)
+    return baseline
+
+
+def _labelled(config: dict[str, Any], changes: list[dict[str, Any]]
+              ) -> list[tuple[str, dict[str, Any]]]:
+    return [(_label(config, change), change) for change in changes]
+
+
+def _candidates(runs: ParallelRuns, run: Runner, config: dict[str, Any],
+                changes: list[tuple[str, dict[str, Any]]],
+                progress: Callable[[str], None] | None) -> list[CandidateResult]:
+    """The runs of the (label, change) pairs ``changes``, in the order given."""
+    labels = [label for label, _ in changes]
+    changes_only = [change for _, change in changes]
+    configs = [{**_apply(config, change), "eval_loss": config["eval_loss"]}
+               for change in changes_only]
+    say = None if progress is None else (lambda index: progress(labels[index]))
+    outcomes = runs.map(run, configs, started=say) if runs.serial \
+        else runs.map(run, configs, finished=say)
+    return [CandidateResult.of(label, change, candidate_config, outcome) for
+            label, change, candidate_config, outcome in zip(labels, changes_only, configs,
+                                                            outcomes, strict=True)]
+
+
+def _baseline_failed(reason: str) -> GradsightError:
+    return GradsightError(f"the run of the original set-up ('no change') failed: {reason}; "
+                          "without it nothing can be compared")
 
 
 def engine_runner(dataset: Any, *, target: str | None = None, test_size: float = 0.2,

@@ -42,9 +42,10 @@ from typing import Any
 import numpy as np
 
 from ..activations import get as get_activation
+from ..diagnostics.parallel import ParallelRuns, parallel_runs
 from ..diagnostics.speed import speed_ratio
 from ..engine.losses import Loss
-from ..errors import InvalidValueError, require_positive, require_positive_int
+from ..errors import GradsightError, InvalidValueError, require_positive, require_positive_int
 from .common import (
     LOSSES,
     NielsenCrossEntropy,
@@ -61,7 +62,7 @@ from .glorot import ActivationTrajectory, activation_trajectory
 __all__ = [
     "NIELSEN_SPEEDS", "LOSSES", "NielsenCrossEntropy", "VanishResult", "SweepResult",
     "ActivationTrajectory", "nielsen_speeds", "sweep", "activation_trajectory",
-    "layer_speeds",
+    "layer_speeds", "SweepNetwork",
 ]
 
 #: Nielsen's speeds ‖∂C/∂b^l‖ at initialisation on MNIST, hidden layers first → last.
@@ -225,39 +226,80 @@ def sweep(depths: Sequence[int] = (2, 4, 6),
           seeds: int = 3, train_epochs: int = 6, data: Any = "digits", width: int = 30,
           bias_init: str = "zeros", loss: str = "cross_entropy", samples: int = 1000,
           lr: float = 0.1, batch_size: int = 16, seed: int = 0,
-          progress: Progress | None = None) -> SweepResult:
+          progress: Progress | None = None, jobs: int = 1,
+          scheduler: str | None = None) -> SweepResult:
     """Every depth × activation × initialiser, ``seeds`` networks each: speeds ‖∂C/∂b^l‖ per
     hidden layer (``width`` units) at initialisation and after ``train_epochs`` epochs of SGD
     on the first ``samples`` samples, their last/first ratios, and the final loss and
     accuracy on those samples — all means over the seeds. A run whose training diverges
-    (non-finite loss: the training loop stops it) counts in the row's ``diverged``."""
+    (non-finite loss: the training loop stops it) counts in the row's ``diverged``.
+
+    ``jobs`` local processes (−1: one per core) or the workers of the Dask ``scheduler``
+    (``tcp://HOST:PORT``) train the networks side by side
+    (:func:`~gradsight.diagnostics.parallel.parallel_runs`): each seeds its own weights and
+    shuffling, and the rows are put together in the serial order, so the numbers are the
+    serial ones. ``progress(done, total)`` is called after each network — in the order they
+    finish when parallel. A network whose worker process keeps dying raises a GradsightError
+    naming it (a row is a mean over its seeds and cannot leave one out)."""
     if not depths or not activations or not inits:
         raise InvalidValueError("sweep needs at least one depth, activation and initialiser")
     depth_list = [require_positive_int("depth", d) for d in depths]
     act_list = [get_activation(a).name for a in activations]
     n_seeds, width = require_positive_int("seeds", seeds), require_positive_int("width", width)
     require_positive_int("train_epochs", train_epochs, 0), require_positive("lr", lr)
-    cost, output_activation = lab_cost(loss)
+    ParallelRuns(jobs, scheduler)  # bad values refused before any training
+    lab_cost(loss)  # the name checked here; each network builds its own cost
     X, y, n_classes, name = class_data(data)
     X, y = X[:require_positive_int("samples", samples)], y[:samples]
-    total = len(depth_list) * len(act_list) * len(inits) * n_seeds
-    rows: list[dict[str, Any]] = []
-    for depth in depth_list:
-        for activation in act_list:
-            for init in inits:
-                runs = []
-                for k in range(n_seeds):
-                    model = lab_network(X.shape[1], (width,) * depth, n_classes, activation, init,
-                                     bias_init, output_activation, seed + k)
-                    runs.append(_sweep_run(model, X, y, cost, train_epochs, lr, batch_size,
-                                           seed + k))
-                    if progress:
-                        progress(len(rows) * n_seeds + k + 1, total)
-                rows.append(_sweep_row(depth, activation, init, runs))
+    cells = [(depth, activation, init) for depth in depth_list for activation in act_list
+             for init in inits]
+    network = SweepNetwork(X, y, n_classes, width, bias_init, loss, train_epochs, lr,
+                           batch_size)
+    tasks = [(*cell, seed + k) for cell in cells for k in range(n_seeds)]
+    finished = [0]
+
+    def done(_: int) -> None:
+        finished[0] += 1
+        if progress:
+            progress(finished[0], len(tasks))
+
+    with parallel_runs(jobs, scheduler) as runs:
+        outcomes = runs.map(network, tasks, finished=done)
+    for task, outcome in zip(tasks, outcomes, strict=True):
+        if outcome.failed is not None:
+            raise GradsightError(f"the sweep's network depth={task[0]}, activation="
+                                 f"{task[1]}, init={task[2]}, seed={task[3]} failed: "
+                                 f"{outcome.failed}")
+    rows = [_sweep_row(*cell, [o.value for o in outcomes[i * n_seeds:(i + 1) * n_seeds]])
+            for i, cell in enumerate(cells)]
     config = {"data": name, "width": width, "bias_init": bias_init, "loss": loss,
               "samples": int(X.shape[0]), "seeds": n_seeds, "seed": seed,
               "train_epochs": train_epochs, "lr": lr, "batch_size": batch_size}
     return SweepResult(config, rows)
+
+
+@dataclass
+class SweepNetwork:
+    """One network of the sweep, ``network((depth, activation, init, seed)) -> run``: built
+    and trained from the seed it is given alone, so it can run in any process."""
+
+    X: np.ndarray
+    y: np.ndarray
+    n_classes: int
+    width: int
+    bias_init: str
+    loss: str
+    train_epochs: int
+    lr: float
+    batch_size: int
+
+    def __call__(self, task: tuple[int, str, str, int]) -> dict[str, Any]:
+        depth, activation, init, seed = task
+        cost, output_activation = lab_cost(self.loss)
+        model = lab_network(self.X.shape[1], (self.width,) * depth, self.n_classes, activation,
+                            init, self.bias_init, output_activation, seed)
+        return _sweep_run(model, self.X, self.y, cost, self.train_epochs, self.lr,
+                          self.batch_size, seed)
 
 
 def _sweep_run(model: Any, X: np.ndarray, y: np.ndarray, cost: Loss, epochs: int, lr: float,
