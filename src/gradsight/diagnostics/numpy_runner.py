@@ -97,6 +97,7 @@ class EngineRunner:
         loss, accuracy = self.held_out(model, config, X_test, y_test)
         ratio = hidden_gradient_ratio(model, X_train[:1000], y_train[:1000], config["loss"])
         findings = diagnose(monitor, model, (X_train, y_train), history, loss=config["loss"])
+        model.forget()  # the last passes' caches: 7 MB of a 100 kB model sent back by a worker
         return RunOutcome(loss, accuracy, ratio, findings, history, monitor.history,
                           {"stopped": history.stopped, "spec": "-".join(map(str, spec)),
                            # for doctor --report's hidden-unit figures (not serialised)
