@@ -325,3 +325,23 @@ def test_without_transformers_the_import_names_the_extra(monkeypatch):
     assert "\n" not in message
     assert "GradsightCallback needs transformers" in message
     assert "pip install 'gradsight[transformers]'" in message
+
+
+@pytest.mark.parametrize("disable_tqdm", [True, False])
+def test_the_console_shows_the_trainers_rows_not_gradsights(tmp_path, capsys, disable_tqdm):
+    """The Trainer prints every dict it logs (PrinterCallback, or its progress bar): by
+    default gradsight's rows stay off the console — they are in log_history all the same —
+    and the Trainer's own rows print as before; console=True prints them too."""
+    printed = {}
+    for console in (False, True):
+        trainer = transformers.Trainer(
+            model=bert(), train_dataset=RandomTokens(n=16),
+            args=arguments(tmp_path / str(console), disable_tqdm=disable_tqdm),
+            callbacks=[GradsightCallback(print_findings=False, console=console)])
+        trainer.train()
+        out = capsys.readouterr()
+        printed[console] = out.out + out.err
+        assert sorted(gradsight_logs(trainer)) == [1, 2, 3, 4]
+        assert printed[console].count("'grad_norm':") == 4  # the Trainer's own four rows
+    assert "gradsight/loss" not in printed[False] and "grad_norm/bert" not in printed[False]
+    assert printed[True].count("'gradsight/loss'") == 4

@@ -79,11 +79,12 @@ The Trainer has no event for an exception: when ``train()`` raises, the hooks st
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import math
 import os
 import warnings
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -115,6 +116,11 @@ class GradsightCallback(_TrainerCallback):
     log : log each recorded step's readings through ``trainer.log``.
     sinks : further sinks for the readings (``TensorBoardSink``, ``WandbSink``, a function
         ``sink(step, scalars)``), handed to :func:`gradsight.watch`.
+    console : also print the readings' log rows on the console. The Trainer prints every
+        dict it logs (its progress bar, or ``PrinterCallback`` with ``disable_tqdm``) — one
+        line of several scalars per layer — so by default its console printers skip
+        gradsight's rows (only while they are logged); the rows still reach
+        ``state.log_history`` and every reporting integration.
 
     During and after training: ``callback.watcher`` (the :class:`~gradsight.adapters.torch.
     Watcher`), ``callback.history`` (the records); after it ``callback.findings``
@@ -123,8 +129,10 @@ class GradsightCallback(_TrainerCallback):
 
     def __init__(self, every: int | None = None, report: str | os.PathLike[str] | None = None,
                  title: str = "gradsight — Hugging Face Trainer run",
-                 print_findings: bool = True, log: bool = True, sinks: Any = None) -> None:
+                 print_findings: bool = True, log: bool = True, sinks: Any = None,
+                 console: bool = False) -> None:
         super().__init__()
+        self.console = bool(console)
         self.every = None if every is None else require_positive_int("every", every)
         if report is not None and Path(report).is_dir():
             raise OutputError(f"cannot write {str(report)!r}: it is a folder; give a file name")
@@ -230,7 +238,9 @@ class GradsightCallback(_TrainerCallback):
 
     def _log_pending(self) -> None:
         pending, self._pending = self._pending, []
-        if self.trainer is not None:
+        if self.trainer is None or not pending:
+            return
+        with _printers_quiet(self.trainer, not self.console):
             for values in pending:
                 self.trainer.log(dict(values))
 
@@ -309,3 +319,24 @@ def _scaled_for_accumulation(trainer: Any, kwargs: Mapping[str, Any]) -> bool:
         return bool(declared)
     return kwargs.get("num_items_in_batch") is not None \
         or getattr(trainer, "compute_loss_func", None) is not None
+
+
+@contextlib.contextmanager
+def _printers_quiet(trainer: Any, quiet: bool) -> Iterator[None]:
+    """While the block logs gradsight's rows, the Trainer's console printers (its progress
+    bar's ``on_log``, ``PrinterCallback``) skip them: an instance attribute shadows their
+    ``on_log`` and is deleted afterwards, so the Trainer's own rows print as before."""
+    printers = [c for c in trainer.callback_handler.callbacks
+                if isinstance(c, (_hf.trainer_callback.ProgressCallback,
+                                  _hf.trainer_callback.PrinterCallback))] if quiet else []
+    for printer in printers:
+        printer.on_log = _skip
+    try:
+        yield
+    finally:
+        for printer in printers:
+            printer.__dict__.pop("on_log", None)
+
+
+def _skip(*args: Any, **kwargs: Any) -> None:
+    """An ``on_log`` that prints nothing."""
