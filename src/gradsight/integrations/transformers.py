@@ -255,9 +255,11 @@ class GradsightCallback(_TrainerCallback):
         if loss is None or not getattr(loss, "requires_grad", False):
             return  # no loss, or a forward without gradients (evaluation)
         micro_batches = _micro_batches(self.trainer)
-        if micro_batches > 1 and _scaled_for_accumulation(self.trainer, kwargs):
-            loss = loss * micro_batches  # the watcher averages: × k makes it the sum
-        watcher.record_loss(loss)
+        factor = micro_batches if micro_batches > 1 \
+            and _scaled_for_accumulation(self.trainer, kwargs) else 1
+        # the watcher averages the step's losses: × k makes it their sum; the loss itself
+        # goes in, so that the first one's autograd graph tells the run's set-up
+        watcher.record_loss(loss, factor=float(factor))
 
 
 # ---- helpers ----------------------------------------------------------------------------------
