@@ -345,3 +345,88 @@ def test_the_console_shows_the_trainers_rows_not_gradsights(tmp_path, capsys, di
         assert printed[console].count("'grad_norm':") == 4  # the Trainer's own four rows
     assert "gradsight/loss" not in printed[False] and "grad_norm/bert" not in printed[False]
     assert printed[True].count("'gradsight/loss'") == 4
+
+
+DDP_SCRIPT = """
+import json, sys, torch, transformers
+sys.path.insert(0, {tests!r})
+from test_integration_transformers import RandomTokens, bert
+from gradsight.diagnostics.history import history_to_json
+from gradsight.integrations.transformers import GradsightCallback
+
+out = {out!r}
+
+
+class Spy(transformers.TrainerCallback):
+    # the gradients DDP averaged, read by hand before each optimizer step
+    def __init__(self):
+        self.grads, self.losses = [], []
+
+    def on_pre_optimizer_step(self, args, state, control, model=None, **kwargs):
+        inner = model.module if hasattr(model, "module") else model
+        self.grads.append({{n: float(torch.linalg.vector_norm(p.grad.double()))
+                           for n, p in inner.named_parameters() if p.grad is not None}})
+
+
+spy = Spy()
+args = transformers.TrainingArguments(
+    output_dir=out + "/out", use_cpu=True, report_to=[], save_strategy="no",
+    disable_tqdm=True, per_device_train_batch_size=4, max_steps=4, logging_steps=1, seed=0,
+    learning_rate=1e-3, ddp_backend="gloo")
+callback = GradsightCallback(every=1, report=out + "/report.html", print_findings=False)
+torch.manual_seed(0)
+model = bert()
+model.register_forward_hook(lambda m, a, o: spy.losses.append(float(o.loss))
+                            if m.training and torch.is_grad_enabled() else None)
+trainer = transformers.Trainer(model=model, train_dataset=RandomTokens(n=32), args=args,
+                               callbacks=[callback, spy])
+trainer.train()
+rank = trainer.args.process_index
+history_to_json(callback.history, f"{{out}}/history{{rank}}.json")
+with open(f"{{out}}/oracle{{rank}}.json", "w") as f:
+    json.dump({{"grads": spy.grads, "losses": spy.losses, "report": callback.report_path,
+               "world": trainer.args.world_size,
+               "own": [e for e in trainer.state.log_history if "grad_norm" in e]}}, f)
+"""
+
+
+@pytest.mark.slow
+def test_ddp_with_two_cpu_processes(tmp_path):
+    """torchrun with 2 CPU processes (gloo): both ranks record the same readings — the
+    gradients DDP averaged (p.grad read by hand on each rank), the Trainer's own grad_norm
+    before clipping, and the loss it backpropagates and logs — each rank's output.loss times
+    the 2 processes, averaged — and only the main process writes the report."""
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from gradsight.diagnostics.history import history_from_json
+
+    script = tmp_path / "ddp_run.py"
+    script.write_text(DDP_SCRIPT.format(tests=str(Path(__file__).parent), out=str(tmp_path)),
+                      encoding="utf-8")
+    torchrun = Path(sys.executable).parent / "torchrun"
+    done = subprocess.run([str(torchrun), "--nproc_per_node", "2", str(script)], cwd=tmp_path,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-3000:]
+    histories = [history_from_json(tmp_path / f"history{r}.json") for r in (0, 1)]
+    oracles = [json.loads((tmp_path / f"oracle{r}.json").read_text()) for r in (0, 1)]
+    assert [o["world"] for o in oracles] == [2, 2]
+    assert [r.to_dict() for r in histories[0]] == [r.to_dict() for r in histories[1]]
+    for layer in BERT_LAYERS:
+        records = sorted((r for r in histories[0] if r.layer == layer), key=lambda r: r.step)
+        assert [r.step for r in records] == [0, 1, 2, 3]
+        for step, r in enumerate(records):
+            by_hand = [o["grads"][step][f"{layer}.weight"] for o in oracles]
+            assert by_hand[0] == pytest.approx(by_hand[1], rel=1e-12)  # averaged by DDP
+            assert r.grad_W_norm == pytest.approx(by_hand[0], rel=1e-5)
+            assert r.grad_norm_before_clip == pytest.approx(oracles[0]["own"][step]["grad_norm"],
+                                                            rel=1e-6)
+            # the Trainer multiplies each rank's loss by the 2 processes before backward (the
+            # model got num_items_in_batch over both): the loss backpropagated and logged
+            ranks_losses = [o["losses"][step] for o in oracles]
+            assert r.loss == pytest.approx(2 * sum(ranks_losses) / 2, rel=1e-6)
+            assert r.loss == pytest.approx(oracles[0]["own"][step]["loss"], rel=1e-6)
+    assert oracles[0]["report"] == str(tmp_path / "report.html")
+    assert oracles[1]["report"] is None and (tmp_path / "report.html").exists()

@@ -71,7 +71,13 @@ weights and gradients: nothing changes. Under ``fp16=True`` (a GPU) the Trainer'
 watched: the norms are unscaled and the steps it skips flagged. Under DDP (``torch.distributed``
 initialised with more than one process) the readings are averaged over the ranks, one
 all-reduce per recorded step, so every rank logs the same numbers; the findings are printed and
-the report written by the main process only (``state.is_world_process_zero``).
+the report written by the main process only (``state.is_world_process_zero``). When the model
+is given ``num_items_in_batch`` counted over every process (``average_tokens_across_devices``,
+on by default), the Trainer multiplies each rank's loss by the number of processes before
+backward, so that DDP's average of the gradients is their sum; the loss noted is multiplied
+likewise — the loss whose gradients the records hold, and the Trainer's own logged ``loss``.
+(A model that ignores ``num_items_in_batch``, such as BERT's classification head, is then
+trained on that many times its mean loss, by the Trainer as by the records.)
 
 The Trainer has no event for an exception: when ``train()`` raises, the hooks stay until
 ``callback.remove()`` or the next ``train()``.
@@ -257,6 +263,7 @@ class GradsightCallback(_TrainerCallback):
         micro_batches = _micro_batches(self.trainer)
         factor = micro_batches if micro_batches > 1 \
             and _scaled_for_accumulation(self.trainer, kwargs) else 1
+        factor *= _across_devices(self.trainer, kwargs)
         # the watcher averages the step's losses: × k makes it their sum; the loss itself
         # goes in, so that the first one's autograd graph tells the run's set-up
         watcher.record_loss(loss, factor=float(factor))
@@ -321,6 +328,20 @@ def _scaled_for_accumulation(trainer: Any, kwargs: Mapping[str, Any]) -> bool:
         return bool(declared)
     return kwargs.get("num_items_in_batch") is not None \
         or getattr(trainer, "compute_loss_func", None) is not None
+
+
+def _across_devices(trainer: Any, kwargs: Mapping[str, Any]) -> int:
+    """The factor ``Trainer.compute_loss`` multiplies the loss by under DDP when the model
+    was given ``num_items_in_batch`` counted over every device (``average_tokens_across_
+    devices``): the number of processes (over the tensor-parallel size), so that DDP's
+    average of the gradients becomes their sum."""
+    if trainer is None or kwargs.get("num_items_in_batch") is None \
+            or not getattr(trainer.args, "average_tokens_across_devices", False):
+        return 1
+    if trainer.args.n_gpu > 1:
+        return int(trainer.args.n_gpu)
+    tensor_parallel = trainer.get_tp_size() if hasattr(trainer, "get_tp_size") else 1
+    return max(1, int(trainer.accelerator.num_processes) // max(1, int(tensor_parallel)))
 
 
 @contextlib.contextmanager
