@@ -30,6 +30,20 @@ DATA_HELP = ("moons, xor, circles, spirals, gauss, digits, or a PATH.csv of your
 MKDIR_HELP = "Create the folder of an output path when it does not exist (else: an error)."
 
 
+def jobs_option(runs: str, only: str = "") -> Any:
+    """``--jobs``: train ``runs`` (e.g. "the runs") in local processes (``only``: the mode
+    the option applies to, e.g. "--sweep: ")."""
+    return typer.Option(1, "--jobs", help=f"{only}train {runs} in this many local processes "
+                        "(-1: one per core); the results are those of one process")
+
+
+def scheduler_option(runs: str, only: str = "") -> Any:
+    """``--scheduler``: train ``runs`` on the workers of an existing Dask cluster."""
+    return typer.Option(None, "--scheduler", help=f"{only}train {runs} on the workers of the "
+                        "Dask scheduler at this address (tcp://HOST:PORT; needs "
+                        "gradsight[dask])")
+
+
 def _hide_flag_types(params: Sequence[Any]) -> None:
     """No ``<bool>`` after a flag in ``--help``.
 

@@ -17,9 +17,11 @@ from ._common import (
     MKDIR_HELP,
     check_output_folder,
     command,
+    jobs_option,
     markup_safe,
     parse_hidden,
     print_json,
+    scheduler_option,
     show_progress,
     wrote,
 )
@@ -282,12 +284,8 @@ def register(app: typer.Typer) -> None:
         json_out: bool = typer.Option(False, "--json", help="print one JSON document"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress display"),
         mkdir: bool = typer.Option(False, "--mkdir", help=MKDIR_HELP),
-        jobs: int = typer.Option(
-            1, "--jobs", help="train the runs in this many local processes (-1: one per "
-            "core); the results are those of one process"),
-        scheduler: str | None = typer.Option(
-            None, "--scheduler", help="train the runs on the workers of the Dask scheduler "
-            "at this address (tcp://HOST:PORT; needs gradsight[dask])"),
+        jobs: int = jobs_option("the runs"),
+        scheduler: str | None = scheduler_option("the runs"),
     ) -> None:
         """Train the set-up and candidate fixes on an equal budget; rank what really helps."""
         check_report_path(report, mkdir)

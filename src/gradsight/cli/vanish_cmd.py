@@ -13,8 +13,10 @@ from ._common import (
     MKDIR_HELP,
     check_output_folder,
     command,
+    jobs_option,
     markup_safe,
     print_json,
+    scheduler_option,
     show_progress,
     wrote,
 )
@@ -277,12 +279,8 @@ def register(app: typer.Typer) -> None:
         as_json: bool = typer.Option(False, "--json", help="print one JSON document"),
         quiet: bool = typer.Option(False, "--quiet", help="no progress bar"),
         mkdir: bool = typer.Option(False, "--mkdir", help=MKDIR_HELP),
-        jobs: int = typer.Option(
-            1, "--jobs", help="--sweep: train the networks in this many local processes (-1: "
-            "one per core); the results are those of one process"),
-        scheduler: str | None = typer.Option(
-            None, "--scheduler", help="--sweep: train the networks on the workers of the "
-            "Dask scheduler at this address (tcp://HOST:PORT; needs gradsight[dask])"),
+        jobs: int = jobs_option("the networks", only="--sweep: "),
+        scheduler: str | None = scheduler_option("the networks", only="--sweep: "),
     ) -> None:
         """Measure how fast each hidden layer learns (Nielsen, ch. 5), sweep depth ×
         activation × initialiser, or follow activations over training (Glorot & Bengio)."""
