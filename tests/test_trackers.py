@@ -451,3 +451,26 @@ def test_wandb_offline_run_holds_the_watched_values(tmp_path, monkeypatch):
                if m.WhichOneof("record_type") == "metric"}
     assert metrics["grad_norm/*"] == STEP_FIELD and metrics["gradsight/loss"] == STEP_FIELD
     assert STEP_FIELD in metrics
+
+
+@pytest.mark.slow
+def test_wandb_last_recorded_step_is_committed_when_the_watch_ends(tmp_path, monkeypatch):
+    """W&B keeps a row logged with step= open for more values of its step; the watcher's
+    flush at the end commits it, so run.summary holds the last recorded step at once."""
+    wandb = pytest.importorskip("wandb")
+    for name in ("WANDB_DIR", "WANDB_CONFIG_DIR", "WANDB_CACHE_DIR", "WANDB_DATA_DIR"):
+        monkeypatch.setenv(name, str(tmp_path))
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    settings = wandb.Settings(x_disable_stats=True, console="off", disable_git=True,
+                              save_code=False, x_save_requirements=False)
+    run = wandb.init(mode="offline", dir=tmp_path, project="gradsight-test", settings=settings)
+    try:
+        watcher, oracle = train_watched([WandbSink(run)], steps=4)
+        last = [r for r in watcher.history if r.layer == "fc[0] in"][-1]
+        assert last.step == 3
+        assert run.summary[STEP_FIELD] == 3
+        assert run.summary["grad_norm/fc[0] in"] == last.grad_W_norm
+        assert last.grad_W_norm == pytest.approx(oracle[3]["grad_norm/fc[0] in"], rel=1e-5)
+    finally:
+        run.finish()
+        wandb.teardown()

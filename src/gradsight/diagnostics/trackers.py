@@ -362,7 +362,11 @@ class WandbSink:
             self.run.log(row)
 
     def flush(self) -> None:
-        """Nothing to do: the run sends its rows itself (and the last at ``run.finish()``)."""
+        """Commit the row of the last step logged: W&B keeps a row given ``step=`` open for
+        more values of that step, so ``run.summary`` and the charts would lag one recorded
+        step until the next ``run.log`` or ``run.finish()`` (``watch`` and ``Monitor`` call
+        this when the run ends)."""
+        self.run.log({}, commit=True)
 
     def close(self) -> None:
         """Nothing to do: the run is the caller's to finish."""
