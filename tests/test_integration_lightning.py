@@ -321,3 +321,57 @@ def test_ddp_with_two_cpu_processes(tmp_path: Path, precision: str) -> None:
     assert oracles[1]["report"] is None
     assert (tmp_path / "report.html").exists()
 
+
+
+class FailingModule(Module):
+    """Its fourth training step raises."""
+
+    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+        if batch_idx == 3:
+            raise RuntimeError("a bug in the training step")
+        return super().training_step(batch, batch_idx)
+
+
+def test_an_exception_in_fit_removes_the_hooks_and_keeps_the_records(tmp_path: Path) -> None:
+    module = FailingModule()
+    callback = GradsightCallback(every=1, report=tmp_path / "run.html")
+    with pytest.raises(RuntimeError, match="a bug in the training step"):
+        _fit(module, tmp_path, callback, epochs=1)
+    assert callback.watcher is None
+    assert all(not m._forward_hooks for m in module.modules())
+    assert sorted({r.step for r in callback.history}) == [0, 1, 2]
+    assert [r.grad_W_norm for r in _param(callback.history, "net.0")] == pytest.approx(
+        [g["net.0"] for g in module.grads], rel=1e-5)
+    assert not (tmp_path / "run.html").exists()  # fit did not end: no report
+
+
+class ManualModule(Module):
+    """Manual optimization: the step calls manual_backward and the optimizer itself."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.automatic_optimization = False
+
+    def training_step(self, batch, batch_idx):  # noqa: ANN001, ANN201
+        optimizer = self.optimizers()
+        optimizer.zero_grad()
+        loss = super().training_step(batch, batch_idx)
+        self.manual_backward(loss)
+        optimizer.step()
+        return loss
+
+
+def test_manual_optimization_is_read_at_the_optimizers_step(tmp_path: Path) -> None:
+    """With automatic_optimization off, Lightning still calls on_before_backward (through
+    manual_backward) and on_before_optimizer_step (through the optimizer's step): the same
+    readings, checked against the module's own measurements."""
+    module = ManualModule()
+    callback = GradsightCallback(every=1, print_findings=False)
+    _fit(module, tmp_path, callback, epochs=1)
+    records = _param(callback.history, "net.0")
+    assert len(records) == len(module.grads) == 4
+    for record, grads, ratios, loss in zip(records, module.grads, module.ratios,
+                                           module.losses, strict=True):
+        assert record.grad_W_norm == pytest.approx(grads["net.0"], rel=1e-5)
+        assert record.update_ratio == pytest.approx(ratios["net.0"], rel=1e-4)
+        assert record.loss == pytest.approx(loss, rel=1e-6)
