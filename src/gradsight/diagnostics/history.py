@@ -13,7 +13,6 @@ import io
 import json
 import math
 import os
-from collections.abc import Iterable
 from dataclasses import fields
 from pathlib import Path
 from typing import Any
@@ -23,7 +22,8 @@ import numpy as np
 from ..errors import DataError, GradsightError, InvalidValueError
 from ..io import atomic_path, atomic_write_text, dumps, jsonable
 from .coverage import Coverage
-from .history_files import read_history_file, write_history_file
+from .history_files import json_float, read_history_file, write_history_file
+from .records import as_records, has_history
 from .run_setup import RunSetup
 from .stats import LayerStats
 from .trackers import history_to_tensorboard
@@ -51,7 +51,7 @@ class LayerHistory:
     """
 
     def __init__(self, history: Any) -> None:
-        self.records = _as_records(history)
+        self.records = as_records(history)
         order: dict[str, tuple[int, str]] = {}
         for record in self.records:
             order.setdefault(record.layer, (record.index, record.kind))
@@ -145,69 +145,9 @@ def _float(value: Any) -> float:
 
 
 # ---- export ---------------------------------------------------------------------------------
-def _as_records(history: Any) -> list[LayerStats]:
-    """LayerStats from a Monitor, a list of LayerStats or a list of dicts."""
-    if hasattr(history, "history") and not isinstance(history, (list, tuple)):
-        history = history.history
-    if isinstance(history, LayerHistory):
-        return list(history.records)
-    if not isinstance(history, Iterable) or isinstance(history, (str, bytes, dict)):
-        raise InvalidValueError(f"a history must be a list of LayerStats, got "
-                                f"{type(history).__name__}")
-    records = []
-    for item in history:
-        if isinstance(item, LayerStats):
-            records.append(item)
-        elif isinstance(item, dict):
-            records.append(_record_from_dict(item))
-        else:
-            raise InvalidValueError(f"a history holds LayerStats records, got "
-                                    f"{type(item).__name__}")
-    return records
-
-
-_INT_FIELDS = {"index", "step", "epoch", "nonfinite", "time_steps", "skipped_between"}
-_TEXT_FIELDS = {"layer", "kind", "activation", "source", "note", "role", "bias_zero_by"}
-_BOOL_FIELDS = {"skipped"}
-_BOOL_TEXT = {"true": True, "1": True, "false": False, "0": False}
-
-
-def _record_from_dict(data: dict[str, Any]) -> LayerStats:
-    """A LayerStats from a dict whose numbers may be strings ("nan", "1e-3", "")."""
-    clean: dict[str, Any] = {}
-    for key, value in data.items():
-        if key in _TEXT_FIELDS:
-            clean[key] = None if value in (None, "") and key not in ("layer", "kind") \
-                else value
-        elif value is None or value == "":
-            clean[key] = None
-        elif key in _BOOL_FIELDS:
-            clean[key] = _bool(key, value)
-        else:
-            try:
-                clean[key] = int(value) if key in _INT_FIELDS else float(value)
-            except (TypeError, ValueError):
-                raise DataError(f"history field {key!r} must be a number, got {value!r}") \
-                    from None
-    try:
-        return LayerStats.from_dict(clean)
-    except TypeError as error:
-        raise DataError(f"history record is missing a field: {error}") from None
-
-
-def _bool(key: str, value: Any) -> bool:
-    """A flag from JSON (true/false) or CSV ("True"/"False")."""
-    if isinstance(value, bool):
-        return value
-    flag = _BOOL_TEXT.get(str(value).strip().lower())
-    if flag is None:
-        raise DataError(f"history field {key!r} must be true or false, got {value!r}")
-    return flag
-
-
 def history_records(history: Any) -> list[dict[str, Any]]:
     """The history as a list of plain dicts (``pandas.DataFrame(history_records(h))``)."""
-    return [record.to_dict() for record in _as_records(history)]
+    return [record.to_dict() for record in as_records(history)]
 
 
 def history_to_json(history: Any, path: str | os.PathLike[str] | None = None) -> str:
@@ -238,7 +178,7 @@ def history_from_json(text_or_path: str | os.PathLike[str]) -> list[LayerStats]:
         data = data.get("history", data.get("records"))
     if not isinstance(data, list):
         raise DataError("history JSON must be a list of records")
-    return _as_records(data)
+    return as_records(data)
 
 
 def history_to_csv(history: Any, path: str | os.PathLike[str] | None = None) -> str:
@@ -273,12 +213,12 @@ def history_from_csv(path: str | os.PathLike[str]) -> list[LayerStats]:
         raise DataError(f"cannot read history file {os.fspath(path)!r}: {error.strerror}") \
             from None
     rows = list(csv.DictReader(io.StringIO(text)))
-    return _as_records(rows)
+    return as_records(rows)
 
 
 def require_history(history: Any) -> list[LayerStats]:
     """The records of a non-empty history, else :class:`GradsightError`."""
-    records = _as_records(history)
+    records = as_records(history)
     if not records:
         raise GradsightError("the history is empty: train with a Monitor (every ≥ 1) so "
                              "that at least one step is recorded")
@@ -342,8 +282,8 @@ def save_history(history: Any, path: str | os.PathLike[str], format: str | None 
     The file is written atomically: a failure leaves no half-written file and an older file at
     ``path`` intact. Returns the path.
     """
-    holder = history.history if _has_history(history) else history
-    records = _as_records(history)
+    holder = history.history if has_history(history) else history
+    records = as_records(history)
     setup = getattr(holder, "setup", None)
     curve = getattr(holder, "loss_curve", None)
     coverage = getattr(holder, "coverage", None)
@@ -351,7 +291,7 @@ def save_history(history: Any, path: str | os.PathLike[str], format: str | None 
         coverage = getattr(history, "coverage", None)
     metadata = {"setup": None if setup is None else dict(setup),
                 "loss_curve": None if curve is None else [[int(s), float(v)] for s, v in curve],
-                "coverage": None if coverage is None else _coverage_to_dict(coverage)}
+                "coverage": None if coverage is None else coverage.to_dict()}
     return write_history_file(path, records, metadata, format)
 
 
@@ -373,10 +313,6 @@ def load_history(path: str | os.PathLike[str]) -> RecordList:
     history.loss_curve = _curve_from(metadata.get("loss_curve"), where)
     history.coverage = _coverage_from(metadata.get("coverage"), where)
     return history
-
-
-def _has_history(value: Any) -> bool:
-    return hasattr(value, "history") and not isinstance(value, (list, tuple))
 
 
 def _read_export(path: Path, suffix: str) -> list[LayerStats]:
@@ -418,12 +354,11 @@ def _setup_from(value: Any, where: str) -> dict[str, Any] | None:
 
 
 def _json_float(value: Any, what: str) -> float:
-    """A number as JSON keeps it: a number, or "nan", "inf", "-inf"."""
-    if isinstance(value, str) and value.lower() in ("nan", "inf", "-inf"):
-        return float(value)
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
-    raise DataError(f"{what} must be a number, got {value!r}")
+    """A number as JSON keeps it (:func:`~.history_files.json_float`), else DataError."""
+    try:
+        return json_float(value)
+    except ValueError:
+        raise DataError(f"{what} must be a number, got {value!r}") from None
 
 
 def _curve_from(value: Any, where: str) -> list[tuple[int, float]] | None:
@@ -435,24 +370,15 @@ def _curve_from(value: Any, where: str) -> list[tuple[int, float]] | None:
     return [(int(step), _json_float(mean, f"{where}: loss curve")) for step, mean in value]
 
 
-def _coverage_to_dict(coverage: Any) -> dict[str, Any]:
-    """A Coverage as JSON, from its public attributes."""
-    return {"watched": int(coverage.watched), "total": int(coverage.total),
-            "left_out": {str(k): str(v) for k, v in coverage.left_out.items()},
-            "shared": {str(k): [str(n) for n in v] for k, v in coverage.shared.items()}}
-
-
 def _coverage_from(value: Any, where: str) -> Any:
     """The Coverage a saved history carries, or None."""
     if value is None:
         return None
     try:
-        watched, total = value["watched"], value["total"]
-        left_out, shared = dict(value.get("left_out", {})), dict(value.get("shared", {}))
-        if not all(isinstance(n, int) and not isinstance(n, bool) for n in (watched, total)):
+        if not all(isinstance(value[n], int) and not isinstance(value[n], bool)
+                   for n in ("watched", "total")):
             raise TypeError
+        return Coverage.from_dict(value)
     except (TypeError, KeyError, ValueError, AttributeError):
         raise DataError(f"{where}: its coverage is not a JSON object with the counts "
                         "'watched' and 'total'") from None
-    return Coverage(watched=watched, total=total, left_out=left_out,
-                         shared={k: list(v) for k, v in shared.items()})

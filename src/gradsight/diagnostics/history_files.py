@@ -32,7 +32,7 @@ from ..io import atomic_path, jsonable
 from .stats import LayerStats
 
 __all__ = ["FORMATS", "FORMAT_VERSION", "METADATA_KEY", "default_format", "history_format",
-           "read_history_file", "write_history_file"]
+           "json_float", "read_history_file", "write_history_file"]
 
 #: file suffix → format
 FORMATS = {".parquet": "parquet", ".jsonl": "jsonl"}
@@ -269,6 +269,15 @@ def _column(path: Path, column: Any, name: str) -> list[Any]:
     return values
 
 
+def json_float(value: Any) -> float:
+    """A float as JSON keeps it — a number, or "nan", "inf", "-inf" — else ValueError."""
+    if isinstance(value, str) and value.lower() in _NON_FINITE:
+        return float(value)
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    raise ValueError(f"not a number: {value!r}")
+
+
 def _decode(value: Any, name: str) -> Any:
     """A JSON value as its field's type; ValueError naming the field otherwise."""
     kind, nullable = COLUMNS[name]
@@ -276,10 +285,10 @@ def _decode(value: Any, name: str) -> Any:
         if nullable:
             return None
     elif kind is float:
-        if isinstance(value, str) and value.lower() in _NON_FINITE:
-            return float(value)
-        if isinstance(value, (int, float)) and not isinstance(value, bool):
-            return float(value)
+        try:
+            return json_float(value)
+        except ValueError:
+            pass
     elif kind is int:
         if isinstance(value, int) and not isinstance(value, bool):
             return value

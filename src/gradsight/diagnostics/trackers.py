@@ -46,6 +46,7 @@ from typing import Any
 
 from ..errors import GradsightError, InvalidValueError, OutputError, require_extra
 from ..io import atomic_path
+from .records import as_records, has_history
 from .sinks import by_step, scalars
 from .stats import LayerStats
 
@@ -236,26 +237,10 @@ class TensorBoardSink:
 
 
 def _records_of(history: Any) -> tuple[list[LayerStats], Any]:
-    """The LayerStats of a history — a list or RecordList of them (or of their dicts), a
-    Monitor or Watcher (its ``.history``), a LayerHistory (its ``.records``) — and the loss
-    curve it carries, if any."""
-    source = history
-    if not isinstance(source, list | tuple) and hasattr(source, "history"):
-        source = source.history
-    if not isinstance(source, list | tuple) and hasattr(source, "records"):
-        source = source.records
-    if not isinstance(source, Iterable) or isinstance(source, str | bytes | dict):
-        raise InvalidValueError(f"a history must be a list of LayerStats, got "
-                                f"{type(history).__name__}")
-    records = []
-    for item in source:
-        if isinstance(item, dict):
-            item = LayerStats.from_dict(item)
-        if not isinstance(item, LayerStats):
-            raise InvalidValueError(f"a history holds LayerStats records, got "
-                                    f"{type(item).__name__}")
-        records.append(item)
-    return records, getattr(source, "loss_curve", None)
+    """The LayerStats of a history (:func:`~.records.as_records`) and the loss curve it
+    carries, if any."""
+    holder = history.history if has_history(history) else history
+    return as_records(history), getattr(holder, "loss_curve", None)
 
 
 def _curve_points(curve: Any) -> Iterator[tuple[int, float]]:
