@@ -31,7 +31,7 @@ from typing import Any
 from ..errors import GradsightError, InvalidValueError
 from ..io import jsonable
 from .numpy_runner import EngineRunner
-from .parallel import Outcome, ParallelRuns, parallel_runs
+from .parallel import Outcome, ParallelRuns, check_parallel, parallel_runs
 from .rules import median_hidden_ratio
 from .runner import Runner, RunOutcome
 
@@ -397,7 +397,7 @@ def doctor(setup: DoctorSetup | dict[str, Any], candidates: Iterable[Any] | None
     setup = _checked_setup(setup, epochs, seed, runner is None)
     if not (0 <= min_improvement < 1):
         raise InvalidValueError(f"min_improvement must be in [0, 1), got {min_improvement!r}")
-    ParallelRuns(jobs, scheduler)  # bad values refused before any training
+    check_parallel(jobs, scheduler)  # bad values refused before any training
     run = runner or engine_runner(setup.data, target=setup.target, test_size=setup.test_size)
     config = setup.config()
     resolve = getattr(run, "resolve", None)

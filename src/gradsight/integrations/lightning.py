@@ -43,10 +43,9 @@ from typing import Any
 
 from ..adapters.torch import Watcher
 from ..diagnostics.sinks import by_step, scalars
-from ..diagnostics.verdict import diagnose
 from ..errors import require_extra
-from ..present.console import print_findings
-from ..present.report import history_report, write_html
+from .run_end import conclude
+from .run_end import judge as judge_run
 
 _pl = require_extra("lightning.pytorch", "lightning", "gradsight.integrations.lightning")
 _Callback: Any = _pl.Callback  # the base class of every Lightning callback
@@ -126,15 +125,10 @@ class GradsightCallback(_Callback):
         if self.watcher is None:
             return
         self._finish()
-        if not trainer.is_global_zero:
-            return
-        if self.print_findings:
-            print_findings(self.findings, "gradsight — diagnosis of the Lightning run",
-                           empty="nothing was recorded")
-        if self.report is not None:
-            path = write_html(history_report(self.history, self.title, self.findings),
-                              self.report)
-            self.report_path = str(path)
+        if trainer.is_global_zero:
+            self.report_path = conclude(self.history, self.findings,
+                                        "gradsight — diagnosis of the Lightning run",
+                                        self.print_findings, self.report, self.title)
 
     def on_exception(self, trainer: Any, pl_module: Any, exception: BaseException) -> None:
         if self.watcher is not None:  # the hooks go; what was recorded stays readable
@@ -146,5 +140,5 @@ class GradsightCallback(_Callback):
         watcher.remove()
         self.history = watcher.history
         self.watcher = None
-        if judge and self.history:
-            self.findings = diagnose(self.history)
+        if judge:
+            self.findings = judge_run(self.history)

@@ -94,14 +94,10 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..adapters.torch import Watcher, watch
 from ..diagnostics.sinks import as_sinks
-from ..diagnostics.verdict import diagnose
 from ..errors import GradsightError, OutputError, require_extra, require_positive_int
-from ..present.console import print_findings
-from ..present.report import history_report, write_html
+from .run_end import conclude, judge
 
 # an optional extra: the Trainer's callback base class is needed to define the callback
 _hf = require_extra("transformers", "transformers", "GradsightCallback")
@@ -221,19 +217,12 @@ class GradsightCallback(_TrainerCallback):
         self.remove()  # hands the last readings (if any) to the sinks
         self._log_pending()
         history = watcher.history
-        if history:
-            with np.errstate(all="ignore"):  # NaN readings are a finding, not a warning
-                self.findings = diagnose(history)
-        if not state.is_world_process_zero:
-            return
-        if self.print_findings:
+        self.findings = judge(history)
+        if state.is_world_process_zero:
             steps = len({record.step for record in history})
-            print_findings(self.findings, f"gradsight — diagnosis of the Trainer's run "
-                                          f"({steps} steps recorded)",
-                           empty="nothing was recorded")
-        if self.report is not None and history:
-            path = write_html(history_report(history, self.title, self.findings), self.report)
-            self.report_path = str(path)
+            self.report_path = conclude(
+                history, self.findings, f"gradsight — diagnosis of the Trainer's run ({steps} "
+                "steps recorded)", self.print_findings, self.report, self.title)
 
     # ---- the pieces -------------------------------------------------------------------------
     def _queue(self, step: int, values: dict[str, float]) -> None:

@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 from ..activations import get as get_activation
-from ..diagnostics.parallel import ParallelRuns, parallel_runs
+from ..diagnostics.parallel import check_parallel, parallel_runs
 from ..diagnostics.speed import speed_ratio
 from ..engine.losses import Loss
 from ..errors import GradsightError, InvalidValueError, require_positive, require_positive_int
@@ -247,7 +247,7 @@ def sweep(depths: Sequence[int] = (2, 4, 6),
     act_list = [get_activation(a).name for a in activations]
     n_seeds, width = require_positive_int("seeds", seeds), require_positive_int("width", width)
     require_positive_int("train_epochs", train_epochs, 0), require_positive("lr", lr)
-    ParallelRuns(jobs, scheduler)  # bad values refused before any training
+    check_parallel(jobs, scheduler)  # bad values refused before any training
     lab_cost(loss)  # the name checked here; each network builds its own cost
     X, y, n_classes, name = class_data(data)
     X, y = X[:require_positive_int("samples", samples)], y[:samples]
